@@ -1,0 +1,111 @@
+"""The estate description: facilities (tenants) and their meters, loaded from YAML.
+
+The same file feeds the simulator, the scheduler's checks and the web view (and, later,
+the registry database). Validation happens here, when the file loads, so a typo in a meter
+kind or a duplicated identifier stops start-up with a message that names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from estate.errors import ConfigError
+from estate.topics import DeviceId, validate_identifier
+
+MeterKind = Literal["electricity", "water", "gas", "temperature"]
+
+# What each kind of meter reports, with the channel of each quantity ("" for none).
+MEASURES: dict[str, tuple[tuple[str, str], ...]] = {
+    "electricity": (("power", ""), ("energy_import", ""), ("voltage", "l1"),
+                    ("current", "l1"), ("power_factor", "")),
+    "water": (("water_flow", ""), ("water_volume", ""), ("pressure", "")),
+    "gas": (("gas_flow", ""), ("gas_volume", "")),
+    "temperature": (("temperature", ""),),
+}
+
+SAMPLE_ESTATE = Path(__file__).with_name("samples") / "sample_estate.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MeterSpec(_Strict):
+    """One meter: its kind and the shape of its simulated profile."""
+
+    id: str
+    kind: MeterKind
+    name: str = ""
+    # Typical value of the meter's main flow (kW, m3/h or degrees Celsius) while working.
+    nominal: float = Field(gt=-100, le=100_000)
+    # Share of ``nominal`` drawn outside working hours (standby, base load).
+    base_share: float = Field(0.2, ge=0, le=1)
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return validate_identifier(value, "meter id")
+
+
+class FacilitySpec(_Strict):
+    """A tenant of the estate: a factory with its working hours and meters."""
+
+    id: str
+    name: str
+    sector: str = ""
+    # Working hours on weekdays as [start, end) local hours; weekends run at base load
+    # unless ``weekend`` is true.
+    shift_start: int = Field(6, ge=0, le=23)
+    shift_end: int = Field(22, ge=1, le=24)
+    weekend: bool = False
+    meters: list[MeterSpec]
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return validate_identifier(value, "facility id")
+
+
+class EstateSpec(_Strict):
+    """An industrial estate: one grid connection, its tenants and their meters."""
+
+    id: str
+    name: str
+    timezone: str = "UTC"
+    contracted_capacity_kw: float = Field(gt=0)
+    facilities: list[FacilitySpec]
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return validate_identifier(value, "estate id")
+
+    def devices(self) -> list[tuple[DeviceId, MeterSpec, FacilitySpec]]:
+        """Every meter with its identity and facility, in file order."""
+        return [(DeviceId(self.id, f.id, m.id), m, f) for f in self.facilities for m in f.meters]
+
+
+def load_estate(path: Path) -> EstateSpec:
+    """Load and validate an estate description; raise ``ConfigError`` saying what is wrong."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read estate file {path}: {exc}") from exc
+    try:
+        spec = EstateSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"estate file {path} is invalid:\n{exc}") from exc
+    seen: set[tuple[str, str]] = set()
+    for facility in spec.facilities:
+        for meter in facility.meters:
+            if (facility.id, meter.id) in seen:
+                raise ConfigError(f"estate file {path}: meter {meter.id!r} appears twice in "
+                                  f"facility {facility.id!r}")
+            seen.add((facility.id, meter.id))
+    if len({f.id for f in spec.facilities}) != len(spec.facilities):
+        raise ConfigError(f"estate file {path}: a facility id appears twice")
+    return spec

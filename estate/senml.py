@@ -1,0 +1,243 @@
+"""SenML JSON (RFC 8428) codec for telemetry, contract v1.
+
+A telemetry message is one SenML pack: a JSON array of records. Base fields (``bn``,
+``bt``, ``bu``, ``bv``, ``bver``) apply to their record and every later one. The resolved
+name of a record is ``bn + n``; its last ``:``-separated part is the local name
+``quantity`` or ``quantity.channel`` (``voltage.l1``), and whatever precedes it must be the
+identity of the topic (``estate:facility:device:``): a device cannot write for another.
+
+Decoding never raises on bad input: each bad record becomes a ``Rejection`` with a reason
+and the good records of the same pack are kept. Only the ingest service decides what to do
+with rejections (dead letters).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from estate.readings import DecodedPack, Reading, Rejection
+from estate.topics import DeviceId
+from estate.units import QUANTITIES, UNITS, convert
+
+SENML_VERSION: Final = 10  # RFC 8428's version; a pack declaring a newer one is refused
+# RFC 8428 section 4.5.3: times below 2**28 are relative to now.
+RELATIVE_TIME_LIMIT: Final = 2**28
+_BASE_FIELDS: Final = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
+_KNOWN_FIELDS: Final = _BASE_FIELDS | {"n", "u", "v", "vs", "vb", "vd", "s", "t", "ut"}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a pack may be. Defaults suit a gateway batching a few hundred meters."""
+
+    # A gateway batch of 1,000 records is about 60 KB; 256 KiB leaves room without letting a
+    # single message hold the writer for long.
+    max_payload_bytes: int = 256 * 1024
+    max_records: int = 5_000
+    # Meter clocks drift; more than five minutes ahead means a wrong clock, not drift.
+    max_future_ms: int = 5 * 60_000
+    # Older than the raw retention would be written into an expired shard: refuse instead.
+    max_age_ms: int = 30 * 24 * 3_600_000
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+def _is_number(value: object) -> bool:
+    return (isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)))
+
+
+def decode_pack(payload: bytes, device: DeviceId, now_ms: int,
+                limits: Limits = DEFAULT_LIMITS) -> DecodedPack:
+    """Decode a telemetry payload published on ``device``'s telemetry topic."""
+    if len(payload) > limits.max_payload_bytes:
+        return _whole("payload-too-large",
+                      f"{len(payload)} bytes, the limit is {limits.max_payload_bytes}")
+    try:
+        pack = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return _whole("malformed-json", str(exc))
+    if not isinstance(pack, list):
+        return _whole("not-a-pack", f"a SenML pack is a JSON array, got {type(pack).__name__}")
+    if not pack:
+        return _whole("empty-pack", "the SenML pack has no records")
+    if len(pack) > limits.max_records:
+        return _whole("too-many-records", f"{len(pack)} records, the limit is {limits.max_records}")
+    return _decode_records(pack, device, now_ms, limits)
+
+
+def _whole(reason: str, detail: str) -> DecodedPack:
+    return DecodedPack([], [Rejection(reason, detail, None)])
+
+
+def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
+                    limits: Limits) -> DecodedPack:
+    readings: list[Reading] = []
+    rejections: list[Rejection] = []
+    seen: set[tuple[str, str, int]] = set()
+    base_name, base_time, base_unit, base_value = "", 0.0, None, 0.0
+    own_prefix = device.base_name
+    broken_base: int | None = None
+    for index, record in enumerate(pack):
+        if not isinstance(record, dict):
+            rejections.append(Rejection("record-not-object",
+                                        f"record is {type(record).__name__}, not an object", index))
+            continue
+        # A record with bad base fields is refused, and so is every record after it: they
+        # would otherwise be read with the wrong name, time, unit or offset.
+        problem = _base_field_problem(record)
+        if problem is not None:
+            rejections.append(Rejection(problem[0], problem[1], index))
+            broken_base = index
+            continue
+        if broken_base is not None:
+            rejections.append(Rejection(
+                "invalid-base-context",
+                f"record {broken_base} had invalid base fields, which apply to this record",
+                index))
+            continue
+        base_name = record.get("bn", base_name)
+        base_time = float(record.get("bt", base_time))
+        base_unit = record.get("bu", base_unit)
+        base_value = float(record.get("bv", base_value))
+        if "n" not in record and not any(f in record for f in ("v", "vs", "vb", "vd", "s")):
+            continue  # a record of base fields only: context for the records after it
+        outcome = _one_record(record, index, base_name, base_time, base_unit, base_value,
+                              own_prefix, device, now_ms, limits)
+        if isinstance(outcome, Rejection):
+            rejections.append(outcome)
+            continue
+        key = (outcome.quantity, outcome.channel, outcome.time_ms)
+        if key in seen:
+            rejections.append(Rejection(
+                "duplicate-record",
+                f"{outcome.quantity}{'.' + outcome.channel if outcome.channel else ''} at "
+                f"{outcome.time_ms} ms appears twice in the pack; the first is kept", index))
+            continue
+        seen.add(key)
+        readings.append(outcome)
+    return DecodedPack(readings, rejections)
+
+
+def _base_field_problem(record: dict[str, Any]) -> tuple[str, str] | None:
+    """The first thing wrong with a record's base fields or must-understand fields."""
+    if "bver" in record:
+        bver = record["bver"]
+        if not _is_number(bver) or bver > SENML_VERSION:
+            return "unsupported-version", f"bver {bver!r}; this decoder speaks {SENML_VERSION}"
+    for name in ("bn", "bu"):
+        if name in record and not isinstance(record[name], str):
+            return "bad-field-type", f"{name} must be a string, got {record[name]!r}"
+    if "bt" in record and not _is_finite(record["bt"]):
+        return "bad-time", f"bt must be a finite number, got {record['bt']!r}"
+    if "bv" in record and not _is_finite(record["bv"]):
+        return "non-finite", f"bv must be a finite number, got {record['bv']!r}"
+    for name in record:
+        if name not in _KNOWN_FIELDS and name.endswith("_"):
+            return "must-understand-field", f"field {name!r} must be understood and is not"
+    return None
+
+
+def _is_finite(value: object) -> bool:
+    return _is_number(value) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: float,
+                base_unit: str | None, base_value: float, own_prefix: str, device: DeviceId,
+                now_ms: int, limits: Limits) -> Reading | Rejection:
+    name = record.get("n", "")
+    if not isinstance(name, str):
+        return Rejection("bad-field-type", f"n must be a string, got {name!r}", index)
+    full = base_name + name
+    prefix, _, local = full.rpartition(":")
+    if prefix and prefix + ":" != own_prefix:
+        return Rejection("identity-mismatch",
+                         f"record names {prefix + ':'!r} but the topic is {own_prefix!r}", index)
+    quantity_name, _, channel = local.partition(".")
+    quantity = QUANTITIES.get(quantity_name)
+    if quantity is None:
+        return Rejection("unknown-quantity", f"{local!r} is not a known quantity", index)
+    if channel and not _valid_channel(channel):
+        return Rejection("bad-name", f"channel {channel!r} is not 1-64 of [A-Za-z0-9_-]", index)
+
+    if "v" not in record:
+        kinds = [f for f in ("vs", "vb", "vd", "s") if f in record]
+        if kinds:
+            return Rejection("unsupported-value-type",
+                             f"{local}: only numeric 'v' values are telemetry, got {kinds[0]!r}",
+                             index)
+        return Rejection("missing-value", f"{local}: the record has no value", index)
+    raw = record["v"]
+    if not _is_number(raw):
+        return Rejection("not-a-number", f"{local}: v must be a number, got {raw!r}", index)
+    if not math.isfinite(raw):
+        return Rejection("non-finite", f"{local}: v is {raw!r}", index)
+    value = float(raw) + base_value
+
+    unit = record.get("u", base_unit)
+    if unit is None:
+        return Rejection("missing-unit", f"{local}: no u and no bu", index)
+    if not isinstance(unit, str) or unit not in UNITS:
+        return Rejection("unknown-unit", f"{local}: unit {unit!r} is not a known SenML unit",
+                         index)
+    try:
+        value = convert(value, unit, quantity)
+    except ValueError as exc:
+        return Rejection("wrong-unit", f"{local}: {exc}", index)
+    if not math.isfinite(value):
+        return Rejection("non-finite", f"{local}: {raw!r} {unit} overflows in {quantity.unit}",
+                         index)
+    if not quantity.minimum <= value <= quantity.maximum:
+        return Rejection(
+            "out-of-range",
+            f"{local}: {value:g} {quantity.unit} is outside the plausible "
+            f"[{quantity.minimum:g}, {quantity.maximum:g}]", index)
+
+    offset = record.get("t", 0.0)
+    if not _is_finite(offset):
+        return Rejection("bad-time", f"{local}: t must be a finite number, got {offset!r}", index)
+    seconds = base_time + float(offset)
+    if abs(seconds) < RELATIVE_TIME_LIMIT:
+        time_ms = now_ms + round(seconds * 1000)
+    else:
+        time_ms = round(seconds * 1000)
+    if time_ms > now_ms + limits.max_future_ms:
+        return Rejection("future-time",
+                         f"{local}: {(time_ms - now_ms) / 1000:.3f} s in the future "
+                         f"(at most {limits.max_future_ms / 1000:g} s allowed)", index)
+    if time_ms < now_ms - limits.max_age_ms:
+        return Rejection("too-old",
+                         f"{local}: {(now_ms - time_ms) / 86_400_000:.1f} days old "
+                         f"(at most {limits.max_age_ms / 86_400_000:g} days accepted)", index)
+    return Reading(device.estate, device.facility, device.device, quantity.name, channel,
+                   value, time_ms)
+
+
+def _valid_channel(channel: str) -> bool:
+    return 0 < len(channel) <= 64 and all(c.isascii() and (c.isalnum() or c in "_-")
+                                          for c in channel)
+
+
+def encode_readings(device: DeviceId, readings: Iterable[Reading]) -> bytes:
+    """Encode readings of one device as a SenML pack in their canonical units.
+
+    The first record carries the base name and base time; later records give their time
+    relative to it, so a gateway batch stays small.
+    """
+    records: list[dict[str, Any]] = []
+    base_ms: int | None = None
+    for reading in readings:
+        local = reading.quantity + (f".{reading.channel}" if reading.channel else "")
+        record: dict[str, Any] = {"n": local, "u": reading.unit, "v": reading.value}
+        if base_ms is None:
+            base_ms = reading.time_ms
+            record = {"bn": device.base_name, "bt": base_ms / 1000, **record}
+        elif reading.time_ms != base_ms:
+            record["t"] = (reading.time_ms - base_ms) / 1000
+        records.append(record)
+    return orjson.dumps(records)
