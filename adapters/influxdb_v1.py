@@ -1,0 +1,131 @@
+"""InfluxDB over the v1 HTTP API: ``/write`` (line protocol) and ``/query`` (InfluxQL).
+
+InfluxDB 1.x serves this natively, 2.x through its v1 compatibility API (token auth and a
+DBRP mapping from database to bucket), 3.x natively. So this one adapter covers all three;
+CI proves it against a real InfluxDB 1.6.7.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+
+from estate.errors import StoreRejected, StoreUnavailable
+from estate.ports import Series
+from estate.settings import InfluxSettings
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """The one place where httpx's errors become the store errors of ``estate.errors``."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise StoreUnavailable(f"InfluxDB {action} timed out: {exc}") from exc
+    except httpx.TransportError as exc:
+        raise StoreUnavailable(f"InfluxDB {action} failed: {exc!r}") from exc
+
+
+class InfluxV1Store:
+    """``estate.ports.TimeSeriesStore`` over InfluxDB's v1 HTTP API."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self._settings = settings
+        headers = {}
+        auth: tuple[str, str] | None = None
+        if settings.token is not None:
+            # InfluxDB 2.x/3.x v1-compatibility endpoints accept the API token this way.
+            headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+        elif settings.username and settings.password is not None:
+            auth = (settings.username, settings.password.get_secret_value())
+        self._db = settings.database
+        self._client = httpx.Client(
+            base_url=settings.url.rstrip("/"), headers=headers, auth=auth,
+            timeout=settings.timeout_s,
+            # Keep-alive matters: a new TCP connection per batch halves the write rate.
+            limits=httpx.Limits(max_keepalive_connections=4),
+        )
+
+    def ping(self) -> str:
+        with _translated("ping"):
+            response = self._client.get("/ping")
+        if response.status_code >= 400:
+            raise StoreUnavailable(f"InfluxDB ping answered {response.status_code}")
+        return str(response.headers.get("X-Influxdb-Version", "unknown"))
+
+    def ensure_database(self) -> None:
+        # CREATE DATABASE is idempotent in InfluxQL. The raw retention policy is made the
+        # default so raw readings expire; rollups (later) live in longer policies.
+        self._statement(f'CREATE DATABASE "{_ident(self._db)}"')
+        self._statement(
+            f'CREATE RETENTION POLICY "raw" ON "{_ident(self._db)}" DURATION '
+            f"{self._settings.raw_retention} REPLICATION 1 DEFAULT"
+        )
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        body = "\n".join(lines).encode("utf-8")
+        with _translated("write"):
+            response = self._client.post(
+                "/write", params={"db": self._db, "precision": "ns"}, content=body,
+                headers={"Content-Type": "text/plain; charset=utf-8"},
+            )
+        if response.status_code == 204:
+            return
+        message = _error_text(response)
+        if response.status_code >= 500:
+            raise StoreUnavailable(f"InfluxDB write answered {response.status_code}: {message}")
+        raise StoreRejected(f"InfluxDB refused the write: {message}", response.status_code)
+
+    def query(self, influxql: str, params: Mapping[str, str | float | int] | None = None,
+              ) -> list[Series]:
+        form: dict[str, str] = {"db": self._db, "q": influxql, "epoch": "ms"}
+        if params:
+            form["params"] = orjson.dumps(dict(params)).decode()
+        with _translated("query"):
+            response = self._client.post("/query", data=form)
+        if response.status_code >= 500:
+            raise StoreUnavailable(f"InfluxDB query answered {response.status_code}: "
+                                   f"{_error_text(response)}")
+        if response.status_code >= 400:
+            raise StoreRejected(f"InfluxDB refused the query: {_error_text(response)}",
+                                response.status_code)
+        return _series(orjson.loads(response.content))
+
+    def _statement(self, influxql: str) -> None:
+        self.query(influxql)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _series(answer: dict[str, Any]) -> list[Series]:
+    out: list[Series] = []
+    for result in answer.get("results", []):
+        if "error" in result:
+            raise StoreRejected(f"InfluxQL error: {result['error']}", 400)
+        for s in result.get("series", []):
+            out.append(Series(s.get("name", ""), tuple(s["columns"]), s.get("values", []),
+                              s.get("tags", {})))
+    return out
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(orjson.loads(response.content).get("error", response.text))
+    except (orjson.JSONDecodeError, AttributeError):
+        return response.text[:500]
+
+
+def _ident(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
