@@ -1,0 +1,33 @@
+"""Settings of the ingest service (environment prefix ``INGEST_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from estate.settings import InfluxSettings, MqttSettings
+
+
+class IngestSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INGEST_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    mode: Literal["local", "production"] = "local"
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    # Several workers with the same group split the telemetry (MQTT 5 shared subscription).
+    client_id: str = Field("estate-ingest-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    share_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Which estate to ingest; "+" takes every estate on the broker.
+    estate: str = "+"
+    # 5,000 lines per write is where InfluxDB 1.x reaches its full write rate here
+    # (see FACTS/BENCHMARKS); more only adds latency.
+    batch_size: int = Field(5000, ge=1, le=65535)
+    # A batch is written when full or when its oldest message is this old: bounds latency
+    # at low rates.
+    flush_interval_s: float = Field(0.2, gt=0, le=60)
+    # How long the broker keeps our session (subscriptions and un-acked messages) while
+    # we are away. An hour covers a restart or an upgrade.
+    session_expiry_s: int = Field(3600, ge=0)
