@@ -1,0 +1,1 @@
+"""The control room: scheduler jobs, alarms and the operators' web view."""

@@ -1,0 +1,116 @@
+"""Composition root of dispatch: ``python -m dispatch worker|web`` or ``estate dispatch|web``.
+
+``worker`` runs the scheduler and its jobs; ``web`` serves the operators' view. They are
+separate processes so the web view can be replicated while one worker schedules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from adapters.influxdb_v1 import InfluxV1Store
+from adapters.mqtt import MqttConnection
+from dispatch.freshness import check_freshness
+from dispatch.live import LiveState
+from dispatch.scheduler import Job, Scheduler
+from dispatch.settings import DispatchSettings
+from dispatch.web.app import create_app
+from estate.logs import configure_logging
+from estate.model import load_estate
+from estate.settings import refuse_default_secrets
+from estate.topics import Channel, subscription
+
+log = logging.getLogger(__name__)
+
+
+def _check_secrets(settings: DispatchSettings) -> None:
+    refuse_default_secrets(settings.mode, settings.mqtt.password, settings.influx.password,
+                           settings.influx.token)
+
+
+def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
+    """Run the scheduler until ``stop`` is set (or SIGTERM/SIGINT in the main thread)."""
+    _check_secrets(settings)
+    stop = stop or threading.Event()
+    spec = load_estate(settings.estate_file)
+    store = InfluxV1Store(settings.influx)
+    store.ensure_database()
+    expected = [device for device, _, _ in spec.devices()]
+    scheduler = Scheduler([
+        Job("meter-freshness",
+            lambda: check_freshness(store, spec.id, expected, settings.stale_after_s),
+            settings.freshness_every_s),
+    ])
+    scheduler.start()
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+    stop.wait()
+    scheduler.stop()
+    store.close()
+
+
+@dataclass
+class WebParts:
+    """The web view's application and the connections it owns."""
+
+    app: FastAPI
+    mqtt: MqttConnection
+    store: InfluxV1Store
+    live: LiveState
+
+    def close(self) -> None:
+        self.mqtt.close()
+        self.store.close()
+
+
+def build_web(settings: DispatchSettings) -> WebParts:
+    """Wire the web view: the store, the live feed from MQTT and the application."""
+    _check_secrets(settings)
+    spec = load_estate(settings.estate_file)
+    store = InfluxV1Store(settings.influx)
+    live = LiveState(spec.id)
+    # Every replica needs every message: a plain (not shared), non-persistent subscription.
+    mqtt = MqttConnection(settings.mqtt, f"estate-web-{os.getpid()}-{id(live):x}",
+                          on_message=live.handle)
+    for channel in (Channel.TELEMETRY, Channel.STATUS):
+        mqtt.subscribe(subscription(channel, estate=spec.id), qos=0)
+    mqtt.connect_async()
+    app = create_app(spec, store, live, mqtt_connected=lambda: mqtt.connected)
+    return WebParts(app, mqtt, store, live)
+
+
+def run_web(settings: DispatchSettings) -> None:
+    """Serve the web view until SIGTERM/SIGINT."""
+    parts = build_web(settings)
+    try:
+        uvicorn.run(parts.app, host=settings.web.host, port=settings.web.port,
+                    log_level="warning")
+    finally:
+        parts.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    configure_logging()
+    role = (argv if argv is not None else sys.argv[1:] or ["worker"])[0]
+    if role == "worker":
+        run_worker(DispatchSettings())
+    elif role == "web":
+        run_web(DispatchSettings())
+    else:
+        raise SystemExit(f"usage: python -m dispatch worker|web (got {role!r})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Live state of the estate for the web view, fed straight from MQTT.
+
+The web view subscribes to telemetry and status (an ordinary, non-shared subscription: every
+web replica sees everything) and keeps the latest value of each meter quantity. The same
+codec as ingest decodes the packs, so what the page shows live is what gets stored.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from adapters.mqtt import InboundMessage
+from estate.errors import TopicError
+from estate.senml import decode_pack
+from estate.topics import Channel, parse_topic
+
+
+@dataclass(slots=True)
+class LiveValue:
+    facility: str
+    device: str
+    quantity: str
+    channel: str
+    value: float
+    unit: str
+    time_ms: int
+    version: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"facility": self.facility, "device": self.device, "quantity": self.quantity,
+                "channel": self.channel, "value": self.value, "unit": self.unit,
+                "time_ms": self.time_ms}
+
+
+class LiveState:
+    """Latest value per (facility, device, quantity, channel) and status per device."""
+
+    def __init__(self, estate: str) -> None:
+        self.estate = estate
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, str, str, str], LiveValue] = {}
+        self._status: dict[tuple[str, str], str] = {}
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def handle(self, message: InboundMessage) -> None:
+        """Called from the MQTT network thread."""
+        try:
+            parsed = parse_topic(message.topic)
+        except TopicError:
+            return  # ingest dead-letters bad topics; the live view just ignores them
+        if parsed.device.estate != self.estate:
+            return
+        key = (parsed.device.facility, parsed.device.device)
+        if parsed.channel is Channel.STATUS:
+            try:
+                state = str(orjson.loads(message.payload).get("state", "unknown"))
+            except (orjson.JSONDecodeError, AttributeError):
+                state = "unknown"
+            with self._lock:
+                self._version += 1
+                self._status[key] = state
+            return
+        if parsed.channel is not Channel.TELEMETRY:
+            return
+        decoded = decode_pack(message.payload, parsed.device, time.time_ns() // 1_000_000)
+        with self._lock:
+            for r in decoded.readings:
+                vkey = (r.facility, r.device, r.quantity, r.channel)
+                current = self._values.get(vkey)
+                if current is not None and current.time_ms > r.time_ms:
+                    continue  # a late, re-delivered reading must not replace a newer one
+                self._version += 1
+                self._values[vkey] = LiveValue(r.facility, r.device, r.quantity, r.channel,
+                                               r.value, r.unit, r.time_ms, self._version)
+
+    def snapshot(self, since_version: int = 0) -> dict[str, Any]:
+        """Values changed after ``since_version`` (all of them for 0), and every status."""
+        with self._lock:
+            values = [v.as_dict() for v in self._values.values() if v.version > since_version]
+            status = [{"facility": f, "device": d, "state": s}
+                      for (f, d), s in self._status.items()]
+            return {"estate": self.estate, "version": self._version, "values": values,
+                    "status": status}

@@ -1,0 +1,130 @@
+// The operators' live view: layout from /api/estate, values from the SSE stream.
+"use strict";
+
+const state = { estate: null, values: new Map(), status: new Map(), lastEvent: 0 };
+const STALE_MS = 30000;  // a value older than this is flagged on the page
+
+function key(f, d, q, c) { return `${f}/${d}/${q}/${c || ""}`; }
+
+function fmt(value, unit) {
+  const abs = Math.abs(value);
+  const digits = abs >= 1000 ? 0 : abs >= 100 ? 1 : abs >= 1 ? 2 : 3;
+  return `${value.toLocaleString("en-GB", {maximumFractionDigits: digits,
+                                             minimumFractionDigits: digits})}`;
+}
+
+function age(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 90 ? `${s} s ago` : `${Math.round(s / 60)} min ago`;
+}
+
+function render() {
+  const root = document.getElementById("facilities");
+  root.innerHTML = "";
+  for (const f of state.estate.facilities) {
+    const card = document.createElement("section");
+    card.className = "card facility";
+    card.dataset.facility = f.id;
+    card.innerHTML = `<h2>${f.name}</h2><div class="sub">${f.sector} · ${f.id}</div>`;
+    const table = document.createElement("table");
+    table.innerHTML = "<thead><tr><th>Meter</th><th>Latest values</th><th>Updated</th></tr></thead>";
+    const body = document.createElement("tbody");
+    for (const m of f.meters) {
+      const row = document.createElement("tr");
+      row.dataset.meter = `${f.id}/${m.id}`;
+      const values = m.measures.map(x =>
+        `<span class="value" data-key="${key(f.id, m.id, x.quantity, x.channel)}"
+               data-quantity="${x.quantity}" title="${x.label}${x.channel ? " " + x.channel : ""}">
+           <b>–</b> <small>${x.unit}</small></span>`).join("");
+      row.innerHTML = `<td>${m.name}<div class="sub">${m.id} · ${m.kind}
+                         <span class="status"></span></div></td>
+                       <td>${values}</td><td class="age" data-meter-age>–</td>`;
+      body.appendChild(row);
+    }
+    table.appendChild(body);
+    card.appendChild(table);
+    root.appendChild(card);
+  }
+}
+
+function update() {
+  let newest = 0, reporting = 0, total = 0, powerKw = 0;
+  for (const [k, v] of state.values) {
+    const el = document.querySelector(`[data-key="${CSS.escape(k)}"] b`);
+    if (el) el.textContent = fmt(v.value, v.unit);
+    newest = Math.max(newest, v.time_ms);
+  }
+  for (const row of document.querySelectorAll("tr[data-meter]")) {
+    total += 1;
+    const [f, d] = row.dataset.meter.split("/");
+    let last = 0;
+    for (const [k, v] of state.values) {
+      if (v.facility === f && v.device === d) last = Math.max(last, v.time_ms);
+    }
+    const cell = row.querySelector("[data-meter-age]");
+    if (last) {
+      cell.textContent = age(last);
+      const stale = Date.now() - last > STALE_MS;
+      cell.dataset.stale = String(stale);
+      if (!stale) reporting += 1;
+    }
+    const st = state.status.get(`${f}/${d}`);
+    const stEl = row.querySelector(".status");
+    stEl.textContent = st ? `· ${st}` : "";
+    stEl.className = `status status-${st || "unknown"}`;
+  }
+  for (const v of state.values.values()) {
+    if (v.quantity === "power" && v.device === "main") powerKw += v.value;
+  }
+  const cap = state.estate.contracted_capacity_kw;
+  document.getElementById("summary").innerHTML = `
+    <div class="card"><div class="label">Tenant incomers, total</div>
+      <div class="big" id="total-power">${fmt(powerKw)} kW</div>
+      <div class="sub">${Math.round(100 * powerKw / cap)}% of ${cap.toLocaleString()} kW contracted</div></div>
+    <div class="card"><div class="label">Meters reporting</div>
+      <div class="big" id="reporting">${reporting} / ${total}</div>
+      <div class="sub">within the last ${STALE_MS / 1000} s</div></div>
+    <div class="card"><div class="label">Newest reading</div>
+      <div class="big">${newest ? new Date(newest).toLocaleTimeString("en-GB") : "–"}</div>
+      <div class="sub">${newest ? age(newest) : "waiting for meters"}</div></div>`;
+}
+
+function apply(snapshot) {
+  for (const v of snapshot.values) state.values.set(key(v.facility, v.device, v.quantity, v.channel), v);
+  for (const s of snapshot.status) state.status.set(`${s.facility}/${s.device}`, s.state);
+  state.lastEvent = Date.now();
+  update();
+}
+
+function connect() {
+  const feed = document.getElementById("feed");
+  const source = new EventSource("/api/live/stream");
+  source.addEventListener("live", e => {
+    feed.dataset.state = "ok"; feed.textContent = "live feed: connected";
+    apply(JSON.parse(e.data));
+  });
+  source.onerror = () => { feed.dataset.state = "bad"; feed.textContent = "live feed: reconnecting"; };
+}
+
+async function freshness() {
+  const pill = document.getElementById("freshness");
+  try {
+    const r = await (await fetch("/api/freshness")).json();
+    if (r.checked_ms === null) { pill.dataset.state = "unknown"; pill.textContent = "meters: not checked yet"; return; }
+    pill.dataset.state = r.stale.length ? "warn" : "ok";
+    pill.textContent = r.stale.length ? `stale: ${r.stale.join(", ")}` : `all ${r.expected} meters reporting`;
+  } catch (err) { pill.dataset.state = "bad"; pill.textContent = "meters: check unavailable"; }
+}
+
+async function main() {
+  state.estate = await (await fetch("/api/estate")).json();
+  document.getElementById("estate-name").textContent = state.estate.name;
+  document.getElementById("estate-sub").textContent =
+    `${state.estate.facilities.length} facilities · ${state.estate.id} · ${state.estate.timezone}`;
+  render(); update(); connect(); freshness();
+  setInterval(update, 1000);
+  setInterval(freshness, 15000);
+  setInterval(() => { document.getElementById("clock").textContent = new Date().toLocaleTimeString("en-GB"); }, 1000);
+}
+
+main();
