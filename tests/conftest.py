@@ -1,0 +1,61 @@
+"""Real servers for the tests: one Mosquitto and one InfluxDB 1.x per test session.
+
+Each starts on free loopback ports with its data in a temporary directory and is stopped
+at the end. Tests that use them are marked ``servers`` automatically. Each test gets its
+own InfluxDB database, so tests never see each other's points.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from adapters.influxdb_v1 import InfluxV1Store
+from estate.settings import InfluxSettings, MqttSettings
+from launcher.servers import InfluxDB, Mosquitto
+
+SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store"}
+_databases = itertools.count(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    server = InfluxDB(tmp_path_factory.mktemp("influxdb"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mqtt_settings(mosquitto: Mosquitto) -> MqttSettings:
+    return MqttSettings(host="127.0.0.1", port=mosquitto.port)
+
+
+@pytest.fixture
+def influx_settings(influxdb: InfluxDB) -> InfluxSettings:
+    return InfluxSettings(url=influxdb.url, database=f"test_{next(_databases)}")
+
+
+@pytest.fixture
+def store(influx_settings: InfluxSettings) -> Iterator[InfluxV1Store]:
+    s = InfluxV1Store(influx_settings)
+    s.ensure_database()
+    yield s
+    s.query(f'DROP DATABASE "{influx_settings.database}"')
+    s.close()
