@@ -1,0 +1,24 @@
+# One image for every service of the stack; the subcommand picks the service:
+#   docker run IMAGE ingest | simulate | dispatch | web
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Install the package (and only its runtime dependencies), then drop the sources.
+WORKDIR /tmp/src
+COPY . .
+RUN pip install . && cd / && rm -rf /tmp/src
+
+# Run as an unprivileged user. /var/lib/estate is its home and the mount point of the
+# dispatch state volume; creating it here makes a fresh named volume owned by this user.
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/estate --create-home \
+        --shell /usr/sbin/nologin estate
+USER estate
+WORKDIR /var/lib/estate
+
+EXPOSE 8000
+ENTRYPOINT ["estate"]
+CMD ["--help"]
