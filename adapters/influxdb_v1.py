@@ -64,10 +64,15 @@ class InfluxV1Store:
         # CREATE DATABASE is idempotent in InfluxQL. The raw retention policy is made the
         # default so raw readings expire; rollups (later) live in longer policies.
         self._statement(f'CREATE DATABASE "{_ident(self._db)}"')
-        self._statement(
-            f'CREATE RETENTION POLICY "raw" ON "{_ident(self._db)}" DURATION '
-            f"{self._settings.raw_retention} REPLICATION 1 DEFAULT"
-        )
+        policy = (f'RETENTION POLICY "raw" ON "{_ident(self._db)}" DURATION '
+                  f"{self._settings.raw_retention} REPLICATION 1 DEFAULT")
+        try:
+            self._statement(f"CREATE {policy}")
+        except StoreRejected as exc:
+            if "already exists" not in str(exc) and "conflict" not in str(exc):
+                raise
+            # The retention setting changed since the policy was made: follow the setting.
+            self._statement(f"ALTER {policy}")
 
     def write_lines(self, lines: Sequence[str]) -> None:
         if not lines:

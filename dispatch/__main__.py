@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 from dataclasses import dataclass
-from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -24,6 +22,7 @@ from dispatch.live import LiveState
 from dispatch.scheduler import Job, Scheduler
 from dispatch.settings import DispatchSettings
 from dispatch.web.app import create_app
+from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.model import load_estate
 from estate.settings import refuse_default_secrets
@@ -48,14 +47,12 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     scheduler = Scheduler([
         Job("meter-freshness",
             lambda: check_freshness(store, spec.id, expected, settings.stale_after_s),
-            settings.freshness_every_s),
+            settings.freshness_every_s,
+            # Right after start-up every meter looks stale: give them time to report.
+            first_run_after_s=settings.stale_after_s),
     ])
     scheduler.start()
-    if threading.current_thread() is threading.main_thread():
-        def handler(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+    stop_on_signals(stop)
     stop.wait()
     scheduler.stop()
     store.close()

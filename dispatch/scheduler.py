@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -25,6 +25,8 @@ class Job:
     # A run that could not start on time (process paused, machine busy) still runs if it
     # is at most this late; older runs are coalesced into the next one.
     misfire_grace_s: int = 60
+    # Wait this long before the first run (a check that needs data waits for some).
+    first_run_after_s: float = 0.0
 
 
 class Scheduler:
@@ -36,9 +38,9 @@ class Scheduler:
             self._scheduler.add_job(job.func, "interval", seconds=job.every_s, id=job.id,
                                     coalesce=True, max_instances=1,
                                     misfire_grace_time=job.misfire_grace_s,
-                                    replace_existing=True,
-                                    # First run right away, then on the interval.
-                                    next_run_time=datetime.now(UTC))
+                                    replace_existing=True, name=job.id,
+                                    next_run_time=datetime.now(UTC)
+                                    + timedelta(seconds=job.first_run_after_s))
         self._jobs = jobs
 
     def start(self) -> None:

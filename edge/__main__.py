@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from types import FrameType
 
 from edge.publisher import Publisher, run_realtime
 from edge.settings import EdgeSettings
 from edge.simulator import EstateSimulator
+from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.model import load_estate
 from estate.settings import refuse_default_secrets
@@ -29,11 +28,7 @@ def run(settings: EdgeSettings, stop: threading.Event | None = None) -> None:
     publisher.start(simulator.devices)
     log.info("simulating %d meters of %s every %.1f s", len(simulator.devices), spec.name,
              settings.interval_s)
-    if threading.current_thread() is threading.main_thread():
-        def handler(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+    stop_on_signals(stop)
     try:
         run_realtime(simulator, publisher, settings.interval_s, stop)
     finally:

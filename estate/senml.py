@@ -13,6 +13,7 @@ with rejections (dead letters).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,7 +62,13 @@ def decode_pack(payload: bytes, device: DeviceId, now_ms: int,
     try:
         pack = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        return _whole("malformed-json", str(exc))
+        # Firmware built on Python's json or some C libraries writes NaN, Infinity or 1e999,
+        # which are not JSON. Re-read such a pack leniently (only on this slow path) so its
+        # finite records survive and the others are refused with their own reason.
+        try:
+            pack = json.loads(payload)
+        except (ValueError, RecursionError):
+            return _whole("malformed-json", str(exc))
     if not isinstance(pack, list):
         return _whole("not-a-pack", f"a SenML pack is a JSON array, got {type(pack).__name__}")
     if not pack:

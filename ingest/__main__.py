@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from types import FrameType
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection, Session
+from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.settings import refuse_default_secrets
 from estate.topics import Channel, shared, subscription
@@ -45,23 +44,12 @@ def run(settings: IngestSettings, stop: threading.Event | None = None) -> None:
     connection.connect()
     log.info("ingest %s running: batches of %d, flush after %.2f s", settings.client_id,
              settings.batch_size, settings.flush_interval_s)
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     stop.wait()
     log.info("ingest stopping: flushing %d queued messages", ingestor.pending)
     ingestor.stop()
     connection.close()
     store.close()
-
-
-def _stop_on_signals(stop: threading.Event) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Literal
 
 from pydantic import Field
@@ -17,8 +18,11 @@ class IngestSettings(BaseSettings):
     mode: Literal["local", "production"] = "local"
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
+    # The broker keeps each worker's session under its client id, so every worker needs its
+    # own, stable across restarts: the host name is both in a container or on a machine.
+    client_id: str = Field(default_factory=lambda: f"estate-ingest-{socket.gethostname()}"[:64],
+                           pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     # Several workers with the same group split the telemetry (MQTT 5 shared subscription).
-    client_id: str = Field("estate-ingest-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     share_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     # Which estate to ingest; "+" takes every estate on the broker.
     estate: str = "+"

@@ -15,9 +15,9 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
+from estate.lifecycle import stop_on_signals
 from launcher.servers import InfluxDB, Mosquitto, environment_with_path
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,7 @@ def run_demo(var: Path, ports: DemoPorts) -> int:
     """Run until Ctrl-C or SIGTERM; return the exit code."""
     var.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    stop_on_signals(stop)
     mosquitto = Mosquitto(var / "mosquitto", port=ports.mqtt)
     influx = InfluxDB(var / "influxdb", http_port=ports.influx_http, rpc_port=ports.influx_rpc)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []

@@ -8,15 +8,20 @@ own InfluxDB database, so tests never see each other's points.
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+import uvicorn
 
 from adapters.influxdb_v1 import InfluxV1Store
+from dispatch.__main__ import WebParts, build_web
+from dispatch.settings import DispatchSettings
 from estate.settings import InfluxSettings, MqttSettings
-from launcher.servers import InfluxDB, Mosquitto
+from launcher.servers import InfluxDB, Mosquitto, free_port
 
-SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store"}
+SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web"}
 _databases = itertools.count(1)
 
 
@@ -59,3 +64,23 @@ def store(influx_settings: InfluxSettings) -> Iterator[InfluxV1Store]:
     yield s
     s.query(f'DROP DATABASE "{influx_settings.database}"')
     s.close()
+
+
+@pytest.fixture
+def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings) -> Iterator[str]:
+    """The web view of the sample estate, served by uvicorn on a free port; yields its URL."""
+    port = free_port()
+    parts: WebParts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings))
+    server = uvicorn.Server(uvicorn.Config(parts.app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield url
+    server.should_exit = True
+    thread.join(10)
+    parts.close()

@@ -15,10 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import uvicorn
 
-from dispatch.__main__ import WebParts, build_web
-from dispatch.settings import DispatchSettings
 from edge.publisher import Publisher, publish_range
 from edge.simulator import EstateSimulator
 from estate.model import SAMPLE_ESTATE, load_estate
@@ -26,7 +23,6 @@ from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
 from ingest.__main__ import run as run_ingest
 from ingest.settings import IngestSettings
-from launcher.servers import free_port
 
 STEPS = 40  # 40 steps x 15 meters x ~3.5 quantities: about 2,000 readings
 STEP_MS = 15_000
@@ -45,25 +41,6 @@ def ingest(mqtt_settings: MqttSettings, influx_settings: InfluxSettings) -> Iter
     stop.set()
     thread.join(30)
     assert not thread.is_alive(), "ingest did not stop within 30 s"
-
-
-@pytest.fixture
-def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings) -> Iterator[str]:
-    port = free_port()
-    parts: WebParts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings))
-    server = uvicorn.Server(uvicorn.Config(parts.app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield url
-    server.should_exit = True
-    thread.join(10)
-    parts.close()
 
 
 def _wait_for_count(url: str, params: dict[str, str], expected: int, timeout_s: float) -> dict:

@@ -6,6 +6,15 @@ const STALE_MS = 30000;  // a value older than this is flagged on the page
 
 function key(f, d, q, c) { return `${f}/${d}/${q}/${c || ""}`; }
 
+// SenML unit names as an operator reads them.
+const UNIT_LABELS = { "Cel": "°C", "m3": "m³", "m3/h": "m³/h", "/": "pf" };
+function unitLabel(unit) { return UNIT_LABELS[unit] || unit; }
+
+function esc(text) {
+  return String(text).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;",
+                                                 '"': "&quot;", "'": "&#39;"})[c]);
+}
+
 function fmt(value, unit) {
   const abs = Math.abs(value);
   const digits = abs >= 1000 ? 0 : abs >= 100 ? 1 : abs >= 1 ? 2 : 3;
@@ -25,7 +34,7 @@ function render() {
     const card = document.createElement("section");
     card.className = "card facility";
     card.dataset.facility = f.id;
-    card.innerHTML = `<h2>${f.name}</h2><div class="sub">${f.sector} · ${f.id}</div>`;
+    card.innerHTML = `<h2>${esc(f.name)}</h2><div class="sub">${esc(f.sector)} · ${esc(f.id)}</div>`;
     const table = document.createElement("table");
     table.innerHTML = "<thead><tr><th>Meter</th><th>Latest values</th><th>Updated</th></tr></thead>";
     const body = document.createElement("tbody");
@@ -34,9 +43,9 @@ function render() {
       row.dataset.meter = `${f.id}/${m.id}`;
       const values = m.measures.map(x =>
         `<span class="value" data-key="${key(f.id, m.id, x.quantity, x.channel)}"
-               data-quantity="${x.quantity}" title="${x.label}${x.channel ? " " + x.channel : ""}">
-           <b>–</b> <small>${x.unit}</small></span>`).join("");
-      row.innerHTML = `<td>${m.name}<div class="sub">${m.id} · ${m.kind}
+               data-quantity="${x.quantity}" title="${esc(x.label)}${x.channel ? " " + esc(x.channel) : ""}">
+           <b>–</b> <small>${esc(unitLabel(x.unit))}</small></span>`).join("");
+      row.innerHTML = `<td>${esc(m.name)}<div class="sub">${esc(m.id)} · ${m.kind}
                          <span class="status"></span></div></td>
                        <td>${values}</td><td class="age" data-meter-age>–</td>`;
       body.appendChild(row);

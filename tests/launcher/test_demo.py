@@ -1,0 +1,82 @@
+"""``estate demo`` as a person runs it: start, live values on the page's API, Ctrl-C, again."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from estate.model import SAMPLE_ESTATE, load_estate
+from launcher.servers import free_port
+
+
+def _start(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "launcher", "demo", "--var", str(var),
+         "--port", str(ports["web"]), "--mqtt-port", str(ports["mqtt"]),
+         "--influx-port", str(ports["influx"])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for_all_meters(url: str, meters: int, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    live: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            live = httpx.get(f"{url}/api/live", timeout=2).json()
+            if len({(v["facility"], v["device"]) for v in live["values"]}) == meters:
+                return live
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    return live
+
+
+def _interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=60)
+    return process.returncode, out.decode(errors="replace")
+
+
+def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
+    influx = free_port()
+    ports = {"web": free_port(), "mqtt": free_port(), "influx": influx}
+    url = f"http://127.0.0.1:{ports['web']}"
+    meters = len(load_estate(SAMPLE_ESTATE).devices())
+    var = tmp_path / "var"
+
+    started = time.monotonic()
+    first = _start(var, ports)
+    try:
+        live = _wait_for_all_meters(url, meters, timeout_s=60)
+        took = time.monotonic() - started
+        assert len({(v["facility"], v["device"]) for v in live["values"]}) == meters
+        health = httpx.get(f"{url}/api/health", timeout=5)
+        assert health.status_code == 200, health.text
+        page = httpx.get(url, timeout=5)
+        assert page.status_code == 200
+        assert "Estate Dispatch" in page.text
+        print(f"all {meters} meters live on the API {took:.1f} s after start")
+        time.sleep(3)  # a couple of reporting intervals, so ingest stores some
+        first_run_end = datetime.now(UTC)
+    finally:
+        code, output = _interrupt(first)
+    assert code == 0, output[-3000:]
+    assert "demo stopped" in output
+    assert "Traceback" not in output, output[-3000:]
+
+    second = _start(var, ports)
+    try:
+        _wait_for_all_meters(url, meters, timeout_s=60)
+        stored = httpx.get(f"{url}/api/readings", timeout=10, params={
+            "start": datetime.fromtimestamp(first_run_end.timestamp() - 600, UTC).isoformat(),
+            "end": first_run_end.isoformat()}).json()
+        assert stored["count"] > 0, "the second run did not find the first run's readings"
+    finally:
+        code, output = _interrupt(second)
+    assert code == 0, output[-3000:]
