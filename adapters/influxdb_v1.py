@@ -74,13 +74,16 @@ class InfluxV1Store:
             # The retention setting changed since the policy was made: follow the setting.
             self._statement(f"ALTER {policy}")
 
-    def write_lines(self, lines: Sequence[str]) -> None:
+    def write_lines(self, lines: Sequence[str], retention_policy: str | None = None) -> None:
         if not lines:
             return
         body = "\n".join(lines).encode("utf-8")
+        params = {"db": self._db, "precision": "ns"}
+        if retention_policy is not None:
+            params["rp"] = retention_policy
         with _translated("write"):
             response = self._client.post(
-                "/write", params={"db": self._db, "precision": "ns"}, content=body,
+                "/write", params=params, content=body,
                 headers={"Content-Type": "text/plain; charset=utf-8"},
             )
         if response.status_code == 204:

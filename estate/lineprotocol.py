@@ -20,12 +20,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Final
 
 from estate.readings import Reading
-
-READINGS: Final = "reading"
-"""The measurement that holds every raw reading; tags say whose and of what."""
+from estate.schema import READINGS
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x1f\x7f\\]")

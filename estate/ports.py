@@ -31,8 +31,10 @@ class TimeSeriesStore(Protocol):
     def ensure_database(self) -> None:
         """Create the database and its retention policies if they do not exist."""
 
-    def write_lines(self, lines: Sequence[str]) -> None:
+    def write_lines(self, lines: Sequence[str], retention_policy: str | None = None) -> None:
         """Write lines of line protocol with nanosecond timestamps, all or nothing.
+
+        ``retention_policy`` names where they go when it is not the database's default.
 
         Raises ``StoreUnavailable`` when a retry may succeed and ``StoreRejected`` when
         the lines themselves are refused.
