@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from estate.lineprotocol import READINGS, line
+from estate.lineprotocol import line
 from estate.ports import TimeSeriesStore
+from estate.schema import READINGS
 from estate.topics import DeviceId
 
 log = logging.getLogger(__name__)

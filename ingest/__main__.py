@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
+
+import orjson
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection, Session
@@ -11,17 +14,26 @@ from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.settings import refuse_default_secrets
 from estate.topics import Channel, shared, subscription
+from ingest.http import OpsServer
 from ingest.service import Ingestor
 from ingest.settings import IngestSettings
+from ingest.spool import Spool
 
 log = logging.getLogger(__name__)
 
 
-def run(settings: IngestSettings, stop: threading.Event | None = None) -> None:
+def events_topic(client_id: str) -> str:
+    """Where this worker publishes its operational events (outside the device scheme)."""
+    return f"estate/system/ingest/{client_id}/events"
+
+
+def run(settings: IngestSettings, stop: threading.Event | None = None,
+        ready: threading.Event | None = None) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when run as the main thread)."""
     refuse_default_secrets(settings.mode, settings.mqtt.password, settings.influx.password,
                            settings.influx.token)
     stop = stop or threading.Event()
+    stop_on_signals(stop)
     store = InfluxV1Store(settings.influx)
     store.ensure_database()
     connection: MqttConnection | None = None
@@ -30,25 +42,46 @@ def run(settings: IngestSettings, stop: threading.Event | None = None) -> None:
         assert connection is not None
         connection.ack(mid, qos)
 
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if connection is not None:
+            connection.publish(events_topic(settings.client_id),
+                               orjson.dumps({"event": kind, "worker": settings.client_id,
+                                             **data}), qos=1)
+
+    spool = Spool(settings.spool_dir, settings.spool_max_bytes)
     ingestor = Ingestor(store, ack, batch_size=settings.batch_size,
-                        flush_interval_s=settings.flush_interval_s)
+                        flush_interval_s=settings.flush_interval_s, spool=spool,
+                        on_event=on_event, source=settings.client_id)
     connection = MqttConnection(
         settings.mqtt, settings.client_id,
         session=Session(clean_start=False, expiry_s=settings.session_expiry_s,
                         # Room for two batches of single-reading messages, within MQTT's cap.
                         receive_maximum=min(65535, 2 * settings.batch_size), manual_ack=True),
         on_message=ingestor.submit)
+
+    def health() -> tuple[bool, dict[str, Any]]:
+        status = {"worker": settings.client_id, "mqtt_connected": connection.connected,
+                  **ingestor.status()}
+        return connection.connected and status["writer_alive"], status
+
+    ops = OpsServer(settings.http_host, settings.http_port, health) if settings.http_port \
+        else None
+    if ops:
+        ops.start()
     ingestor.start()
     connection.subscribe(shared(settings.share_group,
                                 subscription(Channel.TELEMETRY, estate=settings.estate)), qos=1)
     connection.connect()
-    log.info("ingest %s running: batches of %d, flush after %.2f s", settings.client_id,
-             settings.batch_size, settings.flush_interval_s)
-    stop_on_signals(stop)
+    log.info("ingest %s running: batches of %d, flush after %.2f s, spool %s", settings.client_id,
+             settings.batch_size, settings.flush_interval_s, settings.spool_dir)
+    if ready is not None:
+        ready.set()
     stop.wait()
-    log.info("ingest stopping: flushing %d queued messages", ingestor.pending)
+    log.info("ingest stopping: storing %d queued messages", ingestor.pending)
     ingestor.stop()
     connection.close()
+    if ops:
+        ops.stop()
     store.close()
 
 

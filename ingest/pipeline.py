@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from estate.counters import CounterGuard, StepKind
 from estate.errors import TopicError
 from estate.lineprotocol import line, reading_line
 from estate.readings import Reading, Rejection
+from estate.schema import DEAD_LETTERS
 from estate.senml import DEFAULT_LIMITS, Limits, decode_pack
 from estate.topics import Channel, DeviceId, parse_topic
-
-DEAD_LETTERS: Final = "dead_letter"
-"""The measurement of refused messages and records, with the reason and the payload."""
+from estate.units import QUANTITIES, Kind
 
 # Enough of a bad payload to see what was wrong; InfluxDB string fields stop at 64 KiB.
 PAYLOAD_EXCERPT_CHARS: Final = 2048
@@ -29,14 +29,18 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    # Register rollovers and resets seen in this message, as (reading, step kind).
+    counter_events: list[tuple[Reading, StepKind]] = field(default_factory=list)
 
 
 def handle_message(topic: str, payload: bytes, now_ms: int, sequence: int,
-                   limits: Limits = DEFAULT_LIMITS) -> Outcome:
+                   limits: Limits = DEFAULT_LIMITS,
+                   counters: CounterGuard | None = None) -> Outcome:
     """Turn one telemetry message into lines; never raises on bad input.
 
     ``sequence`` makes dead-letter timestamps unique within the millisecond (a dead letter
     is an event, and two events at the same instant must not overwrite each other).
+    ``counters``, if given, refuses registers that went backwards.
     """
     outcome = Outcome()
     try:
@@ -53,13 +57,37 @@ def handle_message(topic: str, payload: bytes, now_ms: int, sequence: int,
                                               sequence))
         return outcome
     decoded = decode_pack(payload, parsed.device, now_ms, limits)
-    outcome.readings = decoded.readings
     outcome.rejections = decoded.rejections
+    outcome.readings = (decoded.readings if counters is None
+                        else _guard_counters(decoded.readings, counters, outcome))
     outcome.lines = [reading_line(r) for r in decoded.readings]
     for offset, rejection in enumerate(decoded.rejections):
         outcome.lines.append(dead_letter_line(topic, parsed.device, rejection, payload, now_ms,
                                               sequence + offset))
     return outcome
+
+
+def _guard_counters(readings: list[Reading], counters: CounterGuard,
+                    outcome: Outcome) -> list[Reading]:
+    kept = []
+    # Judge a pack's readings in time order: a gateway batch may list them in any order.
+    for reading in sorted(readings, key=lambda r: r.time_ms):
+        if QUANTITIES[reading.quantity].kind is not Kind.COUNTER:
+            kept.append(reading)
+            continue
+        key = (reading.estate, reading.facility, reading.device, reading.quantity,
+               reading.channel)
+        step = counters.check(key, reading.time_ms, reading.value)
+        if step.kind is StepKind.BACKWARDS:
+            outcome.rejections.append(Rejection(
+                "counter-backwards",
+                f"{reading.quantity}: register fell from {step.previous:g} to "
+                f"{reading.value:g} {reading.unit}, neither a rollover nor a reset"))
+            continue
+        if step.kind in (StepKind.ROLLOVER, StepKind.RESET):
+            outcome.counter_events.append((reading, step.kind))
+        kept.append(reading)
+    return kept
 
 
 def dead_letter_line(topic: str, device: DeviceId | None, rejection: Rejection,

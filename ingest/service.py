@@ -1,14 +1,19 @@
-"""The ingest service: subscribe, decode, write a batch, then acknowledge it.
+"""The ingest service: subscribe, decode, write a batch (or spool it), then acknowledge.
 
 Delivery: MQTT 5 persistent session, QoS 1, manual acknowledgement. A message is
-acknowledged only after every line it produced was written to the store (InfluxDB answered
-2xx). If the process dies before that, the broker delivers it again; the re-delivered
-readings have the same point identity, so they overwrite themselves: the effect is
-exactly once.
+acknowledged only after every line it produced is durably stored: InfluxDB answered 2xx,
+or the local spool has the lines on disk (fsynced). If the process dies before that, the
+broker delivers the message again; the re-delivered readings have the same point
+identity, so they overwrite themselves: the effect is exactly once.
 
-Threads: paho's network thread only enqueues messages; one writer thread builds batches,
-writes them and acknowledges. The queue cannot grow without bound: the broker never has
-more than Receive Maximum un-acknowledged messages in flight to us.
+While the spool holds anything, new batches go to the spool behind it, so readings reach
+the store in the order they were received; a replayer thread drains it oldest first and
+asks for the replayed time range to be rolled up again. When the spool is full, batches
+stay unacknowledged (the broker queues behind them): nothing is dropped here.
+
+Threads: paho's network thread only enqueues; the writer thread builds batches, writes and
+acknowledges; the replayer thread drains the spool. The queue cannot grow without bound:
+the broker never has more than Receive Maximum un-acknowledged messages in flight to us.
 """
 
 from __future__ import annotations
@@ -19,78 +24,144 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from adapters.mqtt import InboundMessage
+from estate.counters import CounterGuard
 from estate.errors import StoreRejected, StoreUnavailable
+from estate.lineprotocol import line
 from estate.ports import TimeSeriesStore
 from estate.readings import Rejection
+from estate.schema import ROLLUP_REQUESTS
 from estate.senml import DEFAULT_LIMITS, Limits
 from ingest.pipeline import Outcome, dead_letter_line, handle_message
+from ingest.spool import Segment, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 
 MESSAGES = Counter("ingest_messages_total", "MQTT messages received")
-READINGS = Counter("ingest_readings_written_total", "Readings written to the store")
+READINGS = Counter("ingest_readings_written_total", "Readings stored (written or spooled)")
 REJECTED = Counter("ingest_rejected_total", "Messages or records dead-lettered", ["reason"])
+COUNTER_EVENTS = Counter("ingest_counter_events_total", "Register rollovers and resets",
+                         ["kind"])
 WRITE_RETRIES = Counter("ingest_write_retries_total", "Batch writes retried")
-BATCH_LINES = Histogram("ingest_batch_lines", "Lines per written batch",
+SPOOLED = Counter("ingest_spooled_lines_total", "Lines written to the local spool")
+REPLAYED = Counter("ingest_replayed_lines_total", "Spooled lines replayed into the store")
+SPOOL_BYTES = Gauge("ingest_spool_bytes", "Bytes waiting in the local spool")
+QUEUE_DEPTH = Gauge("ingest_queue_messages", "Messages received and not yet processed")
+BATCH_LINES = Histogram("ingest_batch_lines", "Lines per stored batch",
                         buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000))
+ACK_LATENCY = Histogram("ingest_ack_latency_seconds", "From receipt to acknowledgement",
+                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+READING_AGE = Histogram("ingest_reading_age_seconds",
+                        "Age of a batch's newest reading when stored (end-to-end lag)",
+                        buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 60, 300, 3600))
 
 AckFunction = Callable[[int, int], None]
+EventHandler = Callable[[str, dict[str, Any]], None]
+"""Receives operational events (``spool-high``, ``spool-full``, ``spool-drained``)."""
+
+# Warn (log, metric, event) when the spool passes this share of its bound: an operator
+# then has time to bring InfluxDB back before ingest has to stop acknowledging.
+SPOOL_WARN_SHARE = 0.8
 
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
     message: InboundMessage
+    received: float
     outcome: Outcome
 
 
+class _Abandoned(Exception):
+    """Shutdown came while the batch could be neither written nor spooled."""
+
+
 class Ingestor:
-    """Owns the queue and the writer thread; the composition root owns the connection."""
+    """Owns the queue, the writer and the replayer; the composition root owns the rest."""
 
     def __init__(self, store: TimeSeriesStore, ack: AckFunction, *, batch_size: int,
-                 flush_interval_s: float, limits: Limits = DEFAULT_LIMITS) -> None:
+                 flush_interval_s: float, limits: Limits = DEFAULT_LIMITS,
+                 spool: Spool | None = None, on_event: EventHandler | None = None,
+                 source: str = "ingest") -> None:
         self._store = store
         self._ack = ack
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._limits = limits
-        self._queue: queue.Queue[InboundMessage] = queue.Queue()
+        self._spool = spool
+        self._on_event = on_event or (lambda kind, data: None)
+        self._source = source
+        self._queue: queue.Queue[tuple[float, InboundMessage]] = queue.Queue()
         self._stop = threading.Event()
         self._abandon = threading.Event()
         self._sequence = 0
-        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._sequence_lock = threading.Lock()
+        self._counters = CounterGuard()
+        self._spool_warned = False
+        self.last_store_error: str | None = None
+        self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._replayer = threading.Thread(target=self._replay, name="ingest-replayer",
+                                          daemon=True)
 
     def submit(self, message: InboundMessage) -> None:
         """Called from the MQTT network thread for each delivered message."""
-        self._queue.put(message)
+        self._queue.put((time.monotonic(), message))
 
     def start(self) -> None:
-        self._thread.start()
+        self._writer.start()
+        if self._spool is not None:
+            SPOOL_BYTES.set(self._spool.bytes)
+            self._replayer.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Flush what was received and acknowledge it, then stop the writer.
+        """Store what was received and acknowledge it, then stop.
 
-        If the store stays unavailable for ``timeout_s``, the writer gives up: what it holds
-        stays un-acknowledged and the broker delivers it again to the next worker.
+        If the store stays unavailable and nothing can be spooled for ``timeout_s``, the
+        writer gives up: what it holds stays unacknowledged and the broker delivers it again.
         """
         self._stop.set()
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        self._writer.join(timeout_s)
+        if self._writer.is_alive():
             self._abandon.set()
-            self._thread.join(timeout_s)
+            self._writer.join(timeout_s)
+        self._abandon.set()
+        if self._replayer.is_alive():
+            self._replayer.join(timeout_s)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "queued_messages": self._queue.qsize(),
+            "spool_bytes": self._spool.bytes if self._spool else None,
+            "spool_segments": self._spool.segments if self._spool else None,
+            "last_store_error": self.last_store_error,
+            "writer_alive": self._writer.is_alive(),
+        }
 
     @property
     def pending(self) -> int:
         return self._queue.qsize()
 
+    def _take_sequence(self, count: int) -> int:
+        """Reserve ``count`` dead-letter sequence numbers (both threads write dead letters)."""
+        with self._sequence_lock:
+            first = self._sequence
+            self._sequence += count
+            return first
+
+    # The writer thread.
     def _run(self) -> None:
         while not (self._stop.is_set() and self._queue.empty()):
             batch = self._collect()
             if batch:
-                self._write(batch)
+                try:
+                    self._deliver(batch)
+                except _Abandoned:
+                    log.warning("stopping with %d messages neither written nor spooled; the "
+                                "broker delivers them again", len(batch))
+                    return
 
     def _collect(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -101,56 +172,56 @@ class Ingestor:
             if timeout <= 0:
                 break
             try:
-                message = self._queue.get(timeout=timeout)
+                received, message = self._queue.get(timeout=timeout)
             except queue.Empty:
                 if deadline is None and self._stop.is_set():
                     break
                 continue
             if deadline is None:
                 deadline = time.monotonic() + self._flush_interval_s
-            MESSAGES.inc()
             now_ms = time.time_ns() // 1_000_000
-            outcome = handle_message(message.topic, message.payload, now_ms, self._sequence,
-                                     self._limits)
-            self._sequence += len(outcome.rejections)
-            batch.append(_Pending(message, outcome))
+            outcome = handle_message(message.topic, message.payload, now_ms,
+                                     self._sequence, self._limits, self._counters)
+            self._take_sequence(len(outcome.rejections))
+            batch.append(_Pending(message, received, outcome))
             lines += len(outcome.lines)
+        MESSAGES.inc(len(batch))
+        QUEUE_DEPTH.set(self._queue.qsize())
         return batch
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _deliver(self, batch: list[_Pending]) -> None:
         lines = [text for p in batch for text in p.outcome.lines]
-        try:
-            try:
-                self._write_lines(lines)
-            except StoreRejected as exc:
-                log.error("store refused a batch of %d lines (%s); writing message by message",
-                          len(lines), exc)
-                self._write_one_by_one(batch)
-        except _Abandoned:
-            log.warning("shutting down with %d messages unwritten; the broker redelivers them",
-                        len(batch))
-            return
-        BATCH_LINES.observe(len(lines))
-        for pending in batch:
-            READINGS.inc(len(pending.outcome.readings))
-            for rejection in pending.outcome.rejections:
-                REJECTED.labels(rejection.reason).inc()
-                log.info("dead letter %s on %s: %s", rejection.reason, pending.message.topic,
-                         rejection.detail)
-            self._ack(pending.message.mid, pending.message.qos)
+        if lines:
+            if self._spool is not None and not self._spool.empty():
+                self._to_spool(batch, lines)  # keep the order: behind what waits already
+            else:
+                try:
+                    self._write(batch, lines)
+                except StoreUnavailable as exc:
+                    self.last_store_error = str(exc)
+                    if self._spool is None:
+                        raise _Abandoned from exc
+                    log.warning("store unavailable (%s); spooling", exc)
+                    self._to_spool(batch, lines)
+        self._acknowledge(batch, len(lines))
 
-    def _write_lines(self, lines: list[str]) -> None:
-        """Write, retrying while the store is unavailable; ``StoreRejected`` passes through."""
+    def _write(self, batch: list[_Pending], lines: list[str]) -> None:
+        """Write directly; without a spool, retry until the store is back or shutdown."""
         delay = 0.5
         while True:
             try:
-                self._store.write_lines(lines)
+                try:
+                    self._store.write_lines(lines)
+                except StoreRejected as exc:
+                    log.error("store refused a batch of %d lines (%s); writing message by "
+                              "message", len(lines), exc)
+                    self._write_one_by_one(batch)
+                self.last_store_error = None
                 return
             except StoreUnavailable as exc:
-                # Keep the batch and its acknowledgements: nothing is lost while we wait, and
-                # the broker sends nothing new past our Receive Maximum.
-                if self._abandon.is_set():
-                    raise _Abandoned from exc
+                if self._spool is not None or self._abandon.is_set():
+                    raise
+                self.last_store_error = str(exc)
                 WRITE_RETRIES.inc()
                 log.warning("store unavailable, retrying in %.1f s: %s", delay, exc)
                 self._abandon.wait(delay)
@@ -160,17 +231,112 @@ class Ingestor:
         """Isolate the messages the store refuses; dead-letter them, keep the rest."""
         for pending in batch:
             try:
-                self._write_lines(pending.outcome.lines)
+                self._store.write_lines(pending.outcome.lines)
             except StoreRejected as exc:
                 rejection = Rejection("store-rejected", str(exc))
-                now_ms = time.time_ns() // 1_000_000
-                self._write_lines([dead_letter_line(
-                    pending.message.topic, None, rejection, pending.message.payload, now_ms,
-                    self._sequence)])
-                self._sequence += 1
+                self._store.write_lines([dead_letter_line(
+                    pending.message.topic, None, rejection, pending.message.payload,
+                    time.time_ns() // 1_000_000, self._take_sequence(1))])
                 pending.outcome.readings.clear()
                 pending.outcome.rejections[:] = [rejection]
 
+    def _to_spool(self, batch: list[_Pending], lines: list[str]) -> None:
+        assert self._spool is not None
+        times = [r.time_ms for p in batch for r in p.outcome.readings]
+        now_ms = time.time_ns() // 1_000_000
+        start_ms, end_ms = (min(times), max(times)) if times else (now_ms, now_ms)
+        full_since: float | None = None
+        while True:
+            try:
+                self._spool.append(lines, start_ms, end_ms)
+                break
+            except SpoolFull as exc:
+                if full_since is None:
+                    full_since = time.monotonic()
+                    log.error("%s: holding %d messages unacknowledged until the store "
+                              "returns (the broker queues the rest)", exc, len(batch))
+                    self._on_event("spool-full", {"spool_bytes": self._spool.bytes,
+                                                  "max_bytes": self._spool.max_bytes})
+                if self._abandon.wait(1.0):
+                    raise _Abandoned from exc
+        SPOOLED.inc(len(lines))
+        SPOOL_BYTES.set(self._spool.bytes)
+        if not self._spool_warned and self._spool.bytes >= SPOOL_WARN_SHARE * self._spool.max_bytes:
+            self._spool_warned = True
+            log.warning("spool at %d of %d bytes: InfluxDB has been unavailable long enough "
+                        "that ingest will stop acknowledging soon", self._spool.bytes,
+                        self._spool.max_bytes)
+            self._on_event("spool-high", {"spool_bytes": self._spool.bytes,
+                                          "max_bytes": self._spool.max_bytes})
 
-class _Abandoned(Exception):
-    """The store stayed unavailable through shutdown; the batch stays un-acknowledged."""
+    def _acknowledge(self, batch: list[_Pending], line_count: int) -> None:
+        now = time.monotonic()
+        if line_count:
+            BATCH_LINES.observe(line_count)
+        newest = max((r.time_ms for p in batch for r in p.outcome.readings), default=None)
+        if newest is not None:
+            READING_AGE.observe(max(0.0, time.time() - newest / 1000))
+        for pending in batch:
+            READINGS.inc(len(pending.outcome.readings))
+            for reading, kind in pending.outcome.counter_events:
+                COUNTER_EVENTS.labels(kind.value).inc()
+                log.warning("register %s of %s/%s/%s: %s to %g %s at %d", reading.quantity,
+                            reading.estate, reading.facility, reading.device, kind.value,
+                            reading.value, reading.unit, reading.time_ms)
+            for rejection in pending.outcome.rejections:
+                REJECTED.labels(rejection.reason).inc()
+                log.info("dead letter %s on %s: %s", rejection.reason, pending.message.topic,
+                         rejection.detail)
+            self._ack(pending.message.mid, pending.message.qos)
+            ACK_LATENCY.observe(now - pending.received)
+
+    # The replayer thread.
+    def _replay(self) -> None:
+        assert self._spool is not None
+        delay = 0.5
+        while not self._abandon.is_set():
+            segment = self._spool.oldest()
+            if segment is None:
+                if self._spool_warned:
+                    self._spool_warned = False
+                    self._on_event("spool-drained", {})
+                self._abandon.wait(0.2)
+                continue
+            try:
+                self._replay_segment(segment)
+                delay = 0.5
+            except StoreUnavailable as exc:
+                self.last_store_error = str(exc)
+                self._abandon.wait(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _replay_segment(self, segment: Segment) -> None:
+        assert self._spool is not None
+        lines = segment.lines()
+        try:
+            self._store.write_lines(lines)
+        except StoreRejected as exc:
+            log.error("store refused spooled segment %s (%s); isolating its lines",
+                      segment.path.name, exc)
+            self._replay_line_by_line(lines)
+        # Rollups of this range were computed without these readings: ask for them again.
+        now_ns = time.time_ns()
+        self._store.write_lines([line(ROLLUP_REQUESTS, {"source": self._source},
+                                      {"start_ms": segment.start_ms, "end_ms": segment.end_ms},
+                                      now_ns)])
+        self._spool.remove(segment)
+        REPLAYED.inc(len(lines))
+        SPOOL_BYTES.set(self._spool.bytes)
+        self.last_store_error = None
+        log.info("replayed spool segment %s (%d lines, %d left)", segment.path.name,
+                 len(lines), self._spool.segments)
+
+    def _replay_line_by_line(self, lines: list[str]) -> None:
+        for text in lines:
+            try:
+                self._store.write_lines([text])
+            except StoreRejected as exc:
+                rejection = Rejection("store-rejected", str(exc))
+                self._store.write_lines([dead_letter_line(
+                    "(spool)", None, rejection, text.encode(), time.time_ns() // 1_000_000,
+                    self._take_sequence(1))])

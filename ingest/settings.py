@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -35,3 +36,10 @@ class IngestSettings(BaseSettings):
     # How long the broker keeps our session (subscriptions and un-acked messages) while
     # we are away. An hour covers a restart or an upgrade.
     session_expiry_s: int = Field(3600, ge=0)
+    # Where batches wait on disk while InfluxDB is unavailable, and how much may wait: at
+    # 150 bytes a reading, 1 GiB holds about seven million readings (hours of a large estate).
+    spool_dir: Path = Path("ingest-spool")
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20)
+    # /metrics (Prometheus) and /health; port 0 turns the endpoint off.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(9101, ge=0, le=65535)

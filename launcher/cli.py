@@ -63,13 +63,16 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the web view")] = 8000,
     mqtt_port: Annotated[int, typer.Option(help="Port of the demo's Mosquitto")] = 18830,
     influx_port: Annotated[int, typer.Option(help="HTTP port of the demo's InfluxDB")] = 18086,
+    ingest_metrics_port: Annotated[int, typer.Option(
+        help="Port of ingest's /metrics and /health")] = 9101,
 ) -> None:
     """Run everything on the sample estate: Mosquitto, InfluxDB and all services."""
     from launcher.demo import DemoPorts, run_demo
 
     _logging()
     code = run_demo(var.resolve(), DemoPorts(mqtt=mqtt_port, influx_http=influx_port,
-                                             influx_rpc=influx_port + 2, web=port))
+                                             influx_rpc=influx_port + 2, web=port,
+                                             ingest_http=ingest_metrics_port))
     raise typer.Exit(code)
 
 

@@ -30,6 +30,7 @@ class DemoPorts:
     influx_http: int = 18086
     influx_rpc: int = 18088
     web: int = 8000
+    ingest_http: int = 9101
 
 
 def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
@@ -41,6 +42,8 @@ def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
     for prefix in ("INGEST", "DISPATCH"):
         env[f"{prefix}_INFLUX__URL"] = influx
     env["DISPATCH_WEB__PORT"] = str(ports.web)
+    env["INGEST_SPOOL_DIR"] = str(var / "ingest-spool")
+    env["INGEST_HTTP_PORT"] = str(ports.ingest_http)
     # The demo's meters report every 2 s so the page moves while someone watches it.
     env["EDGE_INTERVAL_S"] = "2"
     env["DISPATCH_STALE_AFTER_S"] = "30"

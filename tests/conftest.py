@@ -10,7 +10,10 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -19,9 +22,11 @@ from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import WebParts, build_web
 from dispatch.settings import DispatchSettings
 from estate.settings import InfluxSettings, MqttSettings
+from ingest.settings import IngestSettings
 from launcher.servers import InfluxDB, Mosquitto, free_port
 
-SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web"}
+SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web",
+                   "ingest_settings"}
 _databases = itertools.count(1)
 
 
@@ -55,6 +60,24 @@ def mqtt_settings(mosquitto: Mosquitto) -> MqttSettings:
 @pytest.fixture
 def influx_settings(influxdb: InfluxDB) -> InfluxSettings:
     return InfluxSettings(url=influxdb.url, database=f"test_{next(_databases)}")
+
+
+@pytest.fixture
+def ingest_settings(mqtt_settings: MqttSettings, influx_settings: InfluxSettings,
+                    tmp_path: Path) -> Callable[..., IngestSettings]:
+    """Settings for an ingest worker of its own: client id, share group, spool directory."""
+    group = f"g{uuid.uuid4().hex[:8]}"
+
+    def make(**overrides: Any) -> IngestSettings:
+        worker = uuid.uuid4().hex[:8]
+        values: dict[str, Any] = {
+            "mqtt": mqtt_settings, "influx": influx_settings,
+            "client_id": f"ingest-{worker}", "share_group": group,
+            "spool_dir": tmp_path / f"spool-{worker}", "http_port": 0,
+            "batch_size": 500, "flush_interval_s": 0.05}
+        return IngestSettings(**(values | overrides))
+
+    return make
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -19,7 +19,7 @@ import pytest
 from edge.publisher import Publisher, publish_range
 from edge.simulator import EstateSimulator
 from estate.model import SAMPLE_ESTATE, load_estate
-from estate.settings import InfluxSettings, MqttSettings
+from estate.settings import MqttSettings
 from estate.topics import DeviceId
 from ingest.__main__ import run as run_ingest
 from ingest.settings import IngestSettings
@@ -29,14 +29,12 @@ STEP_MS = 15_000
 
 
 @pytest.fixture
-def ingest(mqtt_settings: MqttSettings, influx_settings: InfluxSettings) -> Iterator[None]:
-    stop = threading.Event()
-    tag = uuid.uuid4().hex[:8]
-    settings = IngestSettings(mqtt=mqtt_settings, influx=influx_settings,
-                              client_id=f"ingest-{tag}", share_group=f"g{tag}",
-                              batch_size=500, flush_interval_s=0.05)
-    thread = threading.Thread(target=run_ingest, args=(settings, stop), daemon=True)
+def ingest(ingest_settings: Callable[..., IngestSettings]) -> Iterator[None]:
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=run_ingest, args=(ingest_settings(), stop, ready),
+                              daemon=True)
     thread.start()
+    assert ready.wait(20), "ingest did not start"
     yield
     stop.set()
     thread.join(30)

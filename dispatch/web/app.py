@@ -21,9 +21,9 @@ from fastapi.staticfiles import StaticFiles
 from dispatch.freshness import FRESHNESS
 from dispatch.live import LiveState
 from estate.errors import StoreError
-from estate.lineprotocol import READINGS
 from estate.model import MEASURES, EstateSpec
 from estate.ports import TimeSeriesStore
+from estate.schema import READINGS
 from estate.units import QUANTITIES
 
 log = logging.getLogger(__name__)

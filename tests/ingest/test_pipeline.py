@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from estate.lineprotocol import READINGS
-from ingest.pipeline import DEAD_LETTERS, PAYLOAD_EXCERPT_CHARS, handle_message
+from estate.schema import DEAD_LETTERS, READINGS
+from ingest.pipeline import PAYLOAD_EXCERPT_CHARS, handle_message
 
 NOW_MS = 1_795_000_000_000
 TOPIC = "estate/v1/demo/textile/main/telemetry"

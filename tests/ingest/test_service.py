@@ -5,31 +5,27 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
-from estate.lineprotocol import READINGS
-from estate.settings import InfluxSettings, MqttSettings
+from estate.schema import DEAD_LETTERS, READINGS
+from estate.settings import MqttSettings
 from ingest.__main__ import run
-from ingest.pipeline import DEAD_LETTERS
 from ingest.settings import IngestSettings
 
 
 @pytest.fixture
-def running_ingest(mqtt_settings: MqttSettings, influx_settings: InfluxSettings,
+def running_ingest(ingest_settings: Callable[..., IngestSettings],
                    store: InfluxV1Store) -> Iterator[None]:
-    stop = threading.Event()
-    tag = uuid.uuid4().hex[:8]
-    settings = IngestSettings(mqtt=mqtt_settings, influx=influx_settings,
-                              client_id=f"ingest-{tag}", share_group=f"g{tag}",
-                              batch_size=200, flush_interval_s=0.05)
-    thread = threading.Thread(target=run, args=(settings, stop), daemon=True)
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=run, args=(ingest_settings(batch_size=200), stop, ready),
+                              daemon=True)
     thread.start()
-    time.sleep(0.5)  # let it subscribe before anything is published
+    assert ready.wait(20), "ingest did not start"
     yield
     stop.set()
     thread.join(30)
