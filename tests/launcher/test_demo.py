@@ -19,7 +19,7 @@ def _start(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "launcher", "demo", "--var", str(var),
          "--port", str(ports["web"]), "--mqtt-port", str(ports["mqtt"]),
-         "--influx-port", str(ports["influx"])],
+         "--influx-port", str(ports["influx"]), "--ingest-metrics-port", str(ports["ingest"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -45,7 +45,7 @@ def _interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
 
 def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
     influx = free_port()
-    ports = {"web": free_port(), "mqtt": free_port(), "influx": influx}
+    ports = {"web": free_port(), "mqtt": free_port(), "influx": influx, "ingest": free_port()}
     url = f"http://127.0.0.1:{ports['web']}"
     meters = len(load_estate(SAMPLE_ESTATE).devices())
     var = tmp_path / "var"
@@ -58,6 +58,10 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
         assert len({(v["facility"], v["device"]) for v in live["values"]}) == meters
         health = httpx.get(f"{url}/api/health", timeout=5)
         assert health.status_code == 200, health.text
+        ingest_health = httpx.get(f"http://127.0.0.1:{ports['ingest']}/health", timeout=5)
+        assert ingest_health.status_code == 200, ingest_health.text
+        metrics = httpx.get(f"http://127.0.0.1:{ports['ingest']}/metrics", timeout=5).text
+        assert "ingest_readings_written_total" in metrics
         page = httpx.get(url, timeout=5)
         assert page.status_code == 200
         assert "Estate Dispatch" in page.text
