@@ -77,6 +77,10 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldVa
     """One line of line protocol; empty tag values are left out (InfluxDB refuses them)."""
     if not fields:
         raise ValueError("a point needs at least one field")
+    if not measurement or measurement.startswith("#"):
+        raise ValueError(f"{measurement!r} cannot be a measurement name")
+    if any(not k for k in fields):
+        raise ValueError("a field needs a name")
     tag_text = "".join(
         f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
     )

@@ -13,8 +13,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from estate.errors import ConfigError
-from estate.topics import DeviceId, validate_identifier
+from estate.errors import ConfigError, TopicError
+from estate.topics import DeviceId
+from estate.topics import validate_identifier as _validate
 
 MeterKind = Literal["electricity", "water", "gas", "temperature"]
 
@@ -28,6 +29,14 @@ MEASURES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 SAMPLE_ESTATE = Path(__file__).with_name("samples") / "sample_estate.yaml"
+
+
+def validate_identifier(value: str, what: str) -> str:
+    """The topic rule for identifiers, as a ``ValueError`` pydantic reports with the field."""
+    try:
+        return _validate(value, what)
+    except TopicError as exc:
+        raise ValueError(exc.detail) from exc
 
 
 class _Strict(BaseModel):
@@ -99,13 +108,15 @@ def load_estate(path: Path) -> EstateSpec:
         spec = EstateSpec.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"estate file {path} is invalid:\n{exc}") from exc
-    seen: set[tuple[str, str]] = set()
+    facilities: set[str] = set()
     for facility in spec.facilities:
+        if facility.id in facilities:
+            raise ConfigError(f"estate file {path}: facility {facility.id!r} appears twice")
+        facilities.add(facility.id)
+        meters: set[str] = set()
         for meter in facility.meters:
-            if (facility.id, meter.id) in seen:
+            if meter.id in meters:
                 raise ConfigError(f"estate file {path}: meter {meter.id!r} appears twice in "
                                   f"facility {facility.id!r}")
-            seen.add((facility.id, meter.id))
-    if len({f.id for f in spec.facilities}) != len(spec.facilities):
-        raise ConfigError(f"estate file {path}: a facility id appears twice")
+            meters.add(meter.id)
     return spec

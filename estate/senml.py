@@ -28,6 +28,8 @@ from estate.units import QUANTITIES, UNITS, convert
 SENML_VERSION: Final = 10  # RFC 8428's version; a pack declaring a newer one is refused
 # RFC 8428 section 4.5.3: times below 2**28 are relative to now.
 RELATIVE_TIME_LIMIT: Final = 2**28
+# Year 10000: beyond it a time is garbage (and its milliseconds would overflow a float).
+MAX_TIME_S: Final = 253_402_300_800
 _BASE_FIELDS: Final = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
 _KNOWN_FIELDS: Final = _BASE_FIELDS | {"n", "u", "v", "vs", "vb", "vd", "s", "t", "ut"}
 
@@ -66,7 +68,9 @@ def decode_pack(payload: bytes, device: DeviceId, now_ms: int,
         # which are not JSON. Re-read such a pack leniently (only on this slow path) so its
         # finite records survive and the others are refused with their own reason.
         try:
-            pack = json.loads(payload)
+            # Decoded first: json.loads on bytes would also accept UTF-16 and UTF-32, and
+            # RFC 8428 allows only UTF-8.
+            pack = json.loads(payload.decode("utf-8"))
         except (ValueError, RecursionError):
             return _whole("malformed-json", str(exc))
     if not isinstance(pack, list):
@@ -112,6 +116,9 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
         base_time = float(record.get("bt", base_time))
         base_unit = record.get("bu", base_unit)
         base_value = float(record.get("bv", base_value))
+        if not record:
+            rejections.append(Rejection("empty-record", "the record has no fields", index))
+            continue
         if "n" not in record and not any(f in record for f in ("v", "vs", "vb", "vd", "s")):
             continue  # a record of base fields only: context for the records after it
         outcome = _one_record(record, index, base_name, base_time, base_unit, base_value,
@@ -151,7 +158,13 @@ def _base_field_problem(record: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _is_finite(value: object) -> bool:
-    return _is_number(value) and math.isfinite(value)  # type: ignore[arg-type]
+    """A number a float can hold: not NaN, not infinite, no integer beyond the float range."""
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an integer too large for a float (lenient JSON path)
+        return False
 
 
 def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: float,
@@ -161,15 +174,15 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
     if not isinstance(name, str):
         return Rejection("bad-field-type", f"n must be a string, got {name!r}", index)
     full = base_name + name
-    prefix, _, local = full.rpartition(":")
-    if prefix and prefix + ":" != own_prefix:
+    prefix, colon, local = full.rpartition(":")
+    if colon and prefix + ":" != own_prefix:
         return Rejection("identity-mismatch",
                          f"record names {prefix + ':'!r} but the topic is {own_prefix!r}", index)
-    quantity_name, _, channel = local.partition(".")
+    quantity_name, dot, channel = local.partition(".")
     quantity = QUANTITIES.get(quantity_name)
     if quantity is None:
         return Rejection("unknown-quantity", f"{local!r} is not a known quantity", index)
-    if channel and not _valid_channel(channel):
+    if dot and not _valid_channel(channel):
         return Rejection("bad-name", f"channel {channel!r} is not 1-64 of [A-Za-z0-9_-]", index)
 
     if "v" not in record:
@@ -182,8 +195,8 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
     raw = record["v"]
     if not _is_number(raw):
         return Rejection("not-a-number", f"{local}: v must be a number, got {raw!r}", index)
-    if not math.isfinite(raw):
-        return Rejection("non-finite", f"{local}: v is {raw!r}", index)
+    if not _is_finite(raw):
+        return Rejection("non-finite", f"{local}: v is {str(raw)[:40]}", index)
     value = float(raw) + base_value
 
     unit = record.get("u", base_unit)
@@ -209,6 +222,9 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
     if not _is_finite(offset):
         return Rejection("bad-time", f"{local}: t must be a finite number, got {offset!r}", index)
     seconds = base_time + float(offset)
+    if not abs(seconds) < MAX_TIME_S:
+        return Rejection("bad-time", f"{local}: {seconds:g} s is not a time this side of "
+                         "year 10000", index)
     if abs(seconds) < RELATIVE_TIME_LIMIT:
         time_ms = now_ms + round(seconds * 1000)
     else:

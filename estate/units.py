@@ -128,4 +128,7 @@ def is_finite_number(value: object) -> bool:
     """True for an int or float that is finite; False for bool, NaN, infinities and others."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return math.isfinite(value)
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
