@@ -15,11 +15,15 @@ from typing import Any
 import httpx
 import orjson
 
-from estate.errors import StoreRejected, StoreUnavailable
+from estate.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 from estate.ports import Series
 from estate.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
+
+# Answers to a write that say the configuration is wrong, not the data: no credentials,
+# wrong ones, or no such database.
+MISCONFIGURED = frozenset({401, 403, 404})
 
 
 @contextmanager
@@ -61,6 +65,9 @@ class InfluxV1Store:
         return str(response.headers.get("X-Influxdb-Version", "unknown"))
 
     def ensure_database(self) -> None:
+        if not self._settings.create_database:
+            self.ping()
+            return
         # CREATE DATABASE is idempotent in InfluxQL. The raw retention policy is made the
         # default so raw readings expire; rollups (later) live in longer policies.
         self._statement(f'CREATE DATABASE "{_ident(self._db)}"')
@@ -91,6 +98,10 @@ class InfluxV1Store:
         message = _error_text(response)
         if response.status_code >= 500:
             raise StoreUnavailable(f"InfluxDB write answered {response.status_code}: {message}")
+        if response.status_code in MISCONFIGURED:
+            raise StoreMisconfigured(
+                f"InfluxDB refused the write with {response.status_code} ({message}): check "
+                f"the credentials and that database {self._db!r} exists")
         raise StoreRejected(f"InfluxDB refused the write: {message}", response.status_code)
 
     def query(self, influxql: str, params: Mapping[str, str | float | int] | None = None,
@@ -103,6 +114,9 @@ class InfluxV1Store:
         if response.status_code >= 500:
             raise StoreUnavailable(f"InfluxDB query answered {response.status_code}: "
                                    f"{_error_text(response)}")
+        if response.status_code in (401, 403):
+            raise StoreMisconfigured(f"InfluxDB refused the query with {response.status_code}: "
+                                     f"{_error_text(response)}")
         if response.status_code >= 400:
             raise StoreRejected(f"InfluxDB refused the query: {_error_text(response)}",
                                 response.status_code)

@@ -9,6 +9,7 @@
     ├── ConfigError            settings or an estate description that cannot be used
     ├── StoreError             the time-series store
     │   ├── StoreUnavailable   cannot be reached, timed out or answered 5xx: retry later
+    │   │   └── StoreMisconfigured  refused our credentials or lacks the database/bucket
     │   └── StoreRejected      answered 4xx: the request itself is wrong, retrying is useless
     └── BrokerError            the MQTT broker refused or dropped us
 
@@ -50,6 +51,14 @@ class StoreError(EstateError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached, timed out or answered 5xx; retrying later may work."""
+
+
+class StoreMisconfigured(StoreUnavailable):
+    """The store refused our credentials (401/403) or has no such database or bucket (404).
+
+    Nothing is wrong with the data: an operator must fix the configuration, and until then
+    the store is as good as unavailable (ingest spools and retries; it dead-letters nothing).
+    """
 
 
 class StoreRejected(StoreError):

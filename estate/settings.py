@@ -46,7 +46,10 @@ class InfluxSettings(BaseModel):
     token: SecretStr | None = None
     org: str | None = None
     bucket: str | None = None
-    # Raw readings are kept this long; rollups live longer (see docs/operations.md).
+    # InfluxDB 1.x: create the database and its retention policies at start. On 2.x/3.x an
+    # administrator makes buckets and DBRP mappings instead: set this to false there.
+    create_database: bool = True
+    # Raw readings are kept this long; rollups live longer (see docs/rollups.md).
     raw_retention: str = Field("30d", pattern=r"^(\d+[wdhm]|INF)$")
     # A 5,000-line batch writes in about 10 ms here; 10 s means the server is in trouble.
     timeout_s: float = Field(10.0, gt=0)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.influxdb_v1 import InfluxV1Store
-from estate.errors import StoreRejected, StoreUnavailable
+from estate.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 from estate.lineprotocol import line, stored_name, stored_string
 from estate.settings import InfluxSettings
 from launcher.servers import free_port
@@ -91,3 +91,21 @@ def test_a_changed_raw_retention_is_applied_on_the_next_start(
     policies = store.query(f'SHOW RETENTION POLICIES ON "{influx_settings.database}"')
     rows = {r["name"]: r for r in policies[0].records()}
     assert rows["raw"]["duration"] == "1440h0m0s"
+
+
+def test_a_missing_database_is_a_misconfiguration_not_bad_data(
+        influx_settings: InfluxSettings) -> None:
+    missing = InfluxV1Store(influx_settings.model_copy(update={"database": "nowhere"}))
+    with pytest.raises(StoreMisconfigured, match="'nowhere' exists"):
+        missing.write_lines(["m v=1.0 1"])
+    missing.close()
+
+
+def test_create_database_off_only_checks_the_server_answers(
+        influx_settings: InfluxSettings, store: InfluxV1Store) -> None:
+    quiet = InfluxV1Store(influx_settings.model_copy(
+        update={"database": "made_by_admin", "create_database": False}))
+    quiet.ensure_database()
+    quiet.close()
+    names = {row[0] for s in store.query("SHOW DATABASES") for row in s.values}
+    assert "made_by_admin" not in names
