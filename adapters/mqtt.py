@@ -166,9 +166,12 @@ class MqttConnection:
             if correlation_data is not None:
                 props.CorrelationData = correlation_data
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            # NO_CONN is fine: paho keeps QoS > 0 messages queued and sends them on reconnect.
-            _check(info.rc, f"publish to {topic}")
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
+            # paho keeps a QoS > 0 message published while disconnected and sends it on
+            # reconnection, but leaves NO_CONN in its info, so that wait_for_publish() would
+            # raise at once instead of waiting for the PUBACK that does come.
+            info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        _check(info.rc, f"publish to {topic}")
         return info
 
     def ack(self, mid: int, qos: int) -> None:

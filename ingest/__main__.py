@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from adapters.influxdb_v1 import InfluxV1Store
+from adapters.influx import make_store
 from adapters.mqtt import MqttConnection, Session
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
@@ -34,7 +34,7 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
                            settings.influx.token)
     stop = stop or threading.Event()
     stop_on_signals(stop)
-    store = InfluxV1Store(settings.influx)
+    store = make_store(settings.influx)
     store.ensure_database()
     connection: MqttConnection | None = None
 
@@ -69,8 +69,10 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
     if ops:
         ops.start()
     ingestor.start()
-    connection.subscribe(shared(settings.share_group,
-                                subscription(Channel.TELEMETRY, estate=settings.estate)), qos=1)
+    telemetry = subscription(Channel.TELEMETRY, estate=settings.estate)
+    if settings.share_group:
+        telemetry = shared(settings.share_group, telemetry)
+    connection.subscribe(telemetry, qos=1)
     connection.connect()
     log.info("ingest %s running: batches of %d, flush after %.2f s, spool %s", settings.client_id,
              settings.batch_size, settings.flush_interval_s, settings.spool_dir)

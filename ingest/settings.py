@@ -24,7 +24,12 @@ class IngestSettings(BaseSettings):
     client_id: str = Field(default_factory=lambda: f"estate-ingest-{socket.gethostname()}"[:64],
                            pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     # Several workers with the same group split the telemetry (MQTT 5 shared subscription).
-    share_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Empty means one worker with a plain subscription: Mosquitto 2.0 does not restore
+    # shared subscriptions from its persistence file, so after a broker restart messages
+    # published before the workers re-subscribe would be lost; a plain persistent
+    # subscription survives the restart. Scale out with a group on a broker that keeps
+    # shared subscriptions across restarts (EMQX, HiveMQ). See docs/operations.md.
+    share_group: str = Field("", pattern=r"^([A-Za-z0-9_.-]{1,64})?$")
     # Which estate to ingest; "+" takes every estate on the broker.
     estate: str = "+"
     # 5,000 lines per write is where InfluxDB 1.x reaches its full write rate here

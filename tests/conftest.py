@@ -65,14 +65,15 @@ def influx_settings(influxdb: InfluxDB) -> InfluxSettings:
 @pytest.fixture
 def ingest_settings(mqtt_settings: MqttSettings, influx_settings: InfluxSettings,
                     tmp_path: Path) -> Callable[..., IngestSettings]:
-    """Settings for an ingest worker of its own: client id, share group, spool directory."""
-    group = f"g{uuid.uuid4().hex[:8]}"
+    """Settings for an ingest worker of its own: client id, spool directory, no HTTP port.
+
+    Workers made by one test share a group when the test asks for ``share_group``."""
 
     def make(**overrides: Any) -> IngestSettings:
         worker = uuid.uuid4().hex[:8]
         values: dict[str, Any] = {
             "mqtt": mqtt_settings, "influx": influx_settings,
-            "client_id": f"ingest-{worker}", "share_group": group,
+            "client_id": f"ingest-{worker}",
             "spool_dir": tmp_path / f"spool-{worker}", "http_port": 0,
             "batch_size": 500, "flush_interval_s": 0.05}
         return IngestSettings(**(values | overrides))

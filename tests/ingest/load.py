@@ -1,0 +1,121 @@
+"""A known set of readings to publish in fault tests, and the check that it arrived."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.influxdb_v1 import InfluxV1Store
+from adapters.mqtt import MqttConnection, Session
+from estate.readings import Reading
+from estate.schema import READINGS
+from estate.senml import encode_readings
+from estate.settings import MqttSettings
+from estate.topics import Channel, DeviceId
+from ingest.settings import IngestSettings
+
+ESTATE = "faults"
+
+
+@dataclass
+class KnownLoad:
+    """``messages`` SenML packs of ``per_message`` readings each, every value distinct."""
+
+    devices: int = 100
+    messages: int = 2_000
+    per_message: int = 10
+    start_ms: int = field(default_factory=lambda: (time.time_ns() // 1_000_000 // 1000 - 3600)
+                          * 1000)
+
+    @property
+    def readings(self) -> int:
+        return self.messages * self.per_message
+
+    def message(self, k: int) -> tuple[DeviceId, list[Reading]]:
+        index = k % self.devices
+        device = DeviceId(ESTATE, f"f{index % 4}", f"m{index:04d}")
+        round_ = k // self.devices
+        readings = [
+            Reading(ESTATE, device.facility, device.device, "power", "",
+                    float(index * 1_000 + round_ * self.per_message + j) + 0.25,
+                    self.start_ms + (round_ * self.per_message + j) * 1000)
+            for j in range(self.per_message)
+        ]
+        return device, readings
+
+    def expected(self) -> dict[tuple[str, int], float]:
+        return {(r.device, r.time_ms): r.value
+                for k in range(self.messages) for r in self.message(k)[1]}
+
+    def publish(self, mqtt: MqttSettings, rate_per_s: float,
+                progress: threading.Event | None = None, at_share: float = 0.3) -> None:
+        """Publish everything at about ``rate_per_s`` messages a second, then wait for every
+        PUBACK; ``progress`` is set once ``at_share`` of the messages went out."""
+        client = MqttConnection(mqtt, f"load-{uuid.uuid4().hex[:8]}",
+                                session=Session(clean_start=False, expiry_s=600))
+        client.connect()
+        infos = []
+        started = time.monotonic()
+        for k in range(self.messages):
+            device, readings = self.message(k)
+            infos.append(client.publish(device.topic(Channel.TELEMETRY),
+                                        encode_readings(device, readings), qos=1))
+            if progress is not None and k >= at_share * self.messages:
+                progress.set()
+            delay = started + (k + 1) / rate_per_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        for info in infos:
+            info.wait_for_publish(120)
+            assert info.is_published(), "the broker never acknowledged a publication"
+        client.close()
+
+
+def stored(store: InfluxV1Store, load: KnownLoad) -> dict[tuple[str, int], float]:
+    series = store.query(
+        f'SELECT "value" FROM "{READINGS}" WHERE "estate" = $estate AND time >= $start '
+        f'GROUP BY "device"', {"estate": ESTATE, "start": load.start_ms * 1_000_000})
+    return {(s.tags["device"], t): v for s in series for t, v in s.values}
+
+
+def count(store: InfluxV1Store) -> int:
+    series = store.query(f'SELECT count("value") FROM "{READINGS}" WHERE "estate" = $estate',
+                         {"estate": ESTATE})
+    return int(series[0].values[0][1]) if series else 0
+
+
+def wait_for_count(store: InfluxV1Store, expected: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    n = 0
+    while time.monotonic() < deadline:
+        try:
+            n = count(store)
+        except Exception:  # the store may be the very thing that is down
+            n = -1
+        if n >= expected:
+            return n
+        time.sleep(0.5)
+    return n
+
+
+def start_ingest_process(settings: IngestSettings, log: Path) -> subprocess.Popen[bytes]:
+    """Run ``python -m ingest`` as a separate process configured through its environment."""
+    env = dict(os.environ)
+    env.update({
+        "INGEST_MQTT__HOST": settings.mqtt.host, "INGEST_MQTT__PORT": str(settings.mqtt.port),
+        "INGEST_INFLUX__URL": settings.influx.url,
+        "INGEST_INFLUX__DATABASE": settings.influx.database,
+        "INGEST_CLIENT_ID": settings.client_id, "INGEST_SHARE_GROUP": settings.share_group,
+        "INGEST_SPOOL_DIR": str(settings.spool_dir), "INGEST_HTTP_PORT": str(settings.http_port),
+        "INGEST_BATCH_SIZE": str(settings.batch_size),
+        "INGEST_FLUSH_INTERVAL_S": str(settings.flush_interval_s),
+    })
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "ingest"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)

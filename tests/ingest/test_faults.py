@@ -1,0 +1,178 @@
+"""Nothing lost, nothing extra: each fault test publishes 20,000 known readings through a
+real Mosquitto into a real InfluxDB while something fails, and compares what is stored
+with what was published, reading by reading."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.influxdb_v1 import InfluxV1Store
+from estate.schema import ROLLUP_REQUESTS
+from estate.settings import InfluxSettings, MqttSettings
+from ingest.__main__ import run
+from ingest.settings import IngestSettings
+from launcher.servers import InfluxDB, Mosquitto, free_port
+from tests.ingest.load import KnownLoad, start_ingest_process, stored, wait_for_count
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of this test's own, so it can be stopped without harming others."""
+    server = Mosquitto(tmp_path / "mosquitto")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_influx(tmp_path: Path) -> Iterator[InfluxDB]:
+    server = InfluxDB(tmp_path / "influxdb")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _ingest_thread(settings: IngestSettings) -> tuple[threading.Thread, threading.Event]:
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=run, args=(settings, stop, ready), daemon=True)
+    thread.start()
+    assert ready.wait(20), "ingest did not start"
+    return thread, stop
+
+
+def _assert_exact(store: InfluxV1Store, load: KnownLoad) -> None:
+    assert wait_for_count(store, load.readings, timeout_s=120) == load.readings
+    time.sleep(1.0)  # anything extra would have arrived by now
+    got = stored(store, load)
+    expected = load.expected()
+    missing = expected.keys() - got.keys()
+    extra = got.keys() - expected.keys()
+    assert not missing, f"{len(missing)} readings missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} unexpected readings, e.g. {sorted(extra)[:3]}"
+    wrong = [k for k in expected if got[k] != expected[k]]
+    assert not wrong, f"{len(wrong)} readings with other values, e.g. {wrong[:3]}"
+
+
+def test_broker_stopped_and_restarted_mid_stream(
+        own_broker: Mosquitto, influx_settings: InfluxSettings, store: InfluxV1Store,
+        ingest_settings: Callable[..., IngestSettings]) -> None:
+    mqtt = MqttSettings(port=own_broker.port)
+    thread, stop = _ingest_thread(ingest_settings(mqtt=mqtt))
+    load = KnownLoad()
+    midway = threading.Event()
+    publisher = threading.Thread(target=load.publish, args=(mqtt, 400, midway), daemon=True)
+    publisher.start()
+    assert midway.wait(30)
+    own_broker.stop()  # SIGTERM: Mosquitto saves its sessions and queued messages
+    time.sleep(2)
+    own_broker.start()
+    publisher.join(180)
+    assert not publisher.is_alive(), "the publisher did not finish"
+    _assert_exact(store, load)
+    stop.set()
+    thread.join(30)
+
+
+def test_influxdb_down_for_30_seconds_spools_then_replays(
+        own_influx: InfluxDB, mqtt_settings: MqttSettings,
+        ingest_settings: Callable[..., IngestSettings]) -> None:
+    influx = InfluxSettings(url=own_influx.url, database="faults")
+    settings = ingest_settings(influx=influx)
+    thread, stop = _ingest_thread(settings)
+    store = InfluxV1Store(influx)
+    load = KnownLoad()
+    started = threading.Event()
+    # About 45 s of publishing, so the stream goes on before, during and after the outage.
+    publisher = threading.Thread(target=load.publish, args=(mqtt_settings, 45, started, 0.1),
+                                 daemon=True)
+    publisher.start()
+    assert started.wait(30)
+    own_influx.stop()
+    time.sleep(30)
+    spooled = sorted(p.name for p in Path(settings.spool_dir).glob("*.lp"))
+    own_influx.start()
+    publisher.join(180)
+    assert not publisher.is_alive()
+    _assert_exact(store, load)
+    assert spooled, "nothing was spooled while InfluxDB was down"
+    requests = store.query(f'SELECT "start_ms", "end_ms" FROM "{ROLLUP_REQUESTS}"')
+    assert requests, "replayed readings were not reported for re-rollup"
+    assert list(Path(settings.spool_dir).glob("*.lp")) == [], "the spool did not drain"
+    stop.set()
+    thread.join(30)
+    store.close()
+
+
+def test_ingest_killed_mid_batch_and_restarted(
+        mqtt_settings: MqttSettings, store: InfluxV1Store, tmp_path: Path,
+        ingest_settings: Callable[..., IngestSettings]) -> None:
+    settings = ingest_settings(batch_size=5000, flush_interval_s=0.5)
+    log = tmp_path / "ingest.log"
+    worker = start_ingest_process(settings, log)
+    time.sleep(2)  # connected and subscribed
+    load = KnownLoad()
+    publisher = threading.Thread(target=load.publish, args=(mqtt_settings, 1000), daemon=True)
+    publisher.start()
+    assert wait_for_count(store, 2_000, timeout_s=60) >= 2_000, log.read_text()[-2000:]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    killed_at = wait_for_count(store, 0, timeout_s=1)
+    assert killed_at < load.readings, "the kill came too late to be mid-stream"
+    worker = start_ingest_process(settings, log)
+    publisher.join(180)
+    assert not publisher.is_alive()
+    try:
+        _assert_exact(store, load)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert worker.returncode == 0, log.read_text()[-3000:]
+
+
+def _messages_seen(port: int) -> float:
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    line = next(x for x in metrics.splitlines() if x.startswith("ingest_messages_total "))
+    return float(line.split()[1])
+
+
+def test_two_workers_share_the_load_and_one_is_killed(
+        mqtt_settings: MqttSettings, store: InfluxV1Store, tmp_path: Path,
+        ingest_settings: Callable[..., IngestSettings]) -> None:
+    group = f"g{uuid.uuid4().hex[:8]}"
+    a_settings = ingest_settings(http_port=free_port(), share_group=group)
+    b_settings = ingest_settings(http_port=free_port(), share_group=group)
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    a = start_ingest_process(a_settings, log_a)
+    b = start_ingest_process(b_settings, log_b)
+    time.sleep(2)
+    load = KnownLoad()
+    publisher = threading.Thread(target=load.publish, args=(mqtt_settings, 500), daemon=True)
+    publisher.start()
+    assert wait_for_count(store, 3_000, timeout_s=60) >= 3_000
+    a_seen, b_seen = _messages_seen(a_settings.http_port), _messages_seen(b_settings.http_port)
+    assert a_seen > 0, "worker A got nothing: the subscription is not shared"
+    assert b_seen > 0, "worker B got nothing: the subscription is not shared"
+    a.send_signal(signal.SIGKILL)
+    a.wait(10)
+    time.sleep(3)
+    assert _messages_seen(b_settings.http_port) > b_seen, "B stopped receiving when A died"
+    # A supervisor restarts the dead worker; its session gives back what it held.
+    a = start_ingest_process(a_settings, log_a)
+    publisher.join(180)
+    assert not publisher.is_alive()
+    try:
+        _assert_exact(store, load)
+    finally:
+        for worker in (a, b):
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
