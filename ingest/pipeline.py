@@ -57,11 +57,11 @@ def handle_message(topic: str, payload: bytes, now_ms: int, sequence: int,
                                               sequence))
         return outcome
     decoded = decode_pack(payload, parsed.device, now_ms, limits)
-    outcome.rejections = decoded.rejections
+    outcome.rejections = list(decoded.rejections)
     outcome.readings = (decoded.readings if counters is None
                         else _guard_counters(decoded.readings, counters, outcome))
-    outcome.lines = [reading_line(r) for r in decoded.readings]
-    for offset, rejection in enumerate(decoded.rejections):
+    outcome.lines = [reading_line(r) for r in outcome.readings]
+    for offset, rejection in enumerate(outcome.rejections):
         outcome.lines.append(dead_letter_line(topic, parsed.device, rejection, payload, now_ms,
                                               sequence + offset))
     return outcome

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from adapters.influxdb_v1 import InfluxV1Store
+from adapters.mqtt import InboundMessage, MqttConnection, Session
 from estate.schema import ROLLUP_REQUESTS
 from estate.settings import InfluxSettings, MqttSettings
 from ingest.__main__ import run
@@ -176,3 +177,37 @@ def test_two_workers_share_the_load_and_one_is_killed(
         for worker in (a, b):
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
+
+
+def test_why_a_single_worker_uses_a_plain_subscription(own_broker: Mosquitto) -> None:
+    """Mosquitto 2.0 loses shared subscriptions over a restart; plain ones survive.
+
+    This pins the broker behaviour behind ``IngestSettings.share_group`` defaulting to a
+    plain subscription. If it starts failing, the broker restores ``$share`` subscriptions
+    and shared groups become safe across broker restarts too (update docs/operations.md).
+    """
+    mqtt = MqttSettings(port=own_broker.port)
+    received: dict[str, int] = {}
+    for topic_filter, client_id in (("$share/g/probe/t", "shared"), ("probe/t", "plain")):
+        received[client_id] = 0
+
+        def count(message: InboundMessage, client_id: str = client_id) -> None:
+            received[client_id] += 1
+
+        session = Session(clean_start=False, expiry_s=600)
+        subscriber = MqttConnection(mqtt, client_id, session=session, on_message=count)
+        subscriber.subscribe(topic_filter, 1)
+        subscriber.connect()
+        time.sleep(0.3)
+        subscriber.close()
+        own_broker.stop()
+        own_broker.start()
+        publisher = MqttConnection(mqtt, f"pub-{client_id}")
+        publisher.connect()
+        publisher.publish("probe/t", b"x", qos=1).wait_for_publish(5)
+        publisher.close()
+        subscriber = MqttConnection(mqtt, client_id, session=session, on_message=count)
+        subscriber.connect()
+        time.sleep(1.0)
+        subscriber.close()
+    assert received == {"shared": 0, "plain": 1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from estate.counters import CounterGuard
 from estate.schema import DEAD_LETTERS, READINGS
 from ingest.pipeline import PAYLOAD_EXCERPT_CHARS, handle_message
 
@@ -64,3 +65,21 @@ def test_a_hostile_payload_is_kept_as_an_excerpt_on_one_line() -> None:
     assert "\n" not in dead
     assert f"payload_bytes={len(payload)}i" in dead
     assert len(dead) < PAYLOAD_EXCERPT_CHARS + 2_000
+
+
+def test_a_register_that_goes_backwards_is_dead_lettered_not_written() -> None:
+    guard = CounterGuard()
+    first = _pack({"bt": NOW_MS / 1000 - 60, "n": "energy_import", "u": "kWh", "v": 5000.0})
+    lower = _pack({"bt": NOW_MS / 1000 - 30, "n": "energy_import", "u": "kWh", "v": 4900.0})
+    wrapped = _pack({"bt": NOW_MS / 1000, "n": "energy_import", "u": "kWh", "v": 3.0})
+    assert handle_message(TOPIC, first, NOW_MS, 0, counters=guard).rejections == []
+    outcome = handle_message(TOPIC, lower, NOW_MS, 0, counters=guard)
+    assert [r.reason for r in outcome.rejections] == ["counter-backwards"]
+    assert outcome.readings == []
+    assert all(not x.startswith(READINGS) for x in outcome.lines)
+    assert "register fell from 5000 to 4900 kWh" in outcome.rejections[0].detail
+    # 5000 -> 3 is a reset (meter replaced): stored, and reported as an event.
+    reset = handle_message(TOPIC, wrapped, NOW_MS, 0, counters=guard)
+    assert reset.rejections == []
+    assert [kind.value for _, kind in reset.counter_events] == ["reset"]
+    assert len([x for x in reset.lines if x.startswith(READINGS)]) == 1

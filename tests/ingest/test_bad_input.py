@@ -1,0 +1,178 @@
+"""A corpus of bad messages through the real broker, ingest and InfluxDB.
+
+Each kind of bad input must end as dead letters with the expected reasons, the good
+records beside it must be stored, the service must stay up, and nothing injected or
+corrupted may appear in InfluxDB.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import orjson
+import pytest
+
+from adapters.influxdb_v1 import InfluxV1Store
+from adapters.mqtt import MqttConnection
+from estate.schema import DEAD_LETTERS, READINGS
+from estate.settings import MqttSettings
+from ingest.__main__ import run
+from ingest.settings import IngestSettings
+
+NOW = time.time()
+T = "estate/v1/demo/{facility}/{device}/telemetry"
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    payload: bytes
+    reasons: tuple[str, ...]  # dead-letter reasons expected, one per bad part
+    good: int = 0  # readings of this message that must be stored
+    device: str = ""  # defaults to a device of its own
+
+    def topic(self, index: int) -> str:
+        return T.format(facility="bad", device=self.device or f"d{index:02d}")
+
+
+def j(records: object) -> bytes:
+    return orjson.dumps(records)
+
+
+def rec(**fields: object) -> dict[str, object]:
+    return {"n": "power", "u": "kW", "v": 12.5, "bt": NOW, **fields}
+
+
+CORPUS: list[Case] = [
+    Case("malformed JSON", b"{not json", ("malformed-json",)),
+    Case("truncated JSON", b'[{"n":"power","u":"kW","v":1', ("malformed-json",)),
+    Case("an object, not a pack", j(rec()), ("not-a-pack",)),
+    Case("a string, not a pack", b'"hello"', ("not-a-pack",)),
+    Case("an empty pack", b"[]", ("empty-pack",)),
+    Case("records that are not objects", b"[1, \"two\", null]", ("record-not-object",) * 3),
+    Case("an empty record", j([rec(), {}]), ("empty-record",), good=1),
+    Case("NaN", b'[{"n":"power","u":"kW","v":NaN,"bt":%.3f}]' % NOW, ("non-finite",)),
+    Case("Infinity beside a good record",
+         b'[{"n":"power","u":"kW","v":1.5,"bt":%.3f},{"n":"current.l1","u":"A","v":-Infinity}]'
+         % NOW, ("non-finite",), good=1),
+    Case("1e999", b'[{"n":"power","u":"kW","v":1e999,"bt":%.3f}]' % NOW, ("non-finite",)),
+    Case("a string for a number", j([rec(v="12.5")]), ("not-a-number",)),
+    Case("a boolean for a number", j([rec(v=True)]), ("not-a-number",)),
+    Case("an unknown unit", j([rec(u="furlong")]), ("unknown-unit",)),
+    Case("a unit of another dimension", j([rec(u="m3")]), ("wrong-unit",)),
+    Case("no unit", j([{"n": "power", "v": 1, "bt": NOW}]), ("missing-unit",)),
+    Case("an unknown quantity", j([rec(n="humidity", u="%RH")]), ("unknown-quantity",)),
+    Case("an impossible value", j([rec(v=5e9)]), ("out-of-range",)),
+    Case("a negative volume register", j([rec(n="water_volume", u="m3", v=-5)]),
+         ("out-of-range",)),
+    Case("a future timestamp", j([rec(bt=NOW + 3600)]), ("future-time",)),
+    Case("an ancient timestamp", j([rec(bt=1_000_000_000)]), ("too-old",)),
+    Case("a timestamp as text", j([rec(bt="2026-11-26T10:00:00Z")]), ("bad-time",)),
+    Case("another device's identity", j([rec(bn="demo:metal:main:")]), ("identity-mismatch",)),
+    Case("an oversized payload", j([rec(pad="x" * 300_000)]), ("payload-too-large",)),
+    Case("too many records", j([{"n": "power", "u": "kW", "v": 1, "t": i / 1000}
+                                for i in range(5_001)]), ("too-many-records",)),
+    Case("a must-understand field", j([rec(crit_=1)]), ("must-understand-field",)),
+    Case("a SenML version from the future", j([rec(bver=99)]), ("unsupported-version",)),
+    Case("a string value", j([{"n": "power", "vs": "high", "bt": NOW}]),
+         ("unsupported-value-type",)),
+    Case("no value", j([{"n": "power", "u": "kW", "bt": NOW}]), ("missing-value",)),
+    Case("a channel with a space", j([rec(n="voltage.l 1", u="V", v=230)]), ("bad-name",)),
+    Case("a duplicated record", j([rec(), rec(v=13.0)]), ("duplicate-record",), good=1),
+    Case("bad base fields spoil the records after them",
+         j([rec(), rec(bu=3, t=1), rec(t=2)]), ("bad-field-type", "invalid-base-context"),
+         good=1),
+    Case("a device id with a space", j([rec()]), ("invalid-identifier",), device="bad device"),
+    Case("a device id with comma and equals", j([rec()]), ("invalid-identifier",),
+         device="m,estate=evil"),
+    Case("a unicode device id", j([rec()]), ("invalid-identifier",), device="μετρητής"),
+    Case("a newline in a name", j([rec(n="power\nreading,estate=evil value=1 1")]),
+         ("unknown-quantity",)),
+    Case("quotes and backslashes in a unit", j([rec(u='k"W\\')]), ("unknown-unit",)),
+    Case("bytes that are not UTF-8", b"\xff\xfe\x00[]", ("malformed-json",)),
+    Case("UTF-16", '[{"n":"frequency","u":"Hz","v":50}]'.encode("utf-16"), ("malformed-json",)),
+    Case("nesting 100,000 deep", b"[" * 100_000 + b"]" * 100_000, ("malformed-json",)),
+    Case("a register, then the same register lower",
+         j([{"bn": "demo:bad:reg:", "bt": NOW - 60, "n": "energy_import", "u": "kWh",
+             "v": 5_000.0}, {"n": "energy_import", "u": "kWh", "v": 4_900.0, "t": 30}]),
+         ("counter-backwards",), good=1, device="reg"),
+]
+
+
+@pytest.fixture
+def running_ingest(ingest_settings: Callable[..., IngestSettings],
+                   store: InfluxV1Store) -> Iterator[threading.Thread]:
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=run, args=(ingest_settings(), stop, ready), daemon=True)
+    thread.start()
+    assert ready.wait(20)
+    yield thread
+    stop.set()
+    thread.join(30)
+
+
+def _count(store: InfluxV1Store, measurement: str) -> int:
+    series = store.query(f'SELECT count(*) FROM "{measurement}"')
+    return max((int(v) for v in series[0].values[0][1:] if v is not None), default=0) \
+        if series else 0
+
+
+def test_the_corpus_has_at_least_thirty_kinds() -> None:
+    assert len({c.kind for c in CORPUS}) >= 30
+    assert len({r for c in CORPUS for r in c.reasons}) >= 25
+
+
+def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_else_changes(
+        running_ingest: threading.Thread, mqtt_settings: MqttSettings,
+        store: InfluxV1Store) -> None:
+    client = MqttConnection(mqtt_settings, f"bad-{uuid.uuid4().hex[:8]}")
+    client.connect()
+    for index, case in enumerate(CORPUS):
+        client.publish(case.topic(index), case.payload, qos=1).wait_for_publish(10)
+    # The same good message twice: stored once.
+    again = j([{"bn": "demo:bad:twice:", "bt": NOW, "n": "power", "u": "kW", "v": 7.0}])
+    for _ in range(2):
+        client.publish(T.format(facility="bad", device="twice"), again, qos=1).wait_for_publish(10)
+    client.close()
+
+    expected = Counter(r for c in CORPUS for r in c.reasons)
+    good = sum(c.good for c in CORPUS) + 1
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if _count(store, DEAD_LETTERS) >= sum(expected.values()) and \
+                _count(store, READINGS) >= good:
+            break
+        time.sleep(0.5)
+    time.sleep(1.0)
+
+    assert running_ingest.is_alive(), "ingest died on bad input"
+    by_reason = Counter({s.tags["reason"]: int(s.values[0][1]) for s in store.query(
+        f'SELECT count("record") FROM "{DEAD_LETTERS}" GROUP BY "reason"')})
+    assert by_reason == expected
+    stored = store.query(f"SELECT * FROM \"{READINGS}\"")[0].records()
+    assert len(stored) == good, [(r["device"], r["quantity"], r["value"]) for r in stored]
+
+    # Every dead letter says what was wrong, and where it came from.
+    letters = store.query(f'SELECT "detail", "topic", "payload_bytes" FROM "{DEAD_LETTERS}"')
+    for row in letters[0].records():
+        assert row["detail"]
+        assert row["topic"].startswith("estate/v1/demo/bad/")
+        assert row["payload_bytes"] > 0
+
+    # Nothing injected: only our measurements, only our tag keys, no evil estate.
+    measurements = {row[0] for s in store.query("SHOW MEASUREMENTS") for row in s.values}
+    assert measurements == {READINGS, DEAD_LETTERS}
+    keys = {row[0] for s in store.query("SHOW TAG KEYS") for row in s.values}
+    assert keys <= {"estate", "facility", "device", "quantity", "channel", "reason"}
+    estates = {row[1] for s in store.query('SHOW TAG VALUES WITH KEY = "estate"')
+               for row in s.values}
+    assert estates == {"demo"}
+    devices = {row[1] for s in store.query(
+        f'SHOW TAG VALUES FROM "{READINGS}" WITH KEY = "device"') for row in s.values}
+    assert devices == {f"d{i:02d}" for i, c in enumerate(CORPUS) if c.good and not c.device} \
+        | {"reg", "twice"}
