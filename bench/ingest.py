@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.influxdb_v1 import InfluxV1Store  # noqa: E402
-from adapters.mqtt import InboundMessage, MqttConnection, Session  # noqa: E402
+from adapters.mqtt import InboundMessage, MqttConnection  # noqa: E402
 from estate.lineprotocol import reading_line  # noqa: E402
 from estate.readings import Reading  # noqa: E402
 from estate.schema import READINGS  # noqa: E402

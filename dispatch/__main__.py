@@ -15,16 +15,18 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from adapters.influxdb_v1 import InfluxV1Store
+from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
 from dispatch.freshness import check_freshness
 from dispatch.live import LiveState
+from dispatch.rollups import Rollups
 from dispatch.scheduler import Job, Scheduler
 from dispatch.settings import DispatchSettings
 from dispatch.web.app import create_app
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.model import load_estate
+from estate.ports import TimeSeriesStore
 from estate.settings import refuse_default_secrets
 from estate.topics import Channel, subscription
 
@@ -41,7 +43,7 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     _check_secrets(settings)
     stop = stop or threading.Event()
     spec = load_estate(settings.estate_file)
-    store = InfluxV1Store(settings.influx)
+    store = make_store(settings.influx)
     store.ensure_database()
     expected = [device for device, _, _ in spec.devices()]
     scheduler = Scheduler([
@@ -50,6 +52,9 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
             settings.freshness_every_s,
             # Right after start-up every meter looks stale: give them time to report.
             first_run_after_s=settings.stale_after_s),
+        Job("rollups", Rollups(store, settings.influx.database, settings.rollups,
+                               manage_policies=settings.influx.api == "v1"),
+            settings.rollups.every_s),
     ])
     scheduler.start()
     stop_on_signals(stop)
@@ -64,7 +69,7 @@ class WebParts:
 
     app: FastAPI
     mqtt: MqttConnection
-    store: InfluxV1Store
+    store: TimeSeriesStore
     live: LiveState
 
     def close(self) -> None:
@@ -76,7 +81,7 @@ def build_web(settings: DispatchSettings) -> WebParts:
     """Wire the web view: the store, the live feed from MQTT and the application."""
     _check_secrets(settings)
     spec = load_estate(settings.estate_file)
-    store = InfluxV1Store(settings.influx)
+    store = make_store(settings.influx)
     live = LiveState(spec.id)
     # Every replica needs every message: a plain (not shared), non-persistent subscription.
     mqtt = MqttConnection(settings.mqtt, f"estate-web-{os.getpid()}-{id(live):x}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from estate.model import SAMPLE_ESTATE
@@ -15,6 +15,59 @@ from estate.settings import InfluxSettings, MqttSettings
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+
+class RollupSettings(BaseModel):
+    """The rollup job: levels, consumption, retention of rollups (see docs/rollups.md)."""
+
+    # The finest level is one minute: running more often would only rewrite the same points.
+    every_s: float = Field(60.0, gt=0)
+    # A window is rolled up this long after it ends: ingest stores a reading within about
+    # a second of receiving it, and gateway links and meter clocks add a few seconds more.
+    grace_s: float = Field(30.0, ge=0)
+    # Each run recomputes this much of each level, so readings that arrive late still
+    # reach the rollups. The 1-minute level catches readings up to 10 minutes late (older
+    # ones need a rollup request); each coarser level must reach back over what its finer
+    # level can still change, plus one of its own windows (checked below), with margin
+    # for a worker that ran late.
+    trailing_1m_s: float = Field(600.0, gt=0)
+    trailing_15m_s: float = Field(7200.0, gt=0)
+    trailing_1h_s: float = Field(21600.0, gt=0)
+    # 1-minute rollups are the bulk of the rollup data (60 times the hourly level); 90 days
+    # covers incident reviews and is longer than raw retention, which a rollup request
+    # needs. 15-minute and hourly rollups and consumption (billing) are kept for good.
+    retention_1m: str = Field("90d", pattern=r"^(\d+[wdhm]|INF)$")
+    retention_long: str = Field("INF", pattern=r"^(\d+[wdhm]|INF)$")
+    # The consumption of a window's first reading is measured from the meter's reading
+    # before it, if there is one this recent: six hours covers a gateway offline for a
+    # shift. After a longer gap the first reading only starts the count again.
+    previous_reading_lookback_s: float = Field(21600.0, gt=0)
+    # One query's answer has at most this many windows per series, and one quantity's
+    # series: for 10,000 meters 12 × 10,000 = 120,000 rows, about 5 MB of JSON.
+    max_query_windows: int = Field(12, ge=1)
+    # Consumption reads every raw register reading, so its queries cover one 15-minute
+    # window each (a multiple of 15 minutes).
+    raw_query_span_s: int = Field(900, ge=900, multiple_of=900)
+    # At most this much time per level (and of rollup requests) per run: a worker that
+    # was stopped for days, or a request over weeks, catches up over several runs instead
+    # of holding the job for hours.
+    max_span_per_run_s: int = Field(21600, ge=3600)
+    # Requests are read once they are this old, so one written by a host whose clock is a
+    # little ahead, or still in flight, is not passed over.
+    request_settle_s: float = Field(30.0, ge=0)
+    # Nothing older than raw retention (``influx.raw_retention``, 30 days) can be rolled
+    # up again: requests and catching up stop there. Keep the two in step.
+    max_age_s: float = Field(30 * 86400.0, gt=0)
+    # 5,000 lines per write is where InfluxDB 1.x reaches its full write rate (as ingest).
+    write_batch_lines: int = Field(5000, ge=1)
+
+    @model_validator(mode="after")
+    def _coarser_levels_reach_back_far_enough(self) -> RollupSettings:
+        if self.trailing_15m_s < self.trailing_1m_s + 900:
+            raise ValueError("trailing_15m_s must be at least trailing_1m_s + 900")
+        if self.trailing_1h_s < self.trailing_15m_s + 3600:
+            raise ValueError("trailing_1h_s must be at least trailing_15m_s + 3600")
+        return self
 
 
 class DispatchSettings(BaseSettings):
@@ -31,3 +84,5 @@ class DispatchSettings(BaseSettings):
     stale_after_s: float = Field(60.0, gt=0)
     # How often the scheduler checks for stale meters.
     freshness_every_s: float = Field(30.0, gt=0)
+    # The rollup job (``DISPATCH_ROLLUPS__EVERY_S`` and so on); defaults explained above.
+    rollups: RollupSettings = RollupSettings()

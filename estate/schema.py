@@ -15,5 +15,6 @@ DEAD_LETTERS: Final = "dead_letter"
 """Refused messages and records, with the reason, the detail and a payload excerpt."""
 
 ROLLUP_REQUESTS: Final = "rollup_request"
-"""Time ranges whose rollups must be recomputed because late readings arrived in them
-(ingest writes one after replaying its spool); fields start_ms and end_ms."""
+"""Time ranges whose rollups must be recomputed because late readings arrived in them:
+ingest writes one after replaying its spool, and with any batch holding readings older
+than its ``late_after_s``. Fields ``start_ms`` and ``end_ms``, both inclusive."""

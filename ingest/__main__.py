@@ -51,7 +51,8 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
     spool = Spool(settings.spool_dir, settings.spool_max_bytes)
     ingestor = Ingestor(store, ack, batch_size=settings.batch_size,
                         flush_interval_s=settings.flush_interval_s, spool=spool,
-                        on_event=on_event, source=settings.client_id)
+                        on_event=on_event, source=settings.client_id,
+                        late_after_s=settings.late_after_s)
     connection = MqttConnection(
         settings.mqtt, settings.client_id,
         session=Session(clean_start=False, expiry_s=settings.session_expiry_s,

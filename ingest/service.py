@@ -85,7 +85,7 @@ class Ingestor:
     def __init__(self, store: TimeSeriesStore, ack: AckFunction, *, batch_size: int,
                  flush_interval_s: float, limits: Limits = DEFAULT_LIMITS,
                  spool: Spool | None = None, on_event: EventHandler | None = None,
-                 source: str = "ingest") -> None:
+                 source: str = "ingest", late_after_s: float = 600.0) -> None:
         self._store = store
         self._ack = ack
         self._batch_size = batch_size
@@ -94,6 +94,7 @@ class Ingestor:
         self._spool = spool
         self._on_event = on_event or (lambda kind, data: None)
         self._source = source
+        self._late_after_ms = round(late_after_s * 1000)
         self._queue: queue.Queue[tuple[float, InboundMessage]] = queue.Queue()
         self._stop = threading.Event()
         self._abandon = threading.Event()
@@ -191,6 +192,12 @@ class Ingestor:
 
     def _deliver(self, batch: list[_Pending]) -> None:
         lines = [text for p in batch for text in p.outcome.lines]
+        late = self._late_range(batch)
+        if late is not None:
+            # Rollups of this range were already computed without these readings (a broker
+            # backlog, a gateway's store-and-forward): ask for them again, atomically with
+            # the readings themselves.
+            lines.append(self._rollup_request(*late))
         if lines:
             if self._spool is not None and not self._spool.empty():
                 self._to_spool(batch, lines)  # keep the order: behind what waits already
@@ -204,6 +211,17 @@ class Ingestor:
                     log.warning("store unavailable (%s); spooling", exc)
                     self._to_spool(batch, lines)
         self._acknowledge(batch, len(lines))
+
+    def _late_range(self, batch: list[_Pending]) -> tuple[int, int] | None:
+        cutoff = time.time_ns() // 1_000_000 - self._late_after_ms
+        late = [r.time_ms for p in batch for r in p.outcome.readings if r.time_ms < cutoff]
+        return (min(late), max(late)) if late else None
+
+    def _rollup_request(self, start_ms: int, end_ms: int) -> str:
+        """A request to recompute rollups over [start_ms, end_ms] (end inclusive)."""
+        return line(ROLLUP_REQUESTS, {"source": self._source},
+                    {"start_ms": start_ms, "end_ms": end_ms},
+                    time.time_ns() + self._take_sequence(1) % 1000)
 
     def _write(self, batch: list[_Pending], lines: list[str]) -> None:
         """Write directly; without a spool, retry until the store is back or shutdown."""
@@ -320,10 +338,7 @@ class Ingestor:
                       segment.path.name, exc)
             self._replay_line_by_line(lines)
         # Rollups of this range were computed without these readings: ask for them again.
-        now_ns = time.time_ns()
-        self._store.write_lines([line(ROLLUP_REQUESTS, {"source": self._source},
-                                      {"start_ms": segment.start_ms, "end_ms": segment.end_ms},
-                                      now_ns)])
+        self._store.write_lines([self._rollup_request(segment.start_ms, segment.end_ms)])
         self._spool.remove(segment)
         REPLAYED.inc(len(lines))
         SPOOL_BYTES.set(self._spool.bytes)

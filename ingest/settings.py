@@ -48,3 +48,7 @@ class IngestSettings(BaseSettings):
     # /metrics (Prometheus) and /health; port 0 turns the endpoint off.
     http_host: str = "127.0.0.1"
     http_port: int = Field(9101, ge=0, le=65535)
+    # Readings older than this when they arrive (a broker backlog, a gateway's store and
+    # forward) fall outside the rollup job's trailing window: ingest asks for their range to
+    # be rolled up again. Matches the 1-minute rollups' trailing window (docs/rollups.md).
+    late_after_s: float = Field(600.0, gt=0)

@@ -12,7 +12,7 @@ import pytest
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
-from estate.schema import DEAD_LETTERS, READINGS
+from estate.schema import DEAD_LETTERS, READINGS, ROLLUP_REQUESTS
 from estate.settings import MqttSettings
 from ingest.__main__ import run
 from ingest.settings import IngestSettings
@@ -92,3 +92,26 @@ def test_a_redelivered_message_overwrites_itself(
     client.close()
     time.sleep(1.0)
     assert _count(store, READINGS) == 1
+
+
+def test_late_readings_ask_for_their_range_to_be_rolled_up_again(
+        running_ingest: None, mqtt_settings: MqttSettings, store: InfluxV1Store) -> None:
+    hour_ago = time.time() - 3600
+    payload = orjson.dumps([{"bt": hour_ago, "n": "power", "u": "kW", "v": 1.0},
+                            {"n": "power", "u": "kW", "v": 2.0, "t": 60}])
+    fresh = orjson.dumps([{"bt": time.time(), "n": "power", "u": "kW", "v": 3.0}])
+    client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
+    client.connect()
+    client.publish("estate/v1/demo/metal/main/telemetry", payload, qos=1).wait_for_publish(5)
+    client.close()
+    assert _wait(store, READINGS, 2) == 2
+    requests = store.query(f'SELECT "start_ms", "end_ms" FROM "{ROLLUP_REQUESTS}"')
+    assert [row[1:] for row in requests[0].values] == [
+        [round(hour_ago * 1000), round(hour_ago * 1000) + 60_000]]
+    # Fresh readings ask for nothing.
+    client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
+    client.connect()
+    client.publish("estate/v1/demo/metal/main/telemetry", fresh, qos=1).wait_for_publish(5)
+    client.close()
+    assert _wait(store, READINGS, 3) == 3
+    assert len(store.query(f'SELECT "start_ms" FROM "{ROLLUP_REQUESTS}"')[0].values) == 1

@@ -1,0 +1,480 @@
+"""Rollups of the raw readings (1 minute, 15 minutes, 1 hour) and register consumption.
+
+One scheduled job, no continuous queries and no ``SELECT ... INTO`` (InfluxDB 3 has
+neither): it reads aggregates with InfluxQL ``GROUP BY time()`` through the store port and
+writes the rollup points back as line protocol into longer retention policies. A point's
+identity (measurement, tags, window start) makes a recomputed window overwrite itself, so
+any window may be computed as often as needed. docs/rollups.md tells the whole story.
+
+Levels, each from the one before, so a coarser level never rereads raw data:
+
+    reading            raw, default policy "raw"
+     ├─ reading_1m      rollup_1m     sum, count, min, max, last -> mean = sum / count
+     │   └─ reading_15m  rollup_long  sums of sums and counts, min of mins, max of maxes,
+     │       └─ reading_1h            last of lasts
+     └─ consumption_15m  rollup_long  registers only: deltas between readings (Python)
+         └─ consumption_1h            sums
+
+Late readings are rolled up again on request: points in ``ROLLUP_REQUESTS``
+(``rollup_request``, defined in ``estate.schema`` because ingest writes them).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from dispatch.consumption import consumption_by_window
+from dispatch.settings import RollupSettings
+from estate.errors import StoreRejected
+from estate.lineprotocol import FieldValue, line
+from estate.ports import Series, TimeSeriesStore
+from estate.schema import READINGS, ROLLUP_REQUESTS
+from estate.units import QUANTITIES, Kind
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS: Final = 60_000
+QUARTER_MS: Final = 15 * MINUTE_MS
+HOUR_MS: Final = 60 * MINUTE_MS
+_NS_PER_MS: Final = 1_000_000
+
+POLICY_1M: Final = "rollup_1m"
+"""The retention policy of the 1-minute rollups (90 days by default)."""
+POLICY_LONG: Final = "rollup_long"
+"""The retention policy of the 15-minute and hourly rollups and consumption (forever)."""
+ROLLUP_WATERMARK: Final = "rollup_watermark"
+"""The job's progress, in ``rollup_long``: per level the end of the last window rolled up
+(``<measurement>_done_ms``) and the start of the first (``<measurement>_since_ms``), and the
+time of the newest rollup request handled (``requests_ms``)."""
+REQUEST_SOURCE: Final = "rollups"
+"""The ``source`` tag of the requests the job writes for what it left for its next run."""
+
+TAG_KEYS: Final = ("estate", "facility", "device", "quantity", "channel")
+_QUANTITY_NAMES: Final = tuple(sorted(QUANTITIES))
+COUNTERS: Final = tuple(sorted(q.name for q in QUANTITIES.values() if q.kind is Kind.COUNTER))
+# InfluxQL cannot bind a regular expression; the names are the contract's fixed
+# identifiers (lower case and underscores), so the pattern is built from them.
+_COUNTER_PATTERN: Final = "/^(" + "|".join(COUNTERS) + ")$/"
+_GROUP_TAGS: Final = ", ".join(f'"{k}"' for k in TAG_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One rollup level: what it is called, its window, where it lives, what it is made of."""
+
+    measurement: str
+    window_ms: int
+    policy: str
+    source: Level | None  # None: the raw readings
+    consumption: bool = False
+
+
+READING_1M: Final = Level("reading_1m", MINUTE_MS, POLICY_1M, None)
+READING_15M: Final = Level("reading_15m", QUARTER_MS, POLICY_LONG, READING_1M)
+READING_1H: Final = Level("reading_1h", HOUR_MS, POLICY_LONG, READING_15M)
+CONSUMPTION_15M: Final = Level("consumption_15m", QUARTER_MS, POLICY_LONG, None, True)
+CONSUMPTION_1H: Final = Level("consumption_1h", HOUR_MS, POLICY_LONG, CONSUMPTION_15M, True)
+LEVELS: Final = (READING_1M, READING_15M, READING_1H, CONSUMPTION_15M, CONSUMPTION_1H)
+"""Every level, each after the level it is computed from."""
+
+
+def ensure_rollup_policies(store: TimeSeriesStore, database: str, retention_1m: str = "90d",
+                           retention_long: str = "INF") -> None:
+    """Create the rollup retention policies, or bring their durations in line with settings."""
+    for name, duration in ((POLICY_1M, retention_1m), (POLICY_LONG, retention_long)):
+        if not re.fullmatch(r"\d+[wdhm]|INF", duration):
+            raise ValueError(f"not an InfluxQL retention duration: {duration!r}")
+        policy = (f"RETENTION POLICY {_quote(name)} ON {_quote(database)} DURATION {duration} "
+                  "REPLICATION 1")
+        try:
+            store.query(f"CREATE {policy}")
+        except StoreRejected as exc:
+            if "already exists" not in str(exc) and "conflict" not in str(exc):
+                raise
+            store.query(f"ALTER {policy}")
+
+
+# Window arithmetic.
+
+def align_down(t_ms: int, window_ms: int) -> int:
+    return t_ms - t_ms % window_ms
+
+
+def align_up(t_ms: int, window_ms: int) -> int:
+    return -(-t_ms // window_ms) * window_ms
+
+
+def spans(start_ms: int, end_ms: int, step_ms: int) -> list[tuple[int, int]]:
+    """``[start, end)`` cut into consecutive pieces of at most ``step_ms``."""
+    return [(s, min(s + step_ms, end_ms)) for s in range(start_ms, end_ms, step_ms)]
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The union of half-open ranges, sorted, touching ones joined."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def take(ranges: list[tuple[int, int]], budget_ms: int,
+         ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Split sorted ranges into the first ``budget_ms`` of them and the rest."""
+    now: list[tuple[int, int]] = []
+    rest: list[tuple[int, int]] = []
+    for start, end in ranges:
+        if budget_ms <= 0:
+            rest.append((start, end))
+            continue
+        cut = min(end, start + budget_ms)
+        now.append((start, cut))
+        budget_ms -= cut - start
+        if cut < end:
+            rest.append((cut, end))
+    return now, rest
+
+
+def plan(window_ms: int, now_ms: int, settings: RollupSettings, trailing_ms: int, *,
+         done_ms: int | None = None, source_done_ms: int | None = None,
+         source_since_ms: int | None = None) -> tuple[int, int] | None:
+    """Which windows of a level this run computes, as ``[start, end)``, or None.
+
+    The end is the last complete window before ``now - grace`` that the source level has
+    covered; nothing is done until a new window is complete. The start reaches back over
+    the trailing period, or further to where the level stopped last (a worker that was
+    stopped catches up), but never before the source level's first window (``since``: a
+    window it only partly covers would be rolled up from part of its data), nor beyond
+    ``max_age``. One run covers at most ``max_span_per_run`` of it.
+    """
+    end = align_down(now_ms - round(settings.grace_s * 1000), window_ms)
+    if source_done_ms is not None:
+        end = min(end, align_down(source_done_ms, window_ms))
+    if done_ms is not None and end <= done_ms:
+        return None
+    start = align_down(end - trailing_ms, window_ms)
+    if done_ms is not None:
+        start = min(start, align_down(done_ms, window_ms))
+    start = max(start, align_up(now_ms - round(settings.max_age_s * 1000), window_ms))
+    if source_since_ms is not None:
+        start = max(start, align_up(source_since_ms, window_ms))
+    end = min(end, start + max(window_ms, align_down(settings.max_span_per_run_s * 1000,
+                                                     window_ms)))
+    return (start, end) if end > start else None
+
+
+def request_range(start_ms: int, end_ms: int) -> tuple[int, int]:
+    """The whole hours a request covers (its ``end_ms`` is its last reading, included)."""
+    return align_down(start_ms, HOUR_MS), align_up(end_ms + 1, HOUR_MS)
+
+
+# The job.
+
+@dataclass
+class Progress:
+    """Where the job stands; kept in ``rollup_watermark`` so a restarted worker continues.
+
+    Per level: ``done`` is the end of the last window rolled up, ``since`` the start of
+    the first; and the time of the newest rollup request handled.
+    """
+
+    done_ms: dict[str, int] = field(default_factory=dict)
+    since_ms: dict[str, int] = field(default_factory=dict)
+    requests_ms: int | None = None
+
+    def fields(self) -> dict[str, FieldValue]:
+        out: dict[str, FieldValue] = {}
+        for level in LEVELS:
+            for suffix, known in (("done_ms", self.done_ms), ("since_ms", self.since_ms)):
+                if level.measurement in known:
+                    out[f"{level.measurement}_{suffix}"] = known[level.measurement]
+        if self.requests_ms is not None:
+            out["requests_ms"] = self.requests_ms
+        return out
+
+    @classmethod
+    def from_fields(cls, row: Mapping[str, object]) -> Progress:
+        def known(suffix: str) -> dict[str, int]:
+            return {lv.measurement: int(value) for lv in LEVELS
+                    if isinstance(value := row.get(f"{lv.measurement}_{suffix}"), int)}
+        requests = row.get("requests_ms")
+        return cls(known("done_ms"), known("since_ms"),
+                   requests if isinstance(requests, int) else None)
+
+
+def progress_names() -> list[str]:
+    """The fields of ``rollup_watermark``."""
+    return [f"{lv.measurement}_{suffix}" for lv in LEVELS
+            for suffix in ("done_ms", "since_ms")] + ["requests_ms"]
+
+
+@dataclass
+class RunSummary:
+    """What one run wrote: points per measurement, requests handled and left for later."""
+
+    points: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    requeued: int = 0
+
+
+class Rollups:
+    """The rollup job; call it (the scheduler does) or ``run(now_ms)`` it."""
+
+    def __init__(self, store: TimeSeriesStore, database: str, settings: RollupSettings, *,
+                 manage_policies: bool = True) -> None:
+        """``manage_policies``: create the retention policies (InfluxDB 1.x); on 2.x the
+        administrator makes a bucket for each instead (docs/rollups.md)."""
+        self._store = store
+        self._db = database
+        self._settings = settings
+        self._policies_ready = not manage_policies
+        self._trailing_ms = {MINUTE_MS: round(settings.trailing_1m_s * 1000),
+                             QUARTER_MS: round(settings.trailing_15m_s * 1000),
+                             HOUR_MS: round(settings.trailing_1h_s * 1000)}
+
+    def __call__(self) -> RunSummary:
+        return self.run()
+
+    def run(self, now_ms: int | None = None) -> RunSummary:
+        now_ms = time.time_ns() // _NS_PER_MS if now_ms is None else now_ms
+        if not self._policies_ready:
+            try:
+                ensure_rollup_policies(self._store, self._db, self._settings.retention_1m,
+                                       self._settings.retention_long)
+            except StoreRejected as exc:
+                # InfluxDB 3 has no retention policy statements: its administrator makes
+                # the databases. If they are missing too, the writes will say so.
+                log.warning("cannot create the rollup retention policies (%s); they must "
+                            "exist already (docs/rollups.md)", exc)
+            self._policies_ready = True
+        progress = self._load_progress(now_ms)
+        saved = progress.fields()
+        summary = RunSummary()
+        try:
+            for level in LEVELS:
+                self._roll_up(level, now_ms, progress, summary)
+            self._handle_requests(now_ms, progress, summary)
+        finally:
+            if progress.fields() != saved:
+                self._write([line(ROLLUP_WATERMARK, {}, progress.fields(),
+                                  align_down(now_ms, HOUR_MS) * _NS_PER_MS)], POLICY_LONG)
+        log.debug("rollups: %s points, %d requests", dict(summary.points), summary.requests)
+        return summary
+
+    def _roll_up(self, level: Level, now_ms: int, progress: Progress,
+                 summary: RunSummary) -> None:
+        source = level.source.measurement if level.source else None
+        if source is not None and source not in progress.done_ms:
+            return  # its source has never been rolled up: nothing to build on
+        window = plan(level.window_ms, now_ms, self._settings,
+                      self._trailing_ms[level.window_ms],
+                      done_ms=progress.done_ms.get(level.measurement),
+                      source_done_ms=progress.done_ms.get(source) if source else None,
+                      source_since_ms=progress.since_ms.get(source) if source else None)
+        if window is None:
+            return
+        summary.points[level.measurement] += self.recompute(level, *window)
+        progress.done_ms[level.measurement] = window[1]
+        progress.since_ms.setdefault(level.measurement, window[0])
+
+    def recompute(self, level: Level, start_ms: int, end_ms: int) -> int:
+        """Roll up ``[start, end)`` (whole windows) of one level; returns the points written."""
+        if level.source is None and level.consumption:
+            return self._consumption_from_readings(start_ms, end_ms)
+        step = level.window_ms * self._settings.max_query_windows
+        query = aggregate_query(level, self._db)
+        written = 0
+        for s, e in spans(start_ms, end_ms, step):
+            # One quantity a query: InfluxDB 1.x's cost grows with the series in a query
+            # (10,000 meters' power, 10 minutes: 6 s), so this keeps each query well inside
+            # the store's timeout and each answer a fraction of the whole.
+            for quantity in _QUANTITY_NAMES:
+                series = self._store.query(query, {"start": s * _NS_PER_MS,
+                                                   "end": e * _NS_PER_MS, "quantity": quantity})
+                lines = [rollup_line(prefix, fields, t_ms)
+                         for one in series
+                         for prefix in (series_prefix(level.measurement, one.tags),)
+                         for t_ms, fields in _rows(one, level.consumption)]
+                self._write(lines, level.policy)
+                written += len(lines)
+        return written
+
+    def recompute_request(self, start_ms: int, end_ms: int) -> Counter[str]:
+        """Recompute every level over whole hours ``[start, end)`` in which late readings
+        arrived. Consumption reaches one window further: the first reading after the range
+        now has a later predecessor."""
+        written: Counter[str] = Counter()
+        for level in LEVELS:
+            end = end_ms + level.window_ms if level.consumption else end_ms
+            written[level.measurement] += self.recompute(level, start_ms, end)
+        return written
+
+    def _consumption_from_readings(self, start_ms: int, end_ms: int) -> int:
+        lookback_ms = round(self._settings.previous_reading_lookback_s * 1000)
+        previous: dict[tuple[str, ...], float | None] = {
+            _key(s): float(s.values[0][1])
+            for s in self._store.query(
+                f'SELECT last("value") FROM "{READINGS}" WHERE "quantity" =~ {_COUNTER_PATTERN}'
+                f" AND time >= $from AND time < $start GROUP BY {_GROUP_TAGS}",
+                {"from": (start_ms - lookback_ms) * _NS_PER_MS, "start": start_ms * _NS_PER_MS})
+            if s.values and s.values[0][1] is not None}
+        written = 0
+        for s, e in spans(start_ms, end_ms, self._settings.raw_query_span_s * 1000):
+            lines = []
+            for one in self._store.query(
+                    f'SELECT "value" FROM "{READINGS}" WHERE "quantity" =~ {_COUNTER_PATTERN}'
+                    f" AND time >= $start AND time < $end GROUP BY {_GROUP_TAGS}",
+                    {"start": s * _NS_PER_MS, "end": e * _NS_PER_MS}):
+                key = _key(one)
+                windows, previous[key] = consumption_by_window(
+                    previous.get(key),
+                    ((int(t), float(v)) for t, v in one.values if v is not None), QUARTER_MS)
+                prefix = series_prefix(CONSUMPTION_15M.measurement, one.tags)
+                lines += [rollup_line(prefix, c.fields(), w) for w, c in sorted(windows.items())]
+            self._write(lines, CONSUMPTION_15M.policy)
+            written += len(lines)
+        return written
+
+    def _handle_requests(self, now_ms: int, progress: Progress, summary: RunSummary) -> None:
+        oldest_ms = now_ms - round(self._settings.max_age_s * 1000)
+        after_ms = oldest_ms if progress.requests_ms is None else progress.requests_ms + 1
+        # A whole millisecond as the upper bound: times come back in ms, and the watermark
+        # must not pass a request that shares the millisecond of the newest one read.
+        until_ms = now_ms - round(self._settings.request_settle_s * 1000)
+        if until_ms <= after_ms:
+            return
+        rows = [row for s in self._store.query(
+                    f'SELECT "start_ms", "end_ms" FROM "{ROLLUP_REQUESTS}" '
+                    "WHERE time >= $after AND time < $until",
+                    {"after": after_ms * _NS_PER_MS, "until": until_ms * _NS_PER_MS})
+                for row in s.values]
+        if not rows:
+            return
+        ranges = []
+        for t_ms, start, end in rows:
+            if not isinstance(start, int) or not isinstance(end, int) or end < start:
+                log.warning("ignoring rollup request at %s: start_ms=%r end_ms=%r", t_ms, start,
+                            end)
+                continue
+            ranges.append(request_range(max(start, oldest_ms), min(end, now_ms)))
+        todo, rest = take(merge_ranges(ranges), self._settings.max_span_per_run_s * 1000)
+        for start, end in todo:
+            log.info("rolling up %d..%d again on request", start, end)
+            summary.points.update(self.recompute_request(start, end))
+        if rest:
+            # Left for the next run, as requests like any other: the watermark moves on.
+            self._write([line(ROLLUP_REQUESTS, {"source": REQUEST_SOURCE},
+                              {"start_ms": s, "end_ms": e - 1}, now_ms * _NS_PER_MS + i)
+                         for i, (s, e) in enumerate(rest)], None)
+            log.info("rollup requests over %d ms left for the next run",
+                     sum(e - s for s, e in rest))
+        summary.requests += len(rows)
+        summary.requeued += len(rest)
+        progress.requests_ms = max(int(row[0]) for row in rows)
+
+    def _load_progress(self, now_ms: int) -> Progress:
+        select = ", ".join(f"last({_quote(n)}) AS {_quote(n)}" for n in progress_names())
+        series = self._store.query(
+            f"SELECT {select} FROM {_qualified(self._db, POLICY_LONG, ROLLUP_WATERMARK)} "
+            "WHERE time >= $since",
+            {"since": (now_ms - round(self._settings.max_age_s * 1000)) * _NS_PER_MS})
+        if not series or not series[0].values:
+            return Progress()
+        return Progress.from_fields(dict(zip(series[0].columns, series[0].values[0],
+                                             strict=True)))
+
+    def _write(self, lines: list[str], policy: str | None) -> None:
+        size = self._settings.write_batch_lines
+        for i in range(0, len(lines), size):
+            try:
+                self._store.write_lines(lines[i:i + size], retention_policy=policy)
+            except StoreRejected as exc:
+                # InfluxDB stored the rest of the batch; a window older than its policy's
+                # duration has nowhere to go, which is no reason to stop the job.
+                if "beyond retention policy" not in str(exc):
+                    raise
+                log.warning("rollup points older than %s's duration dropped: %s", policy, exc)
+
+
+def aggregate_query(level: Level, database: str) -> str:
+    """The InfluxQL that computes ``level`` from its source for one quantity, time-bounded,
+    empty windows left out. The mean is not asked for: it is ``sum / count`` at every level."""
+    if level.source is None:
+        source = _quote(READINGS)
+        select = ('sum("value") AS "sum", count("value") AS "count", min("value") AS "min", '
+                  'max("value") AS "max", last("value") AS "last"')
+    else:
+        source = _qualified(database, level.source.policy, level.source.measurement)
+        if level.consumption:
+            select = ('sum("value") AS "value", sum("resets") AS "resets", '
+                      'sum("rollovers") AS "rollovers", sum("backwards") AS "backwards"')
+        else:
+            select = ('sum("sum") AS "sum", sum("count") AS "count", min("min") AS "min", '
+                      'max("max") AS "max", last("last") AS "last"')
+    return (f'SELECT {select} FROM {source} WHERE "quantity" = $quantity AND '
+            "time >= $start AND time < $end "
+            f"GROUP BY time({level.window_ms // MINUTE_MS}m), {_GROUP_TAGS} fill(none)")
+
+
+def series_prefix(measurement: str, tags: Mapping[str, str]) -> str:
+    """Measurement and tags of a series' lines, escaped exactly as ``line`` does it.
+
+    Built once per series: ``line`` for each of hundreds of thousands of rollup points
+    costs seconds a run (14 µs a point, against under 1 µs for the fields alone).
+    """
+    return line(measurement, {k: tags.get(k, "") for k in TAG_KEYS}, {"_": 0},
+                0).removesuffix(" _=0i 0")
+
+
+def rollup_line(prefix: str, fields: Mapping[str, float | int], t_ms: int) -> str:
+    """One rollup point; our own field names need no escaping, values are what ``line``
+    writes (``repr`` of a finite float, an integer with ``i``)."""
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, int):
+            parts.append(f"{name}={value}i")
+        elif math.isfinite(value):
+            parts.append(f"{name}={value!r}")
+        else:
+            raise ValueError(f"line protocol cannot carry {value!r}")
+    return f"{prefix} {','.join(parts)} {t_ms * _NS_PER_MS}"
+
+
+def _rows(series: Series, consumption: bool) -> Iterable[tuple[int, dict[str, float | int]]]:
+    """The window start and the fields of each row of an aggregate answer."""
+    index = {c: i for i, c in enumerate(series.columns)}
+    for row in series.values:
+        if any(v is None for v in row):
+            continue
+        if consumption:
+            yield int(row[0]), {"value": float(row[index["value"]]),
+                                "resets": int(row[index["resets"]]),
+                                "rollovers": int(row[index["rollovers"]]),
+                                "backwards": int(row[index["backwards"]])}
+        else:
+            total, count = float(row[index["sum"]]), int(row[index["count"]])
+            yield int(row[0]), {"mean": total / count, "min": float(row[index["min"]]),
+                                "max": float(row[index["max"]]),
+                                "last": float(row[index["last"]]), "sum": total,
+                                "count": count}
+
+
+def _key(series: Series) -> tuple[str, ...]:
+    return tuple(series.tags.get(k, "") for k in TAG_KEYS)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _qualified(database: str, policy: str, measurement: str) -> str:
+    return f"{_quote(database)}.{_quote(policy)}.{_quote(measurement)}"
