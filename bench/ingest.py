@@ -150,6 +150,13 @@ class IngestRun:
     messages_per_s: float
     peak_rss_mb: float
     latencies_ms: list[float]
+    cpu_s: dict[str, float]  # CPU seconds each process used during the run
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _metric(port: int, name: str) -> float:
@@ -171,7 +178,8 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
-               readings: int, work: Path, rate: float = 0.0, probe: bool = False) -> IngestRun:
+               readings: int, work: Path, servers: dict[str, int], rate: float = 0.0,
+               probe: bool = False) -> IngestRun:
     database = f"ingest_{uuid.uuid4().hex[:6]}"
     http_port = free_port()
     env = dict(os.environ, INGEST_MQTT__PORT=str(mqtt_port), INGEST_INFLUX__URL=influx_url,
@@ -195,6 +203,8 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
     latencies: list[float] = []
     stop_probe = threading.Event()
     prober = threading.Thread(target=_probe, args=(mqtt_port, store, latencies, stop_probe))
+    pids = {**servers, "ingest": ingest.pid, "publisher": publisher.pid or 0}
+    cpu_before = {name: _cpu_s(pid) for name, pid in pids.items()}
     start = time.monotonic()
     go.set()
     if probe:
@@ -204,6 +214,8 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
             raise RuntimeError("ingest did not finish in 10 minutes")
         time.sleep(0.02)
     elapsed = time.monotonic() - start
+    cpu = {name: _cpu_s(pid) - cpu_before[name] for name, pid in pids.items()
+           if name != "publisher"}
     stop_probe.set()
     if probe:
         prober.join(30)
@@ -217,7 +229,7 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
     ingest.terminate()
     ingest.wait(60)
     store.close()
-    return IngestRun(readings / elapsed, len(items) / elapsed, rss, latencies)
+    return IngestRun(readings / elapsed, len(items) / elapsed, rss, latencies, cpu)
 
 
 def _probe(port: int, store: InfluxV1Store, latencies: list[float],
@@ -243,6 +255,12 @@ def _probe(port: int, store: InfluxV1Store, latencies: list[float],
             time.sleep(0.005)
         time.sleep(0.05)
     client.close()
+
+
+def _print_cpu(run: IngestRun, readings: int) -> None:
+    per_million = {k: v * 1_000_000 / readings for k, v in run.cpu_s.items()}
+    print("    CPU seconds per million readings: " +
+          ", ".join(f"{k} {v:.1f}" for k, v in per_million.items()))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -276,21 +294,26 @@ def main() -> None:
         raw_mqtt = statistics.median(raw_mqtt_rate(broker.port, single) for _ in range(runs))
         print(f"raw paho QoS 1 delivery, empty handler:  {raw_mqtt:>10,.0f} msg/s")
 
-        results = [run_ingest(broker.port, influx.url, batched, batched_messages * 50, work)
-                   for _ in range(runs)]
+        assert broker.process is not None
+        assert influx.process is not None
+        servers = {"mosquitto": broker.process.pid, "influxd": influx.process.pid}
+        results = [run_ingest(broker.port, influx.url, batched, batched_messages * 50, work,
+                              servers) for _ in range(runs)]
         batched_rate = statistics.median(r.readings_per_s for r in results)
         rss = max(r.peak_rss_mb for r in results)
         print(f"ingest, 50 readings/message:             {batched_rate:>10,.0f} readings/s "
               f"({batched_rate / raw_influx:.0%} of raw InfluxDB)")
-        results1 = [run_ingest(broker.port, influx.url, single, single_messages, work)
+        _print_cpu(results[0], batched_messages * 50)
+        results1 = [run_ingest(broker.port, influx.url, single, single_messages, work, servers)
                     for _ in range(runs)]
         single_rate = statistics.median(r.messages_per_s for r in results1)
         rss = max(rss, *(r.peak_rss_mb for r in results1))
         print(f"ingest, 1 reading/message:               {single_rate:>10,.0f} msg/s "
               f"({single_rate / raw_mqtt:.0%} of raw QoS 1 delivery)")
+        _print_cpu(results1[0], single_messages)
         half = batched_rate / 2 / 50
         paced = run_ingest(broker.port, influx.url, batched[: int(half * 15)],
-                           int(half * 15) * 50, work, rate=half, probe=True)
+                           int(half * 15) * 50, work, servers, rate=half, probe=True)
         p50, p99 = pct(paced.latencies_ms, 0.5), pct(paced.latencies_ms, 0.99)
         rss = max(rss, paced.peak_rss_mb)
         print(f"latency at half rate ({half * 50:,.0f} readings/s), publish -> queryable, "

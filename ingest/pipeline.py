@@ -67,12 +67,17 @@ def handle_message(topic: str, payload: bytes, now_ms: int, sequence: int,
     return outcome
 
 
+_REGISTERS = frozenset(q.name for q in QUANTITIES.values() if q.kind is Kind.COUNTER)
+
+
 def _guard_counters(readings: list[Reading], counters: CounterGuard,
                     outcome: Outcome) -> list[Reading]:
+    if not any(r.quantity in _REGISTERS for r in readings):
+        return readings  # most packs hold no register: nothing to judge
     kept = []
     # Judge a pack's readings in time order: a gateway batch may list them in any order.
     for reading in sorted(readings, key=lambda r: r.time_ms):
-        if QUANTITIES[reading.quantity].kind is not Kind.COUNTER:
+        if reading.quantity not in _REGISTERS:
             kept.append(reading)
             continue
         key = (reading.estate, reading.facility, reading.device, reading.quantity,
