@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,11 @@ def publish_process(port: int, items: list[tuple[str, bytes]], rate: float,
     client.connect()
     go.wait()
     start = time.monotonic()
-    infos = []
+    infos: deque[Any] = deque()
     for k, (topic, payload) in enumerate(items):
+        # MQTT message ids wrap at 65,535: keep fewer than that awaiting their PUBACK.
+        while len(infos) >= 30_000:
+            infos.popleft().wait_for_publish(300)
         infos.append(client.publish(topic, payload, qos=1))
         if rate:
             delay = start + (k + 1) / rate - time.monotonic()

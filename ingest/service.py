@@ -185,6 +185,8 @@ class Ingestor:
             if deadline is None:
                 deadline = time.monotonic() + self._flush_interval_s
             now_ms = time.time_ns() // 1_000_000
+            # Dead letters number themselves from the current sequence; the replayer only
+            # takes numbers for store-refused lines, so a clash needs both in one millisecond.
             outcome = handle_message(message.topic, message.payload, now_ms,
                                      self._sequence, self._limits, self._counters)
             self._take_sequence(len(outcome.rejections))
@@ -196,18 +198,20 @@ class Ingestor:
 
     def _deliver(self, batch: list[_Pending]) -> None:
         lines = [text for p in batch for text in p.outcome.lines]
+        extra = []
         late = self._late_range(batch)
         if late is not None:
             # Rollups of this range were already computed without these readings (a broker
             # backlog, a gateway's store-and-forward): ask for them again, atomically with
             # the readings themselves.
-            lines.append(self._rollup_request(*late))
+            extra.append(self._rollup_request(*late))
+        lines += extra
         if lines:
             if self._spool is not None and not self._spool.empty():
                 self._to_spool(batch, lines)  # keep the order: behind what waits already
             else:
                 try:
-                    self._write(batch, lines)
+                    self._write(batch, lines, extra)
                 except StoreUnavailable as exc:
                     self.last_store_error = str(exc)
                     if self._spool is None:
@@ -231,8 +235,11 @@ class Ingestor:
                     {"start_ms": start_ms, "end_ms": end_ms},
                     time.time_ns() + self._take_sequence(1) % 1000)
 
-    def _write(self, batch: list[_Pending], lines: list[str]) -> None:
-        """Write directly; without a spool, retry until the store is back or shutdown."""
+    def _write(self, batch: list[_Pending], lines: list[str], extra: list[str]) -> None:
+        """Write directly; without a spool, retry until the store is back or shutdown.
+
+        ``extra`` are the lines of ``lines`` that belong to no message (rollup requests).
+        """
         delay = 0.5
         while True:
             try:
@@ -242,6 +249,7 @@ class Ingestor:
                     log.error("store refused a batch of %d lines (%s); writing message by "
                               "message", len(lines), exc)
                     self._write_one_by_one(batch)
+                    self._store.write_lines(extra)
                 self.last_store_error = None
                 return
             except StoreUnavailable as exc:

@@ -115,3 +115,26 @@ def test_late_readings_ask_for_their_range_to_be_rolled_up_again(
     client.close()
     assert _wait(store, READINGS, 3) == 3
     assert len(store.query(f'SELECT "start_ms" FROM "{ROLLUP_REQUESTS}"')[0].values) == 1
+
+
+def test_points_the_store_refuses_become_dead_letters_not_silence(
+        running_ingest: None, mqtt_settings: MqttSettings, store: InfluxV1Store) -> None:
+    # A string "value" written first makes InfluxDB refuse float values in this shard
+    # ("field type conflict"), as a schema clash from another writer would.
+    now = time.time()
+    store.write_lines([f'{READINGS},device=x,estate=demo,facility=metal,quantity=power '
+                       f'value="text" {int(now * 1e9) - 1_000_000_000}'])
+    client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
+    client.connect()
+    for device in ("a", "b"):
+        payload = orjson.dumps([{"bt": now, "n": "power", "u": "kW", "v": 5.0}])
+        client.publish(f"estate/v1/demo/metal/{device}/telemetry", payload,
+                       qos=1).wait_for_publish(5)
+    client.close()
+    assert _wait(store, DEAD_LETTERS, 2) == 2
+    letters = store.query(f'SELECT "detail", "topic" FROM "{DEAD_LETTERS}" '
+                          "WHERE \"reason\" = 'store-rejected'")
+    rows = letters[0].records()
+    assert sorted(r["topic"] for r in rows) == ["estate/v1/demo/metal/a/telemetry",
+                                                 "estate/v1/demo/metal/b/telemetry"]
+    assert all("field type conflict" in r["detail"] for r in rows)
