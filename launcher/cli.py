@@ -76,5 +76,27 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command("broker-credentials")
+def broker_credentials(
+    estate_file: Annotated[Path, typer.Option(help="The estate description (YAML)")],
+    out: Annotated[Path, typer.Option(help="Directory for passwd, acl and credentials.json")],
+) -> None:
+    """Write Mosquitto's password and ACL files and every account's new password (0600)."""
+    from estate.errors import ConfigError
+    from estate.model import load_estate
+    from launcher.broker_security import write_broker_security
+
+    try:
+        spec = load_estate(estate_file)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    security = write_broker_security(spec, out)
+    typer.echo(f"{len(security.accounts)} accounts for estate {spec.id!r}:\n"
+               f"  password_file {security.password_file}\n"
+               f"  acl_file {security.acl_file}\n"
+               f"  passwords in {security.credentials_file} (keep it secret)")
+
+
 def main() -> None:
     app()

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -114,37 +115,74 @@ def _port_open(port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A second, TLS-only loopback listener; ``cafile`` is the CA that signed ``certfile``."""
+
+    certfile: Path
+    keyfile: Path
+    cafile: Path
+    port: int | None = None
+
+
 class Mosquitto(ManagedServer):
-    """Mosquitto configured for ingest: nothing dropped, sessions persisted."""
+    """Mosquitto configured for ingest: nothing dropped, sessions persisted.
+
+    By default anyone may connect to its plain loopback listener. With ``password_file``
+    only known accounts may (anonymous clients are refused), with ``acl_file`` each is
+    confined to its topics, and ``tls`` adds a TLS listener on ``tls_port``.
+    """
 
     name = "mosquitto"
 
-    def __init__(self, data_dir: Path, port: int | None = None, extra: str = "") -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, extra: str = "", *,
+                 password_file: Path | None = None, acl_file: Path | None = None,
+                 tls: TlsListener | None = None) -> None:
         super().__init__(data_dir)
         self.port = port or free_port()
         self.extra = extra
+        self.password_file = password_file
+        self.acl_file = acl_file
+        self.tls = tls
+        self.tls_port = (tls.port or free_port()) if tls else None
 
     @property
     def config_path(self) -> Path:
         return self.data_dir / "mosquitto.conf"
 
     def argv(self) -> list[str]:
-        self.config_path.write_text(mosquitto_config(self.data_dir, self.port, self.extra))
+        self.config_path.write_text(mosquitto_config(
+            self.data_dir, self.port, self.extra, password_file=self.password_file,
+            acl_file=self.acl_file, tls=self.tls, tls_port=self.tls_port))
         return [find_binary("mosquitto"), "-c", str(self.config_path)]
 
     def ready(self) -> bool:
-        return _port_open(self.port)
+        return _port_open(self.port) and (self.tls_port is None or _port_open(self.tls_port))
 
 
-def mosquitto_config(data_dir: Path, port: int, extra: str = "") -> str:
+def mosquitto_config(data_dir: Path, port: int, extra: str = "", *,
+                     password_file: Path | None = None, acl_file: Path | None = None,
+                     tls: TlsListener | None = None, tls_port: int | None = None) -> str:
     # Run as whoever we are: as root, Mosquitto would otherwise switch to user
     # "mosquitto", which cannot write our data directory.
     user = getpass.getuser()
+    anonymous = "false" if password_file else "true"
+    security = ""
+    if password_file:
+        security += f"password_file {password_file}\n"
+    if acl_file:
+        security += f"acl_file {acl_file}\n"
+    listener = ""
+    if tls:
+        # Listener options follow their `listener` line, so this block comes last: `extra`
+        # keeps applying to the plain listener as before.
+        listener = (f"listener {tls_port or tls.port} 127.0.0.1\n"
+                    f"certfile {tls.certfile}\nkeyfile {tls.keyfile}\ncafile {tls.cafile}\n")
     return f"""# Written by Estate Dispatch; see docs/operations.md.
 user {user}
 listener {port} 127.0.0.1
-allow_anonymous true
-persistence true
+allow_anonymous {anonymous}
+{security}persistence true
 persistence_location {data_dir}/
 # Save the session state every 10 s as well as on a clean shutdown.
 autosave_interval 10
@@ -160,7 +198,7 @@ log_type warning
 log_type notice
 log_timestamp_format %Y-%m-%dT%H:%M:%S
 {extra}
-"""
+{listener}"""
 
 
 class InfluxDB(ManagedServer):
