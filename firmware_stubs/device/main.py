@@ -12,6 +12,12 @@ no commands: cmd/req needs an MQTT 5 client.
 
 import time
 
+if not hasattr(time, "ticks_ms"):  # CPython: MicroPython's clock comes from the shim's utime
+    try:
+        import utime as time
+    except ImportError:  # no shim on the path: only the functions without a clock work
+        pass
+
 try:
     import ujson as json
 except ImportError:
@@ -181,14 +187,17 @@ def flush(client, ring):
         ring.pop_oldest()
 
 
-def main():
+def main(iterations=None):
+    """Run the node: forever, or ``iterations`` passes of the loop (tests, on CPython)."""
     meter = PulseMeter(PULSE_PIN)
     ring = Ring(RING_PACKS)
     client = MQTTClient(CLIENT_ID, BROKER, PORT, USER, PASSWORD, KEEPALIVE_S)
     client.set_last_will(topic("status"), json.dumps({"state": "offline"}), True, 1)
     online = False
     due_ms = time.ticks_ms()
-    while True:
+    while iterations is None or iterations > 0:
+        if iterations is not None:
+            iterations -= 1
         if time.ticks_diff(time.ticks_ms(), due_ms) >= 0:
             due_ms = time.ticks_add(due_ms, PERIOD_S * 1000)
             ring.push((time.ticks_ms(), unix_time_s(), meter.readings()))

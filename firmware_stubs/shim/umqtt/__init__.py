@@ -1,0 +1,1 @@
+"""micropython-lib's umqtt package, over paho-mqtt."""
