@@ -87,6 +87,7 @@ class MqttConnection:
         self._on_connection = on_connection
         self._subscriptions: dict[str, int] = {}
         self._connected = threading.Event()
+        self._answered = threading.Event()  # a CONNACK came, accepting or refusing
         self._refused: str | None = None
         self._lock = threading.Lock()
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -128,7 +129,8 @@ class MqttConnection:
                               f"{self._settings.port}: {exc}") from exc
         _check(rc, "connect")
         self._client.loop_start()
-        if not self._connected.wait(timeout_s):
+        self._answered.wait(timeout_s)
+        if not self._connected.is_set():
             self.close()
             raise BrokerError(self._refused or f"no CONNACK within {timeout_s} s")
 
@@ -190,6 +192,7 @@ class MqttConnection:
         if reason.is_failure:
             self._refused = f"MQTT broker refused the connection: {reason}"
             log.error("%s", self._refused)
+            self._answered.set()
             return
         with self._lock:
             subscriptions = list(self._subscriptions.items())
@@ -198,6 +201,7 @@ class MqttConnection:
         log.info("connected to MQTT broker %s:%s (session present: %s)",
                  self._settings.host, self._settings.port, flags.session_present)
         self._connected.set()
+        self._answered.set()
         if self._on_connection:
             self._on_connection(True)
 
