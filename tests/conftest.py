@@ -8,6 +8,7 @@ own InfluxDB database, so tests never see each other's points.
 from __future__ import annotations
 
 import itertools
+import subprocess
 import threading
 import time
 import uuid
@@ -23,11 +24,25 @@ from dispatch.__main__ import WebParts, build_web
 from dispatch.settings import DispatchSettings
 from estate.settings import InfluxSettings, MqttSettings
 from ingest.settings import IngestSettings
-from launcher.servers import InfluxDB, Mosquitto, free_port
+from launcher.servers import InfluxDB, Mosquitto, find_binary, free_port
 
 SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web",
                    "ingest_settings"}
 _databases = itertools.count(1)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say which real servers the ``servers`` tests run against."""
+    lines = []
+    for name, argv in (("mosquitto", ["-h"]), ("influxd", ["version"])):
+        try:
+            binary = find_binary(name)
+            out = subprocess.run([binary, *argv], capture_output=True, text=True, timeout=10)
+            first = (out.stdout or out.stderr).strip().splitlines()[0]
+            lines.append(f"real {name}: {binary} ({first})")
+        except (FileNotFoundError, IndexError, subprocess.SubprocessError) as exc:
+            lines.append(f"real {name}: not available ({exc}); run `make deps`")
+    return lines
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
