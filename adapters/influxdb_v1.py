@@ -17,6 +17,7 @@ import orjson
 
 from estate.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
 from estate.ports import Series
+from estate.retention import ensure_retention_policy, quote_identifier
 from estate.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -69,17 +70,10 @@ class InfluxV1Store:
             self.ping()
             return
         # CREATE DATABASE is idempotent in InfluxQL. The raw retention policy is made the
-        # default so raw readings expire; rollups (later) live in longer policies.
-        self._statement(f'CREATE DATABASE "{_ident(self._db)}"')
-        policy = (f'RETENTION POLICY "raw" ON "{_ident(self._db)}" DURATION '
-                  f"{self._settings.raw_retention} REPLICATION 1 DEFAULT")
-        try:
-            self._statement(f"CREATE {policy}")
-        except StoreRejected as exc:
-            if "already exists" not in str(exc) and "conflict" not in str(exc):
-                raise
-            # The retention setting changed since the policy was made: follow the setting.
-            self._statement(f"ALTER {policy}")
+        # default so raw readings expire; rollups live in longer policies.
+        self._statement(f"CREATE DATABASE {quote_identifier(self._db)}")
+        ensure_retention_policy(self, self._db, "raw", self._settings.raw_retention,
+                                default=True)
 
     def write_lines(self, lines: Sequence[str], retention_policy: str | None = None) -> None:
         if not lines:
@@ -146,8 +140,5 @@ def _error_text(response: httpx.Response) -> str:
     except (orjson.JSONDecodeError, AttributeError):
         return response.text[:500]
 
-
-def _ident(name: str) -> str:
-    return name.replace("\\", "\\\\").replace('"', '\\"')
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -35,6 +34,7 @@ from dispatch.settings import RollupSettings
 from estate.errors import StoreRejected
 from estate.lineprotocol import FieldValue, line
 from estate.ports import Series, TimeSeriesStore
+from estate.retention import ensure_retention_policy, quote_identifier
 from estate.schema import READINGS, ROLLUP_REQUESTS
 from estate.units import QUANTITIES, Kind
 
@@ -89,16 +89,7 @@ def ensure_rollup_policies(store: TimeSeriesStore, database: str, retention_1m: 
                            retention_long: str = "INF") -> None:
     """Create the rollup retention policies, or bring their durations in line with settings."""
     for name, duration in ((POLICY_1M, retention_1m), (POLICY_LONG, retention_long)):
-        if not re.fullmatch(r"\d+[wdhm]|INF", duration):
-            raise ValueError(f"not an InfluxQL retention duration: {duration!r}")
-        policy = (f"RETENTION POLICY {_quote(name)} ON {_quote(database)} DURATION {duration} "
-                  "REPLICATION 1")
-        try:
-            store.query(f"CREATE {policy}")
-        except StoreRejected as exc:
-            if "already exists" not in str(exc) and "conflict" not in str(exc):
-                raise
-            store.query(f"ALTER {policy}")
+        ensure_retention_policy(store, database, name, duration)
 
 
 # Window arithmetic.
@@ -382,7 +373,8 @@ class Rollups:
         progress.requests_ms = max(int(row[0]) for row in rows)
 
     def _load_progress(self, now_ms: int) -> Progress:
-        select = ", ".join(f"last({_quote(n)}) AS {_quote(n)}" for n in progress_names())
+        select = ", ".join(f"last({quote_identifier(n)}) AS {quote_identifier(n)}"
+                           for n in progress_names())
         series = self._store.query(
             f"SELECT {select} FROM {_qualified(self._db, POLICY_LONG, ROLLUP_WATERMARK)} "
             "WHERE time >= $since",
@@ -409,7 +401,7 @@ def aggregate_query(level: Level, database: str) -> str:
     """The InfluxQL that computes ``level`` from its source for one quantity, time-bounded,
     empty windows left out. The mean is not asked for: it is ``sum / count`` at every level."""
     if level.source is None:
-        source = _quote(READINGS)
+        source = quote_identifier(READINGS)
         select = ('sum("value") AS "sum", count("value") AS "count", min("value") AS "min", '
                   'max("value") AS "max", last("value") AS "last"')
     else:
@@ -472,9 +464,5 @@ def _key(series: Series) -> tuple[str, ...]:
     return tuple(series.tags.get(k, "") for k in TAG_KEYS)
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _qualified(database: str, policy: str, measurement: str) -> str:
-    return f"{_quote(database)}.{_quote(policy)}.{_quote(measurement)}"
+    return ".".join(quote_identifier(part) for part in (database, policy, measurement))

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,12 @@ from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import WebParts, build_web
 from dispatch.settings import DispatchSettings
 from estate.settings import InfluxSettings, MqttSettings
+from ingest.__main__ import run as run_ingest
 from ingest.settings import IngestSettings
 from launcher.servers import InfluxDB, Mosquitto, find_binary, free_port
 
 SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web",
-                   "ingest_settings"}
+                   "ingest_settings", "start_ingest"}
 _databases = itertools.count(1)
 
 
@@ -94,6 +96,40 @@ def ingest_settings(mqtt_settings: MqttSettings, influx_settings: InfluxSettings
         return IngestSettings(**(values | overrides))
 
     return make
+
+
+@dataclass(frozen=True)
+class RunningIngest:
+    settings: IngestSettings
+    thread: threading.Thread
+
+
+@pytest.fixture
+def start_ingest(ingest_settings: Callable[..., IngestSettings],
+                 ) -> Iterator[Callable[..., RunningIngest]]:
+    """Start ingest workers in threads (real code, real servers); all stop at the end.
+
+    ``start_ingest()`` takes the ``ingest_settings`` defaults, ``start_ingest(settings)``
+    given settings, ``start_ingest(batch_size=200)`` the defaults with overrides.
+    """
+    running: list[tuple[RunningIngest, threading.Event]] = []
+
+    def start(settings: IngestSettings | None = None, **overrides: Any) -> RunningIngest:
+        settings = settings or ingest_settings(**overrides)
+        stop, ready = threading.Event(), threading.Event()
+        thread = threading.Thread(target=run_ingest, args=(settings, stop, ready), daemon=True)
+        thread.start()
+        assert ready.wait(20), "ingest did not start"
+        worker = RunningIngest(settings, thread)
+        running.append((worker, stop))
+        return worker
+
+    yield start
+    for _, stop in running:
+        stop.set()
+    for worker, _ in running:
+        worker.thread.join(30)
+        assert not worker.thread.is_alive(), "ingest did not stop within 30 s"
 
 
 @pytest.fixture

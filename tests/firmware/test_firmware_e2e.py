@@ -29,8 +29,6 @@ from estate.schema import READINGS
 from estate.settings import MqttSettings
 from firmware_stubs.shim import MODULES as SHIM_MODULES
 from firmware_stubs.shim import PATH as SHIM_PATH
-from ingest.__main__ import run as run_ingest
-from ingest.settings import IngestSettings
 from launcher.servers import free_port
 
 FIRMWARE = SHIM_PATH.parent / "device" / "main.py"
@@ -164,17 +162,8 @@ def listen(mqtt_settings: MqttSettings) -> Iterator[Callable[[str], Listener]]:
 
 
 @pytest.fixture
-def ingest(ingest_settings: Callable[..., IngestSettings],
-           store: InfluxV1Store) -> Iterator[None]:
-    stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=run_ingest, args=(ingest_settings(), stop, ready),
-                              daemon=True)
-    thread.start()
-    assert ready.wait(20), "ingest did not start"
-    yield
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive(), "ingest did not stop within 30 s"
+def ingest(start_ingest: Callable[..., object]) -> None:
+    start_ingest()
 
 
 def _retained(listen: Callable[[str], Listener], topic: str) -> Message:

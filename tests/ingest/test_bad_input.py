@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -21,8 +21,7 @@ from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
 from estate.schema import DEAD_LETTERS, READINGS
 from estate.settings import MqttSettings
-from ingest.__main__ import run
-from ingest.settings import IngestSettings
+from tests.conftest import RunningIngest
 
 NOW = time.time()
 T = "estate/v1/demo/{facility}/{device}/telemetry"
@@ -105,15 +104,9 @@ CORPUS: list[Case] = [
 
 
 @pytest.fixture
-def running_ingest(ingest_settings: Callable[..., IngestSettings],
-                   store: InfluxV1Store) -> Iterator[threading.Thread]:
-    stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=run, args=(ingest_settings(), stop, ready), daemon=True)
-    thread.start()
-    assert ready.wait(20)
-    yield thread
-    stop.set()
-    thread.join(30)
+def running_ingest(start_ingest: Callable[..., RunningIngest],
+                   store: InfluxV1Store) -> threading.Thread:
+    return start_ingest().thread
 
 
 def _count(store: InfluxV1Store, measurement: str) -> int:

@@ -19,9 +19,9 @@ from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import InboundMessage, MqttConnection, Session
 from estate.schema import ROLLUP_REQUESTS
 from estate.settings import InfluxSettings, MqttSettings
-from ingest.__main__ import run
 from ingest.settings import IngestSettings
 from launcher.servers import InfluxDB, Mosquitto, free_port
+from tests.conftest import RunningIngest
 from tests.ingest.load import KnownLoad, start_ingest_process, stored, wait_for_count
 
 pytestmark = pytest.mark.servers
@@ -44,14 +44,6 @@ def own_influx(tmp_path: Path) -> Iterator[InfluxDB]:
     server.stop()
 
 
-def _ingest_thread(settings: IngestSettings) -> tuple[threading.Thread, threading.Event]:
-    stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=run, args=(settings, stop, ready), daemon=True)
-    thread.start()
-    assert ready.wait(20), "ingest did not start"
-    return thread, stop
-
-
 def _assert_exact(store: InfluxV1Store, load: KnownLoad) -> None:
     assert wait_for_count(store, load.readings, timeout_s=120) == load.readings
     time.sleep(1.0)  # anything extra would have arrived by now
@@ -67,9 +59,10 @@ def _assert_exact(store: InfluxV1Store, load: KnownLoad) -> None:
 
 def test_broker_stopped_and_restarted_mid_stream(
         own_broker: Mosquitto, influx_settings: InfluxSettings, store: InfluxV1Store,
-        ingest_settings: Callable[..., IngestSettings]) -> None:
+        ingest_settings: Callable[..., IngestSettings],
+        start_ingest: Callable[..., RunningIngest]) -> None:
     mqtt = MqttSettings(port=own_broker.port)
-    thread, stop = _ingest_thread(ingest_settings(mqtt=mqtt))
+    start_ingest(ingest_settings(mqtt=mqtt))
     load = KnownLoad()
     midway = threading.Event()
     publisher = threading.Thread(target=load.publish, args=(mqtt, 400, midway), daemon=True)
@@ -81,16 +74,15 @@ def test_broker_stopped_and_restarted_mid_stream(
     publisher.join(180)
     assert not publisher.is_alive(), "the publisher did not finish"
     _assert_exact(store, load)
-    stop.set()
-    thread.join(30)
 
 
 def test_influxdb_down_for_30_seconds_spools_then_replays(
         own_influx: InfluxDB, mqtt_settings: MqttSettings,
-        ingest_settings: Callable[..., IngestSettings]) -> None:
+        ingest_settings: Callable[..., IngestSettings],
+        start_ingest: Callable[..., RunningIngest]) -> None:
     influx = InfluxSettings(url=own_influx.url, database="faults")
     settings = ingest_settings(influx=influx)
-    thread, stop = _ingest_thread(settings)
+    start_ingest(settings)
     store = InfluxV1Store(influx)
     load = KnownLoad()
     started = threading.Event()
@@ -110,8 +102,6 @@ def test_influxdb_down_for_30_seconds_spools_then_replays(
     requests = store.query(f'SELECT "start_ms", "end_ms" FROM "{ROLLUP_REQUESTS}"')
     assert requests, "replayed readings were not reported for re-rollup"
     assert list(Path(settings.spool_dir).glob("*.lp")) == [], "the spool did not drain"
-    stop.set()
-    thread.join(30)
     store.close()
 
 
@@ -216,7 +206,8 @@ def test_why_a_single_worker_uses_a_plain_subscription(own_broker: Mosquitto) ->
 
 def test_a_full_spool_holds_acknowledgements_and_says_so_then_loses_nothing(
         own_influx: InfluxDB, mqtt_settings: MqttSettings,
-        ingest_settings: Callable[..., IngestSettings]) -> None:
+        ingest_settings: Callable[..., IngestSettings],
+        start_ingest: Callable[..., RunningIngest]) -> None:
     influx = InfluxSettings(url=own_influx.url, database="faults")
     # The smallest spool allowed (1 MiB) fills with about 10,000 readings.
     settings = ingest_settings(influx=influx, spool_max_bytes=1 << 20)
@@ -225,7 +216,7 @@ def test_a_full_spool_holds_acknowledgements_and_says_so_then_loses_nothing(
                              on_message=lambda m: events.append(orjson.loads(m.payload)))
     watcher.subscribe(f"estate/system/ingest/{settings.client_id}/events", 1)
     watcher.connect()
-    thread, stop = _ingest_thread(settings)
+    start_ingest(settings)
     store = InfluxV1Store(influx)
     own_influx.stop()
     load = KnownLoad()
@@ -243,7 +234,5 @@ def test_a_full_spool_holds_acknowledgements_and_says_so_then_loses_nothing(
     while "spool-drained" not in {e["event"] for e in events} and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "spool-drained" in [e["event"] for e in events]
-    stop.set()
-    thread.join(30)
     watcher.close()
     store.close()

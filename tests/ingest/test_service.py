@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -14,22 +13,11 @@ from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
 from estate.schema import DEAD_LETTERS, READINGS, ROLLUP_REQUESTS
 from estate.settings import MqttSettings
-from ingest.__main__ import run
-from ingest.settings import IngestSettings
 
 
 @pytest.fixture
-def running_ingest(ingest_settings: Callable[..., IngestSettings],
-                   store: InfluxV1Store) -> Iterator[None]:
-    stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=run, args=(ingest_settings(batch_size=200), stop, ready),
-                              daemon=True)
-    thread.start()
-    assert ready.wait(20), "ingest did not start"
-    yield
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive()
+def running_ingest(start_ingest: Callable[..., object], store: InfluxV1Store) -> None:
+    start_ingest(batch_size=200)
 
 
 def _count(store: InfluxV1Store, measurement: str) -> int:
