@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,21 +142,29 @@ def store(influx_settings: InfluxSettings) -> Iterator[InfluxV1Store]:
     s.close()
 
 
-@pytest.fixture
-def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings) -> Iterator[str]:
-    """The web view of the sample estate, served by uvicorn on a free port; yields its URL."""
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port; yields its URL."""
     port = free_port()
-    parts: WebParts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings))
-    server = uvicorn.Server(uvicorn.Config(parts.app, host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    yield url
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings) -> Iterator[str]:
+    """The web view of the sample estate, served by uvicorn on a free port; yields its URL."""
+    parts: WebParts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings))
+    with served(parts.app) as url:
+        yield url
     parts.close()
