@@ -54,8 +54,9 @@ class Recorded:
         return parse_qs(self.body.decode(), keep_blank_values=True, strict_parsing=True)
 
 
-class FakeInflux2(ThreadingHTTPServer):
-    """Answers like InfluxDB 2.x and records every request."""
+class RecordingInflux2(ThreadingHTTPServer):
+    """A real HTTP server on loopback that answers as InfluxDB 2.x does and records every
+    request: no 2.x server can run on the CI machine, so the requests are checked here."""
 
     daemon_threads = True
 
@@ -91,7 +92,7 @@ class FakeInflux2(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     # Keep-alive, as the real server does: the client reuses its pooled connection.
     protocol_version = "HTTP/1.1"
-    server: FakeInflux2
+    server: RecordingInflux2
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -169,8 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def influx2() -> Iterator[FakeInflux2]:
-    server = FakeInflux2()
+def influx2() -> Iterator[RecordingInflux2]:
+    server = RecordingInflux2()
     # A short poll interval makes shutdown quick.
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -188,7 +189,7 @@ def v2_settings(url: str, **changes: Any) -> InfluxSettings:
 
 
 @pytest.fixture
-def v2(influx2: FakeInflux2) -> Iterator[InfluxV2Store]:
+def v2(influx2: RecordingInflux2) -> Iterator[InfluxV2Store]:
     store = InfluxV2Store(v2_settings(influx2.url))
     yield store
     store.close()
@@ -198,7 +199,7 @@ def v2(influx2: FakeInflux2) -> Iterator[InfluxV2Store]:
 
 
 def test_lines_arrive_byte_exact_at_the_v2_write_endpoint(
-        v2: InfluxV2Store, influx2: FakeInflux2) -> None:
+        v2: InfluxV2Store, influx2: RecordingInflux2) -> None:
     lines = ["reading,device=d1,estate=north quantity=1.5 1700000000000000000",
              "reading,device=d2,estate=north quantity=-2.0 1700000000000000001"]
     v2.write_lines(lines)
@@ -212,7 +213,7 @@ def test_lines_arrive_byte_exact_at_the_v2_write_endpoint(
     assert request.body == "\n".join(lines).encode()
 
 
-def test_an_empty_batch_sends_nothing(v2: InfluxV2Store, influx2: FakeInflux2) -> None:
+def test_an_empty_batch_sends_nothing(v2: InfluxV2Store, influx2: RecordingInflux2) -> None:
     v2.write_lines([])
     assert influx2.requests == []
 
@@ -221,7 +222,7 @@ def test_an_empty_batch_sends_nothing(v2: InfluxV2Store, influx2: FakeInflux2) -
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tag=st.text(min_size=1, max_size=30), text=st.text(max_size=60))
 def test_escaped_lines_arrive_unchanged_and_never_split(
-        v2: InfluxV2Store, influx2: FakeInflux2, tag: str, text: str) -> None:
+        v2: InfluxV2Store, influx2: RecordingInflux2, tag: str, text: str) -> None:
     lines = [line("probe", {"who": tag}, {"text": text, "n": 1.0}, 1),
              line("probe", {"who": "next"}, {"n": 2}, 2)]
     before = len(influx2.requests)
@@ -236,7 +237,7 @@ def test_escaped_lines_arrive_unchanged_and_never_split(
 
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_server_trouble_is_unavailable_and_not_retried_by_the_client(
-        v2: InfluxV2Store, influx2: FakeInflux2, status: int) -> None:
+        v2: InfluxV2Store, influx2: RecordingInflux2, status: int) -> None:
     influx2.fail_next_writes(status, "unavailable", "try later")
     with pytest.raises(StoreUnavailable, match=str(status)):
         v2.write_lines(["m v=1.0 1"])
@@ -246,7 +247,7 @@ def test_server_trouble_is_unavailable_and_not_retried_by_the_client(
 
 
 def test_a_bad_batch_is_rejected_with_influxdbs_message(
-        v2: InfluxV2Store, influx2: FakeInflux2) -> None:
+        v2: InfluxV2Store, influx2: RecordingInflux2) -> None:
     message = "partial write: field type conflict: input field \"v\" on measurement \"m\""
     influx2.fail_next_writes(400, "invalid", message)
     with pytest.raises(StoreRejected) as raised:
@@ -255,7 +256,7 @@ def test_a_bad_batch_is_rejected_with_influxdbs_message(
     assert message in str(raised.value)
 
 
-def test_a_wrong_token_is_a_misconfiguration_not_bad_data(influx2: FakeInflux2) -> None:
+def test_a_wrong_token_is_a_misconfiguration_not_bad_data(influx2: RecordingInflux2) -> None:
     store = InfluxV2Store(v2_settings(influx2.url, token=SecretStr("wrong")))
     with pytest.raises(StoreMisconfigured) as raised:
         store.write_lines(["m v=1.0 1"])
@@ -295,7 +296,7 @@ def test_a_server_that_never_answers_times_out_after_timeout_s() -> None:
 # --- ping ---------------------------------------------------------------------------------
 
 
-def test_ping_answers_the_version_header(v2: InfluxV2Store, influx2: FakeInflux2) -> None:
+def test_ping_answers_the_version_header(v2: InfluxV2Store, influx2: RecordingInflux2) -> None:
     assert v2.ping() == VERSION
     assert [(r.method, r.path) for r in influx2.requests] == [("GET", "/ping")]
 
@@ -304,7 +305,7 @@ def test_ping_answers_the_version_header(v2: InfluxV2Store, influx2: FakeInflux2
 
 
 def test_query_goes_to_the_v1_endpoint_with_the_token_and_parses_series(
-        v2: InfluxV2Store, influx2: FakeInflux2) -> None:
+        v2: InfluxV2Store, influx2: RecordingInflux2) -> None:
     influx2.query_answer = {"results": [{"statement_id": 0, "series": [{
         "name": "reading", "tags": {"device": "d1"}, "columns": ["time", "value"],
         "values": [[1700000000000, 1.5], [1700000060000, 2.5]]}]}]}
@@ -319,7 +320,7 @@ def test_query_goes_to_the_v1_endpoint_with_the_token_and_parses_series(
                               "params": ['{"d":"d1"}']}
 
 
-def test_a_query_with_a_wrong_token_is_a_misconfiguration(influx2: FakeInflux2) -> None:
+def test_a_query_with_a_wrong_token_is_a_misconfiguration(influx2: RecordingInflux2) -> None:
     store = InfluxV2Store(v2_settings(influx2.url, token=SecretStr("wrong")))
     with pytest.raises(StoreMisconfigured, match="401"):
         store.query("SHOW MEASUREMENTS")
@@ -330,7 +331,7 @@ def test_a_query_with_a_wrong_token_is_a_misconfiguration(influx2: FakeInflux2) 
 
 
 def test_ensure_database_passes_when_the_bucket_exists(
-        v2: InfluxV2Store, influx2: FakeInflux2) -> None:
+        v2: InfluxV2Store, influx2: RecordingInflux2) -> None:
     v2.ensure_database()
     [request] = influx2.requests
     assert (request.method, request.path) == ("GET", "/api/v2/buckets")
@@ -338,7 +339,7 @@ def test_ensure_database_passes_when_the_bucket_exists(
     assert request.query["org"] == [ORG]
 
 
-def test_ensure_database_names_a_missing_bucket(influx2: FakeInflux2) -> None:
+def test_ensure_database_names_a_missing_bucket(influx2: RecordingInflux2) -> None:
     influx2.buckets = {"other"}
     store = InfluxV2Store(v2_settings(influx2.url))
     with pytest.raises(ConfigError, match=rf"bucket '{BUCKET}' in org '{ORG}'.*does not exist"):
@@ -346,7 +347,7 @@ def test_ensure_database_names_a_missing_bucket(influx2: FakeInflux2) -> None:
     store.close()
 
 
-def test_ensure_database_names_a_missing_org(influx2: FakeInflux2) -> None:
+def test_ensure_database_names_a_missing_org(influx2: RecordingInflux2) -> None:
     store = InfluxV2Store(v2_settings(influx2.url, org="nobody"))
     with pytest.raises(ConfigError, match=r"org 'nobody'.*organization name"):
         store.ensure_database()
@@ -354,7 +355,7 @@ def test_ensure_database_names_a_missing_org(influx2: FakeInflux2) -> None:
 
 
 def test_a_retention_policy_writes_to_its_own_bucket(
-        v2: InfluxV2Store, influx2: FakeInflux2) -> None:
+        v2: InfluxV2Store, influx2: RecordingInflux2) -> None:
     influx2.buckets = {BUCKET, "estate_db/rollup_1m"}
     v2.write_lines(["m v=1.0 1"], retention_policy="rollup_1m")
     v2.write_lines(["m v=1.0 2"], retention_policy="raw")
@@ -364,7 +365,7 @@ def test_a_retention_policy_writes_to_its_own_bucket(
 
 
 def test_a_retention_policy_without_its_bucket_is_a_misconfiguration(
-        v2: InfluxV2Store, influx2: FakeInflux2) -> None:
+        v2: InfluxV2Store, influx2: RecordingInflux2) -> None:
     with pytest.raises(StoreMisconfigured, match='bucket "estate_db/rollup_1h" not found'):
         v2.write_lines(["m v=1.0 1"], retention_policy="rollup_1h")
 
@@ -372,7 +373,7 @@ def test_a_retention_policy_without_its_bucket_is_a_misconfiguration(
 # --- choosing the adapter -----------------------------------------------------------------
 
 
-def test_make_store_follows_the_api_setting(influx2: FakeInflux2) -> None:
+def test_make_store_follows_the_api_setting(influx2: RecordingInflux2) -> None:
     v1 = make_store(InfluxSettings(url=influx2.url))
     v2 = make_store(v2_settings(influx2.url))
     assert type(v1) is InfluxV1Store
