@@ -14,7 +14,6 @@ with rejections (dead letters).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -23,7 +22,7 @@ import orjson
 
 from estate.readings import DecodedPack, Reading, Rejection
 from estate.topics import DeviceId
-from estate.units import QUANTITIES, UNITS, Quantity, convert
+from estate.units import QUANTITIES, UNITS, Quantity, convert, is_finite_number
 
 SENML_VERSION: Final = 10  # RFC 8428's version; a pack declaring a newer one is refused
 # RFC 8428 section 4.5.3: times below 2**28 are relative to now.
@@ -153,24 +152,14 @@ def _base_field_problem(record: dict[str, Any]) -> tuple[str, str] | None:
     for name in ("bn", "bu"):
         if name in record and not isinstance(record[name], str):
             return "bad-field-type", f"{name} must be a string, got {record[name]!r}"
-    if "bt" in record and not _is_finite(record["bt"]):
+    if "bt" in record and not is_finite_number(record["bt"]):
         return "bad-time", f"bt must be a finite number, got {record['bt']!r}"
-    if "bv" in record and not _is_finite(record["bv"]):
+    if "bv" in record and not is_finite_number(record["bv"]):
         return "non-finite", f"bv must be a finite number, got {record['bv']!r}"
     for name in record:
         if name not in _KNOWN_FIELDS and name.endswith("_"):
             return "must-understand-field", f"field {name!r} must be understood and is not"
     return None
-
-
-def _is_finite(value: object) -> bool:
-    """A number a float can hold: not NaN, not infinite, no integer beyond the float range."""
-    if not _is_number(value):
-        return False
-    try:
-        return math.isfinite(value)  # type: ignore[arg-type]
-    except OverflowError:  # an integer too large for a float (lenient JSON path)
-        return False
 
 
 def _resolve_local(local: str) -> tuple[Quantity, str] | tuple[str, str]:
@@ -232,7 +221,7 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
             return Rejection("non-finite", f"{local}: v is {raw!r}", index)
         value = raw + base_value
     elif kind is int:
-        if not _is_finite(raw):
+        if not is_finite_number(raw):
             return Rejection("non-finite", f"{local}: v is {str(raw)[:40]}", index)
         value = float(raw) + base_value
     else:
@@ -263,7 +252,7 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
         seconds = base_time
     elif type(offset) is float and offset - offset == 0.0:
         seconds = base_time + offset
-    elif _is_finite(offset):
+    elif is_finite_number(offset):
         seconds = base_time + float(offset)
     else:
         return Rejection("bad-time", f"{local}: t must be a finite number, got {offset!r}", index)

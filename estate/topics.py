@@ -23,7 +23,9 @@ from estate import CONTRACT_VERSION
 from estate.errors import TopicError
 
 ROOT: Final = "estate"
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+IDENTIFIER_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+"""What an estate, facility or device identifier may be (also checked by the web API)."""
+_IDENT = re.compile(IDENTIFIER_PATTERN)
 
 
 class Channel(Enum):

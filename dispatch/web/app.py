@@ -24,11 +24,12 @@ from estate.errors import StoreError
 from estate.model import MEASURES, EstateSpec
 from estate.ports import TimeSeriesStore
 from estate.schema import READINGS
+from estate.topics import IDENTIFIER_PATTERN
 from estate.units import QUANTITIES
 
 log = logging.getLogger(__name__)
 
-IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+IDENT = f"^{IDENTIFIER_PATTERN}$"
 # One query answers at most this many rows per series: a month of 1-minute data.
 MAX_ROWS_PER_SERIES = 50_000
 MAX_RANGE = timedelta(days=31)
