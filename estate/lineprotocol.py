@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from estate.readings import Reading
 from estate.schema import READINGS
@@ -95,3 +95,8 @@ def reading_line(r: Reading) -> str:
         f"{READINGS},{channel}device={r.device},estate={r.estate},facility={r.facility},"
         f"quantity={r.quantity} value={r.value!r} {r.time_ms}000000"
     )
+
+
+def readings_lines(readings: Iterable[Reading]) -> list[str]:
+    """The lines that store ``readings``: what ingest writes and a history backfill writes."""
+    return [reading_line(r) for r in readings]

@@ -53,6 +53,9 @@ class MeterSpec(_Strict):
     nominal: float = Field(gt=-100, le=100_000)
     # Share of ``nominal`` drawn outside working hours (standby, base load).
     base_share: float = Field(0.2, ge=0, le=1)
+    # An electricity meter on the facility's grid incomer: the sum of a facility's incomers
+    # is its demand (sub-meters such as a loom hall are inside it and not added again).
+    incomer: bool = False
 
     @field_validator("id")
     @classmethod
