@@ -38,8 +38,11 @@ def check_freshness(store: TimeSeriesStore, estate: str, expected: list[DeviceId
     """Query the last reading time per meter, find the stale ones and record the result."""
     now_ms = time.time_ns() // 1_000_000
     series = store.query(
-        f'SELECT last("value") FROM "{READINGS}" WHERE "estate" = $estate AND '
-        f"time > now() - {int(lookback_h)}h GROUP BY \"facility\", \"device\"",
+        # The newest point of each meter, whatever it measured: ``last(*)`` would answer per
+        # field and without the time.
+        f'SELECT * FROM "{READINGS}" WHERE "estate" = $estate AND '
+        f"time > now() - {int(lookback_h)}h GROUP BY \"facility\", \"device\" "
+        "ORDER BY time DESC LIMIT 1",
         {"estate": estate})
     last_seen = {(s.tags["facility"], s.tags["device"]): int(s.values[0][0])
                  for s in series if s.values}

@@ -35,7 +35,7 @@ from estate.errors import StoreRejected
 from estate.lineprotocol import FieldValue, line
 from estate.ports import Series, TimeSeriesStore
 from estate.retention import ensure_retention_policy, quote_identifier
-from estate.schema import READINGS, ROLLUP_REQUESTS
+from estate.schema import READINGS, ROLLUP_REQUESTS, split_field_key
 from estate.units import QUANTITIES, Kind
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,9 @@ REQUEST_SOURCE: Final = "rollups"
 TAG_KEYS: Final = ("estate", "facility", "device", "quantity", "channel")
 _QUANTITY_NAMES: Final = tuple(sorted(QUANTITIES))
 COUNTERS: Final = tuple(sorted(q.name for q in QUANTITIES.values() if q.kind is Kind.COUNTER))
-# InfluxQL cannot bind a regular expression; the names are the contract's fixed
-# identifiers (lower case and underscores), so the pattern is built from them.
-_COUNTER_PATTERN: Final = "/^(" + "|".join(COUNTERS) + ")$/"
 _GROUP_TAGS: Final = ", ".join(f'"{k}"' for k in TAG_KEYS)
+_METER_TAGS: Final = '"estate", "facility", "device"'
+"""The tags of the raw readings: the quantity and channel are in the field's name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,22 +281,38 @@ class Rollups:
         if level.source is None and level.consumption:
             return self._consumption_from_readings(start_ms, end_ms)
         step = level.window_ms * self._settings.max_query_windows
-        query = aggregate_query(level, self._db)
+        # One quantity a query: InfluxDB 1.x's cost grows with the series in a query
+        # (10,000 meters' power, 10 minutes: 6 s), so this keeps each query well inside
+        # the store's timeout and each answer a fraction of the whole. The raw readings hold
+        # a field per quantity and channel; the rollups a point per quantity and channel.
+        if level.source is None:
+            queries = [(aggregate_query(level, self._db, key), {}, dict(
+                zip(("quantity", "channel"), split_field_key(key), strict=True)))
+                for key in self._raw_fields()]
+        else:
+            query = aggregate_query(level, self._db)
+            queries = [(query, {"quantity": q}, {}) for q in _QUANTITY_NAMES]
         written = 0
         for s, e in spans(start_ms, end_ms, step):
-            # One quantity a query: InfluxDB 1.x's cost grows with the series in a query
-            # (10,000 meters' power, 10 minutes: 6 s), so this keeps each query well inside
-            # the store's timeout and each answer a fraction of the whole.
-            for quantity in _QUANTITY_NAMES:
-                series = self._store.query(query, {"start": s * _NS_PER_MS,
-                                                   "end": e * _NS_PER_MS, "quantity": quantity})
+            for query, params, tags in queries:
+                series = self._store.query(query, params | {"start": s * _NS_PER_MS,
+                                                            "end": e * _NS_PER_MS})
                 lines = [rollup_line(prefix, fields, t_ms)
                          for one in series
-                         for prefix in (series_prefix(level.measurement, one.tags),)
+                         for prefix in (series_prefix(level.measurement, {**one.tags, **tags}),)
                          for t_ms, fields in _rows(one, level.consumption)]
                 self._write(lines, level.policy)
                 written += len(lines)
         return written
+
+    def _raw_fields(self, counters: bool = False) -> list[str]:
+        """The fields of the raw readings (every ``quantity[.channel]`` ever written), or
+        those of registers; names of unknown quantities are left alone."""
+        names = [str(row[0]) for s in self._store.query(
+                     f"SHOW FIELD KEYS FROM {quote_identifier(READINGS)}")
+                 for row in s.values]
+        wanted = COUNTERS if counters else _QUANTITY_NAMES
+        return sorted(n for n in names if split_field_key(n)[0] in wanted)
 
     def recompute_request(self, start_ms: int, end_ms: int) -> Counter[str]:
         """Recompute every level over whole hours ``[start, end)`` in which late readings
@@ -311,28 +326,34 @@ class Rollups:
 
     def _consumption_from_readings(self, start_ms: int, end_ms: int) -> int:
         lookback_ms = round(self._settings.previous_reading_lookback_s * 1000)
-        previous: dict[tuple[str, ...], float | None] = {
-            _key(s): float(s.values[0][1])
-            for s in self._store.query(
-                f'SELECT last("value") FROM "{READINGS}" WHERE "quantity" =~ {_COUNTER_PATTERN}'
-                f" AND time >= $from AND time < $start GROUP BY {_GROUP_TAGS}",
-                {"from": (start_ms - lookback_ms) * _NS_PER_MS, "start": start_ms * _NS_PER_MS})
-            if s.values and s.values[0][1] is not None}
         written = 0
-        for s, e in spans(start_ms, end_ms, self._settings.raw_query_span_s * 1000):
-            lines = []
-            for one in self._store.query(
-                    f'SELECT "value" FROM "{READINGS}" WHERE "quantity" =~ {_COUNTER_PATTERN}'
-                    f" AND time >= $start AND time < $end GROUP BY {_GROUP_TAGS}",
-                    {"start": s * _NS_PER_MS, "end": e * _NS_PER_MS}):
-                key = _key(one)
-                windows, previous[key] = consumption_by_window(
-                    previous.get(key),
-                    ((int(t), float(v)) for t, v in one.values if v is not None), QUARTER_MS)
-                prefix = series_prefix(CONSUMPTION_15M.measurement, one.tags)
-                lines += [rollup_line(prefix, c.fields(), w) for w, c in sorted(windows.items())]
-            self._write(lines, CONSUMPTION_15M.policy)
-            written += len(lines)
+        for field_name in self._raw_fields(counters=True):
+            field = quote_identifier(field_name)
+            names = dict(zip(("quantity", "channel"), split_field_key(field_name), strict=True))
+            previous: dict[tuple[str, ...], float | None] = {
+                _key(s.tags): float(s.values[0][1])
+                for s in self._store.query(
+                    f"SELECT last({field}) FROM {quote_identifier(READINGS)} "
+                    f"WHERE time >= $from AND time < $start GROUP BY {_METER_TAGS}",
+                    {"from": (start_ms - lookback_ms) * _NS_PER_MS,
+                     "start": start_ms * _NS_PER_MS})
+                if s.values and s.values[0][1] is not None}
+            for s, e in spans(start_ms, end_ms, self._settings.raw_query_span_s * 1000):
+                lines = []
+                for one in self._store.query(
+                        f"SELECT {field} FROM {quote_identifier(READINGS)} "
+                        f"WHERE time >= $start AND time < $end GROUP BY {_METER_TAGS}",
+                        {"start": s * _NS_PER_MS, "end": e * _NS_PER_MS}):
+                    key = _key(one.tags)
+                    windows, previous[key] = consumption_by_window(
+                        previous.get(key),
+                        ((int(t), float(v)) for t, v in one.values if v is not None),
+                        QUARTER_MS)
+                    prefix = series_prefix(CONSUMPTION_15M.measurement, {**one.tags, **names})
+                    lines += [rollup_line(prefix, c.fields(), w)
+                              for w, c in sorted(windows.items())]
+                self._write(lines, CONSUMPTION_15M.policy)
+                written += len(lines)
         return written
 
     def _handle_requests(self, now_ms: int, progress: Progress, summary: RunSummary) -> None:
@@ -397,13 +418,20 @@ class Rollups:
                 log.warning("rollup points older than %s's duration dropped: %s", policy, exc)
 
 
-def aggregate_query(level: Level, database: str) -> str:
+def aggregate_query(level: Level, database: str, raw_field: str = "") -> str:
     """The InfluxQL that computes ``level`` from its source for one quantity, time-bounded,
-    empty windows left out. The mean is not asked for: it is ``sum / count`` at every level."""
+    empty windows left out. The mean is not asked for: it is ``sum / count`` at every level.
+
+    From the raw readings the quantity is the field ``raw_field`` (``quantity[.channel]``);
+    from a rollup it is the ``$quantity`` parameter."""
     if level.source is None:
-        source = quote_identifier(READINGS)
-        select = ('sum("value") AS "sum", count("value") AS "count", min("value") AS "min", '
-                  'max("value") AS "max", last("value") AS "last"')
+        if not raw_field:
+            raise ValueError("the raw readings are rolled up one field at a time")
+        f = quote_identifier(raw_field)
+        return (f'SELECT sum({f}) AS "sum", count({f}) AS "count", min({f}) AS "min", '
+                f'max({f}) AS "max", last({f}) AS "last" FROM {quote_identifier(READINGS)} '
+                "WHERE time >= $start AND time < $end "
+                f"GROUP BY time({level.window_ms // MINUTE_MS}m), {_METER_TAGS} fill(none)")
     else:
         source = _qualified(database, level.source.policy, level.source.measurement)
         if level.consumption:
@@ -460,8 +488,8 @@ def _rows(series: Series, consumption: bool) -> Iterable[tuple[int, dict[str, fl
                                 "count": count}
 
 
-def _key(series: Series) -> tuple[str, ...]:
-    return tuple(series.tags.get(k, "") for k in TAG_KEYS)
+def _key(tags: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(tags.get(k, "") for k in TAG_KEYS)
 
 
 def _qualified(database: str, policy: str, measurement: str) -> str:

@@ -1,6 +1,6 @@
 """InfluxDB line protocol, the write format of InfluxDB 1.x, 2.x and 3.x.
 
-Two paths: ``reading_line`` is the hot path for readings, whose strings were validated
+Two paths: ``readings_lines`` is the hot path for readings, whose strings were validated
 against the identifier alphabet when they entered (so it needs no escaping and is a plain
 f-string); ``line`` is the general serializer for anything else (dead letters, plans,
 alarms), which escapes every string and removes what line protocol cannot carry.
@@ -89,14 +89,28 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldVa
 
 
 def reading_line(r: Reading) -> str:
-    """The line of one reading, tags in sorted key order, time in nanoseconds."""
-    channel = f"channel={r.channel}," if r.channel else ""
-    return (
-        f"{READINGS},{channel}device={r.device},estate={r.estate},facility={r.facility},"
-        f"quantity={r.quantity} value={r.value!r} {r.time_ms}000000"
-    )
+    """The point of one reading alone (a meter's other quantities at that instant are
+    other fields of the same point, so writing it leaves them be)."""
+    return readings_lines((r,))[0]
 
 
 def readings_lines(readings: Iterable[Reading]) -> list[str]:
-    """The lines that store ``readings``: what ingest writes and a history backfill writes."""
-    return [reading_line(r) for r in readings]
+    """The lines that store ``readings``, one per meter and instant with a field per
+    quantity (``estate.schema.READINGS``): what ingest writes and a history backfill writes.
+
+    The hot path of ingest: identifiers were validated when the readings were made, so no
+    escaping; a repeated quantity at one instant keeps its last value, as InfluxDB would.
+    """
+    points: dict[tuple[str, str, str, int], dict[str, float]] = {}
+    for r in readings:
+        key = (r.estate, r.facility, r.device, r.time_ms)
+        fields = points.get(key)
+        if fields is None:
+            fields = points[key] = {}
+        fields[f"{r.quantity}.{r.channel}" if r.channel else r.quantity] = r.value
+    return [
+        f"{READINGS},device={device},estate={estate},facility={facility} "
+        + ",".join([f"{name}={value!r}" for name, value in fields.items()])
+        + f" {time_ms}000000"
+        for (estate, facility, device, time_ms), fields in points.items()
+    ]

@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Final
 
 READINGS: Final = "reading"
-"""Every raw reading: tags estate, facility, device, quantity, channel; field value."""
+"""Every raw reading: one point per meter and instant, tags estate, facility, device, and
+one field per quantity, named as in SenML: ``quantity`` or ``quantity.channel``
+(``power``, ``voltage.l1``), in the quantity's canonical unit.
+
+One point per meter and instant rather than one per reading: InfluxDB's cost is mostly per
+point, so a meter's ten quantities cost it a tenth as much (BENCHMARKS.md)."""
 
 DEAD_LETTERS: Final = "dead_letter"
 """Refused messages and records, with the reason, the detail and a payload excerpt."""
@@ -18,3 +23,14 @@ ROLLUP_REQUESTS: Final = "rollup_request"
 """Time ranges whose rollups must be recomputed because late readings arrived in them:
 ingest writes one after replaying its spool, and with any batch holding readings older
 than its ``late_after_s``. Fields ``start_ms`` and ``end_ms``, both inclusive."""
+
+
+def field_key(quantity: str, channel: str) -> str:
+    """The field of a reading in ``READINGS``: ``quantity`` or ``quantity.channel``."""
+    return f"{quantity}.{channel}" if channel else quantity
+
+
+def split_field_key(key: str) -> tuple[str, str]:
+    """``(quantity, channel)`` of a field of ``READINGS``."""
+    quantity, _, channel = key.partition(".")
+    return quantity, channel

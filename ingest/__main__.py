@@ -56,8 +56,9 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
     connection = MqttConnection(
         settings.mqtt, settings.client_id,
         session=Session(clean_start=False, expiry_s=settings.session_expiry_s,
-                        # Room for two batches of single-reading messages, within MQTT's cap.
-                        receive_maximum=min(65535, 2 * settings.batch_size), manual_ack=True),
+                        # Room for three batches of single-reading messages (one being
+                        # written, one decoded and waiting, one filling), within MQTT's cap.
+                        receive_maximum=min(65535, 3 * settings.batch_size), manual_ack=True),
         on_message=ingestor.submit)
 
     def health() -> tuple[bool, dict[str, Any]]:

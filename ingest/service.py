@@ -107,6 +107,13 @@ class Ingestor:
         self._counters = CounterGuard()
         self._spool_warned = False
         self.last_store_error: str | None = None
+        # Two stages: the decoder turns messages into batches of lines while the writer
+        # stores (or spools) and acknowledges the batch before, in order. The writer mostly
+        # waits on InfluxDB's answer with the GIL released, so decoding the next batch
+        # meanwhile is nearly free throughput (BENCHMARKS.md). One batch waits between them.
+        self._batches: queue.Queue[list[_Pending] | None] = queue.Queue(maxsize=1)
+        self._decoder = threading.Thread(target=self._decode, name="ingest-decoder",
+                                         daemon=True)
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._replayer = threading.Thread(target=self._replay, name="ingest-replayer",
                                           daemon=True)
@@ -116,6 +123,7 @@ class Ingestor:
         self._queue.put((time.monotonic(), message))
 
     def start(self) -> None:
+        self._decoder.start()
         self._writer.start()
         if self._spool is not None:
             SPOOL_BYTES.set(self._spool.bytes)
@@ -128,9 +136,11 @@ class Ingestor:
         writer gives up: what it holds stays unacknowledged and the broker delivers it again.
         """
         self._stop.set()
+        self._decoder.join(timeout_s)
         self._writer.join(timeout_s)
-        if self._writer.is_alive():
+        if self._writer.is_alive() or self._decoder.is_alive():
             self._abandon.set()
+            self._decoder.join(timeout_s)
             self._writer.join(timeout_s)
         self._abandon.set()
         if self._replayer.is_alive():
@@ -142,7 +152,7 @@ class Ingestor:
             "spool_bytes": self._spool.bytes if self._spool else None,
             "spool_segments": self._spool.segments if self._spool else None,
             "last_store_error": self.last_store_error,
-            "writer_alive": self._writer.is_alive(),
+            "writer_alive": self._writer.is_alive() and self._decoder.is_alive(),
         }
 
     @property
@@ -150,23 +160,49 @@ class Ingestor:
         return self._queue.qsize()
 
     def _take_sequence(self, count: int) -> int:
-        """Reserve ``count`` dead-letter sequence numbers (both threads write dead letters)."""
+        """Reserve ``count`` dead-letter sequence numbers (three threads write dead letters)."""
         with self._sequence_lock:
             first = self._sequence
             self._sequence += count
             return first
 
+    # The decoder thread.
+    def _decode(self) -> None:
+        try:
+            while not (self._stop.is_set() and self._queue.empty()):
+                batch = self._collect()
+                if batch and not self._hand_over(batch):
+                    return
+        finally:
+            self._hand_over(None)
+
+    def _hand_over(self, batch: list[_Pending] | None) -> bool:
+        """Give the writer a batch (``None``: no more); False if it gave up on shutdown."""
+        while True:
+            try:
+                self._batches.put(batch, timeout=0.1)
+                return True
+            except queue.Full:
+                if self._abandon.is_set() or not self._writer.is_alive():
+                    return False
+
     # The writer thread.
     def _run(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
-            batch = self._collect()
-            if batch:
-                try:
-                    self._deliver(batch)
-                except _Abandoned:
-                    log.warning("stopping with %d messages neither written nor spooled; the "
-                                "broker delivers them again", len(batch))
+        while True:
+            try:
+                batch = self._batches.get(timeout=0.1)
+            except queue.Empty:
+                if not self._decoder.is_alive() and self._batches.empty():
                     return
+                continue
+            if batch is None:
+                return
+            try:
+                self._deliver(batch)
+            except _Abandoned:
+                log.warning("stopping with %d messages neither written nor spooled; the "
+                            "broker delivers them again", len(batch))
+                return
 
     def _collect(self) -> list[_Pending]:
         batch: list[_Pending] = []
@@ -185,11 +221,12 @@ class Ingestor:
             if deadline is None:
                 deadline = time.monotonic() + self._flush_interval_s
             now_ms = time.time_ns() // 1_000_000
-            # Dead letters number themselves from the current sequence; the replayer only
-            # takes numbers for store-refused lines, so a clash needs both in one millisecond.
-            outcome = handle_message(message.topic, message.payload, now_ms,
-                                     self._sequence, self._limits, self._counters)
-            self._take_sequence(len(outcome.rejections))
+            # Dead letters number themselves from the current sequence, under the lock the
+            # writer and the replayer take their numbers with, so no two share one.
+            with self._sequence_lock:
+                outcome = handle_message(message.topic, message.payload, now_ms,
+                                         self._sequence, self._limits, self._counters)
+                self._sequence += len(outcome.rejections)
             batch.append(_Pending(message, received, outcome))
             lines += len(outcome.lines)
         MESSAGES.inc(len(batch))

@@ -23,7 +23,8 @@ from dispatch.live import LiveState
 from estate.errors import StoreError
 from estate.model import MEASURES, EstateSpec
 from estate.ports import TimeSeriesStore
-from estate.schema import READINGS
+from estate.schema import READINGS, field_key
+from estate.stored import readings_from_series
 from estate.topics import IDENTIFIER_PATTERN
 from estate.units import QUANTITIES
 
@@ -123,30 +124,22 @@ def create_app(spec: EstateSpec, store: TimeSeriesStore, live: LiveState,
             "start": int(start.timestamp() * 1_000_000) * 1000,
             "end": int(end.timestamp() * 1_000_000) * 1000,
         }
-        for name, value in (("facility", facility), ("device", device),
-                            ("quantity", quantity), ("channel", channel)):
+        for name, value in (("facility", facility), ("device", device)):
             if value is not None:
                 conditions.append(f'"{name}" = ${name}')
                 params[name] = value
-        query = (f'SELECT "value" FROM "{READINGS}" WHERE {" AND ".join(conditions)} '
-                 f'GROUP BY "facility", "device", "quantity", "channel" LIMIT {limit}')
         try:
-            series = store.query(query, params)
+            series = store.query(
+                f'SELECT {_reading_fields(quantity, channel)} FROM "{READINGS}" '
+                f'WHERE {" AND ".join(conditions)} '
+                f'GROUP BY "estate", "facility", "device" LIMIT {limit}', params)
         except StoreError as exc:
             raise HTTPException(503, f"the time-series store is unavailable: {exc}") from exc
-        rows = []
-        truncated = False
-        for s in series:
-            truncated = truncated or len(s.values) >= limit
-            q = s.tags.get("quantity", "")
-            unit = QUANTITIES[q].unit if q in QUANTITIES else ""
-            for time_ms, value in s.values:
-                rows.append({"time_ms": time_ms, "facility": s.tags.get("facility", ""),
-                             "device": s.tags.get("device", ""), "quantity": q,
-                             "channel": s.tags.get("channel", ""), "value": value,
-                             "unit": unit})
-        rows.sort(key=lambda r: (r["time_ms"], r["facility"], r["device"], r["quantity"],
-                                 r["channel"]))
+        truncated = any(len(s.values) >= limit for s in series)
+        rows = [{"time_ms": r.time_ms, "facility": r.facility, "device": r.device,
+                 "quantity": r.quantity, "channel": r.channel, "value": r.value,
+                 "unit": QUANTITIES[r.quantity].unit if r.quantity in QUANTITIES else ""}
+                for r in readings_from_series(series)]
         return {"estate": spec.id, "count": len(rows), "truncated": truncated,
                 "readings": rows}
 
@@ -168,3 +161,16 @@ def create_app(spec: EstateSpec, store: TimeSeriesStore, live: LiveState,
                 "stale": [s for s in stale_text.split(",") if s]}
 
     return app
+
+
+def _reading_fields(quantity: str | None, channel: str | None) -> str:
+    """The fields of ``READINGS`` to select: one per quantity and channel, as a field key
+    or an InfluxQL regular expression (both names were validated against their alphabets,
+    so only the dot needs escaping)."""
+    if quantity is not None and channel is not None:
+        return f'"{field_key(quantity, channel)}"'
+    if quantity is not None:
+        return f"/^{quantity}(\\.|$)/"
+    if channel is not None:
+        return "/\\." + channel.replace(".", "\\.") + "$/"
+    return "*"

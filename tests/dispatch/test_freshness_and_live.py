@@ -30,7 +30,9 @@ def test_a_meter_is_stale_when_silent_longer_than_allowed_or_never_heard() -> No
 def test_the_check_reads_the_store_and_records_its_result(store: InfluxV1Store) -> None:
     now_ms = time.time_ns() // 1_000_000
     store.write_lines([
-        reading_line(Reading("demo", "foods", "a", "power", "", 1.0, now_ms - 5_000)),
+        reading_line(Reading("demo", "foods", "a", "power", "", 1.0, now_ms - 9_000)),
+        # The newest point counts whatever quantity it holds.
+        reading_line(Reading("demo", "foods", "a", "pressure", "", 3.0, now_ms - 5_000)),
         reading_line(Reading("demo", "foods", "b", "power", "", 1.0, now_ms - 600_000)),
         reading_line(Reading("other", "foods", "c", "power", "", 1.0, now_ms - 1_000)),
     ])

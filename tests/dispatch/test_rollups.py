@@ -51,9 +51,9 @@ from dispatch.rollups import (
 )
 from dispatch.settings import DispatchSettings, RollupSettings
 from estate.errors import StoreRejected
-from estate.lineprotocol import line
+from estate.lineprotocol import line, readings_lines
 from estate.ports import Series
-from estate.schema import READINGS
+from estate.readings import Reading
 from estate.settings import InfluxSettings
 
 NS = 1_000_000
@@ -154,8 +154,12 @@ def test_settings_refuse_a_coarse_level_that_cannot_see_what_its_source_changes(
 @pytest.mark.parametrize("level", [lv for lv in LEVELS if lv is not CONSUMPTION_15M],
                          ids=lambda lv: lv.measurement)
 def test_every_aggregate_query_is_time_bounded_without_empty_windows(level: Level) -> None:
-    query = aggregate_query(level, "estate")
-    assert 'WHERE "quantity" = $quantity AND time >= $start AND time < $end' in query
+    query = aggregate_query(level, "estate", "voltage.l1" if level.source is None else "")
+    if level.source is None:
+        assert 'sum("voltage.l1") AS "sum"' in query
+        assert 'WHERE time >= $start AND time < $end' in query
+    else:
+        assert 'WHERE "quantity" = $quantity AND time >= $start AND time < $end' in query
     assert query.endswith("fill(none)")
     assert f"GROUP BY time({level.window_ms // MINUTE_MS}m), " in query
     assert "INTO" not in query
@@ -325,8 +329,8 @@ def _tags(key: Key) -> dict[str, str]:
 
 
 def _write_readings(store: InfluxV1Store, readings: dict[Key, list[tuple[int, float]]]) -> None:
-    store.write_lines([line(READINGS, _tags(k), {"value": v}, t * NS)
-                       for k, rows in readings.items() for t, v in rows])
+    store.write_lines(readings_lines(Reading(*k, v, t) for k, rows in readings.items()
+                                     for t, v in rows))
 
 
 def _points(store: InfluxV1Store, db: str, level: Level, start_ms: int, end_ms: int,

@@ -28,8 +28,8 @@ from edge.modbus import ModbusGateway, ModbusMeter, decode, plan_blocks, poll
 from edge.publisher import Publisher
 from edge.registers import GENERIC_THREE_PHASE, WORDS, MeterMap, Point, load_map
 from estate.errors import ConfigError
-from estate.schema import READINGS
 from estate.settings import MqttSettings
+from estate.stored import select_readings
 from estate.topics import DeviceId
 from launcher.servers import free_port
 
@@ -204,11 +204,10 @@ def test_poll_reads_the_real_server(meter_map: MeterMap) -> None:
 # --- through MQTT and ingest into InfluxDB ---------------------------------------------
 
 def _stored(store: InfluxV1Store, estate: str) -> dict[str, dict[tuple[str, str], Any]]:
-    series = store.query(f'SELECT * FROM "{READINGS}" WHERE "estate" = $estate',
-                         {"estate": estate})
     by_device: dict[str, dict[tuple[str, str], Any]] = {}
-    for row in series[0].records() if series else []:
-        by_device.setdefault(row["device"], {})[(row["quantity"], row["channel"] or "")] = row
+    for r in select_readings(store, '"estate" = $estate', {"estate": estate}):
+        by_device.setdefault(r.device, {})[(r.quantity, r.channel)] = {
+            "value": r.value, "time": r.time_ms}
     return by_device
 
 

@@ -16,11 +16,12 @@ from estate.lineprotocol import (
     escape_string_field,
     line,
     reading_line,
+    readings_lines,
     stored_name,
     stored_string,
 )
 from estate.readings import Reading
-from estate.schema import READINGS
+from estate.schema import READINGS, field_key
 from estate.units import QUANTITIES
 
 ANY_TEXT = st.text(max_size=20)
@@ -71,8 +72,8 @@ def test_line_matches_influxdb_client_point(measurement: str, tags: dict[str, st
     point = Point(measurement).time(time_ns, WritePrecision.NS)  # type: ignore[no-untyped-call]
     for tag_key, tag_value in tags.items():
         point.tag(tag_key, tag_value)
-    for field_key, field_value in fields.items():
-        point.field(field_key, field_value)
+    for name, field_value in fields.items():
+        point.field(name, field_value)
     assert line(measurement, tags, fields, time_ns) == point.to_line_protocol()
 
 
@@ -90,24 +91,42 @@ def _readings(draw: st.DrawFn) -> Reading:
 
 @given(_readings())
 def test_reading_line_is_the_general_line(r: Reading) -> None:
-    tags = {"estate": r.estate, "facility": r.facility, "device": r.device,
-            "quantity": r.quantity, "channel": r.channel}
-    expected = line(READINGS, tags, {"value": r.value}, r.time_ms * 1_000_000)
+    tags = {"estate": r.estate, "facility": r.facility, "device": r.device}
+    expected = line(READINGS, tags, {field_key(r.quantity, r.channel): r.value},
+                    r.time_ms * 1_000_000)
     assert reading_line(r) == expected
+
+
+@given(st.lists(_readings(), max_size=30))
+def test_readings_lines_are_one_general_line_per_meter_and_instant(
+        readings: list[Reading]) -> None:
+    points: dict[tuple[str, str, str, int], dict[str, float | int | bool | str]] = {}
+    for r in readings:
+        points.setdefault((r.estate, r.facility, r.device, r.time_ms), {})[
+            field_key(r.quantity, r.channel)] = r.value
+    expected = [line(READINGS, {"estate": e, "facility": f, "device": d}, fields,
+                     t * 1_000_000) for (e, f, d, t), fields in points.items()]
+    assert readings_lines(readings) == expected
 
 
 def test_reading_line_example() -> None:
     r = Reading("demo", "textile", "main", "voltage", "l1", 230.1, 1_700_000_000_123)
     assert reading_line(r) == (
-        "reading,channel=l1,device=main,estate=demo,facility=textile,quantity=voltage "
-        "value=230.1 1700000000123000000")
+        "reading,device=main,estate=demo,facility=textile voltage.l1=230.1 "
+        "1700000000123000000")
 
 
-def test_reading_line_leaves_out_an_empty_channel() -> None:
-    r = Reading("demo", "textile", "main", "power", "", 412.5, 1_700_000_000_000)
-    assert reading_line(r) == (
-        "reading,device=main,estate=demo,facility=textile,quantity=power "
-        "value=412.5 1700000000000000000")
+def test_readings_of_one_instant_share_a_point() -> None:
+    t = 1_700_000_000_000
+    readings = [Reading("demo", "textile", "main", "power", "", 412.5, t),
+                Reading("demo", "textile", "main", "voltage", "l1", 230.1, t),
+                Reading("demo", "textile", "main", "power", "", 413.0, t + 1000),
+                Reading("demo", "textile", "looms", "power", "", 80.0, t)]
+    assert readings_lines(readings) == [
+        "reading,device=main,estate=demo,facility=textile power=412.5,voltage.l1=230.1 "
+        "1700000000000000000",
+        "reading,device=main,estate=demo,facility=textile power=413.0 1700000001000000000",
+        "reading,device=looms,estate=demo,facility=textile power=80.0 1700000000000000000"]
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])

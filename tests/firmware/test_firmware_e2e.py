@@ -25,8 +25,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from adapters.influxdb_v1 import InfluxV1Store
-from estate.schema import READINGS
 from estate.settings import MqttSettings
+from estate.stored import select_readings
 from firmware_stubs.shim import MODULES as SHIM_MODULES
 from firmware_stubs.shim import PATH as SHIM_PATH
 from launcher.servers import free_port
@@ -182,9 +182,8 @@ def _stored(store: InfluxV1Store, device: str, count: int) -> dict[tuple[str, in
     """(quantity, time in ms) -> value of the device's readings, once ``count`` are stored."""
     deadline = time.monotonic() + WAIT_S
     while True:
-        series = store.query(f'SELECT "value" FROM "{READINGS}" WHERE "device" = $device '
-                             'GROUP BY "quantity"', {"device": device})
-        stored = {(s.tags["quantity"], row[0]): row[1] for s in series for row in s.values}
+        stored = {(r.quantity, r.time_ms): r.value
+                  for r in select_readings(store, '"device" = $device', {"device": device})}
         if len(stored) >= count or time.monotonic() > deadline:
             return stored
         time.sleep(0.1)

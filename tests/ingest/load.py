@@ -14,9 +14,9 @@ from pathlib import Path
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection, Session
 from estate.readings import Reading
-from estate.schema import READINGS
 from estate.senml import encode_readings
 from estate.settings import MqttSettings
+from estate.stored import count_readings, select_readings
 from estate.topics import Channel, DeviceId
 from ingest.settings import IngestSettings
 
@@ -78,16 +78,13 @@ class KnownLoad:
 
 
 def stored(store: InfluxV1Store, load: KnownLoad) -> dict[tuple[str, int], float]:
-    series = store.query(
-        f'SELECT "value" FROM "{READINGS}" WHERE "estate" = $estate AND time >= $start '
-        f'GROUP BY "device"', {"estate": ESTATE, "start": load.start_ms * 1_000_000})
-    return {(s.tags["device"], t): v for s in series for t, v in s.values}
+    readings = select_readings(store, '"estate" = $estate AND time >= $start',
+                               {"estate": ESTATE, "start": load.start_ms * 1_000_000})
+    return {(r.device, r.time_ms): r.value for r in readings}
 
 
 def count(store: InfluxV1Store) -> int:
-    series = store.query(f'SELECT count("value") FROM "{READINGS}" WHERE "estate" = $estate',
-                         {"estate": ESTATE})
-    return int(series[0].values[0][1]) if series else 0
+    return count_readings(store, '"estate" = $estate', {"estate": ESTATE})
 
 
 def wait_for_count(store: InfluxV1Store, expected: int, timeout_s: float) -> int:

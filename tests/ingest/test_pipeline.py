@@ -16,16 +16,17 @@ def _pack(*records: dict) -> bytes:
     return orjson.dumps(list(records))
 
 
-def test_good_pack_becomes_one_line_per_reading() -> None:
+def test_good_pack_becomes_one_line_per_meter_and_instant() -> None:
     payload = _pack({"bn": "demo:textile:main:", "bt": NOW_MS / 1000, "n": "power", "u": "W",
-                     "v": 1500}, {"n": "voltage.l1", "u": "V", "v": 231.5, "t": -1})
+                     "v": 1500}, {"n": "voltage.l1", "u": "V", "v": 231.5, "t": -1},
+                    {"n": "energy_import", "u": "kWh", "v": 10.25})
     outcome = handle_message(TOPIC, payload, NOW_MS, 0)
     assert outcome.rejections == []
     assert outcome.lines == [
-        f"{READINGS},device=main,estate=demo,facility=textile,quantity=power value=1.5 "
+        f"{READINGS},device=main,estate=demo,facility=textile power=1.5,energy_import=10.25 "
         f"{NOW_MS}000000",
-        f"{READINGS},channel=l1,device=main,estate=demo,facility=textile,quantity=voltage "
-        f"value=231.5 {NOW_MS - 1000}000000",
+        f"{READINGS},device=main,estate=demo,facility=textile voltage.l1=231.5 "
+        f"{NOW_MS - 1000}000000",
     ]
 
 
