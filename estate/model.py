@@ -11,21 +11,42 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from estate.assets import AssetSpec, CapacityLimitSpec, TariffSpec, check_references
 from estate.errors import ConfigError, TopicError
 from estate.topics import DeviceId
 from estate.topics import validate_identifier as _validate
 
-MeterKind = Literal["electricity", "water", "gas", "temperature"]
+MeterKind = Literal["electricity", "water", "gas", "temperature", "hvac", "pv", "battery",
+                    "genset", "pump", "tank"]
+FaultKind = Literal["offline", "leak", "spike", "stuck", "counter_reset", "clock_skew"]
+
+_ELECTRICAL = (("power", ""), ("energy_import", ""), ("voltage", "l1"), ("current", "l1"),
+               ("power_factor", ""))
 
 # What each kind of meter reports, with the channel of each quantity ("" for none).
+# Generating and discharging report negative power and count ``energy_export``.
 MEASURES: dict[str, tuple[tuple[str, str], ...]] = {
-    "electricity": (("power", ""), ("energy_import", ""), ("voltage", "l1"),
-                    ("current", "l1"), ("power_factor", "")),
+    "electricity": _ELECTRICAL,
     "water": (("water_flow", ""), ("water_volume", ""), ("pressure", "")),
     "gas": (("gas_flow", ""), ("gas_volume", "")),
     "temperature": (("temperature", ""),),
+    "hvac": _ELECTRICAL,
+    "pv": (("power", ""), ("energy_export", "")),
+    "battery": (("power", ""), ("energy_import", ""), ("energy_export", ""),
+                ("state_of_charge", "")),
+    "genset": (("power", ""), ("energy_export", "")),
+    "pump": (("water_flow", ""), ("water_volume", ""), ("power", ""), ("energy_import", "")),
+    "tank": (("tank_level", ""), ("state_of_charge", "")),
 }
 
 SAMPLE_ESTATE = Path(__file__).with_name("samples") / "sample_estate.yaml"
@@ -43,6 +64,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FaultSpec(_Strict):
+    """A fault the simulator injects into one meter from ``start`` until ``end`` (or for good).
+
+    ``magnitude`` is the extra flow of a leak (m3/h), the factor of a spike (default 10) or
+    the clock skew in seconds; the other kinds ignore it.
+    """
+
+    kind: FaultKind
+    start: AwareDatetime
+    end: AwareDatetime | None = None
+    magnitude: float = 0.0
+
+
 class MeterSpec(_Strict):
     """One meter: its kind and the shape of its simulated profile."""
 
@@ -56,6 +90,9 @@ class MeterSpec(_Strict):
     # An electricity meter on the facility's grid incomer: the sum of a facility's incomers
     # is its demand (sub-meters such as a loom hall are inside it and not added again).
     incomer: bool = False
+    # Storage of a battery (kWh) or a tank (m3); 0 sizes it from ``nominal``.
+    capacity: float = Field(0.0, ge=0)
+    faults: list[FaultSpec] = []
 
     @field_validator("id")
     @classmethod
@@ -90,11 +127,21 @@ class EstateSpec(_Strict):
     timezone: str = "UTC"
     contracted_capacity_kw: float = Field(gt=0)
     facilities: list[FacilitySpec]
+    # Flexible assets, tariff versions and import limits (estate.assets).
+    assets: list[AssetSpec] = []
+    tariffs: list[TariffSpec] = []
+    capacity_limits: list[CapacityLimitSpec] = []
 
     @field_validator("id")
     @classmethod
     def _identifier(cls, value: str) -> str:
         return validate_identifier(value, "estate id")
+
+    @model_validator(mode="after")
+    def _references(self) -> EstateSpec:
+        check_references([f.id for f in self.facilities], self.assets, self.tariffs,
+                         self.capacity_limits)
+        return self
 
     def devices(self) -> list[tuple[DeviceId, MeterSpec, FacilitySpec]]:
         """Every meter with its identity and facility, in file order."""

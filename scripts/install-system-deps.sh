@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian/Ubuntu machine lacks to run and test Estate Dispatch:
-# Mosquitto, InfluxDB 1.x, Chromium (browser tests), docker-compose (compose file check)
-# and Python's venv. Installs nothing that is already there; needs root or sudo otherwise.
+# Mosquitto, InfluxDB 1.x, PostgreSQL (the registry's tests), Chromium (browser tests),
+# docker-compose (compose file check) and Python's venv. Installs nothing that is already there; needs root or sudo otherwise.
 set -euo pipefail
 
 missing=()
@@ -9,6 +9,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || missing+=(mosquitto)
 have mosquitto_pub || missing+=(mosquitto-clients)
 have influxd || missing+=(influxdb)
+# The registry's tests run a throwaway PostgreSQL cluster of their own (initdb + pg_ctl).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 have chromium || missing+=(chromium)
 have docker-compose || missing+=(docker-compose)
 have make || missing+=(make)

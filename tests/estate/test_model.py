@@ -35,7 +35,7 @@ def test_sample_estate_loads() -> None:
     assert spec.contracted_capacity_kw == 2500
     assert spec.timezone == "Europe/Athens"
     devices = spec.devices()
-    assert len(devices) == 15
+    assert len(devices) == 21
     assert devices[0][0] == DeviceId("demo", "textile", "main")
     assert {m.kind for _, m, _ in devices} == set(MEASURES)
 

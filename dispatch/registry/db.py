@@ -1,0 +1,101 @@
+"""Engines, sessions and migrations of the registry database.
+
+An SQLite file is the default (``sqlite:///var/registry.sqlite``); PostgreSQL by URL
+(``postgresql+psycopg://user:password@host/db``). The schema belongs to Alembic:
+``upgrade(url)`` brings a database to the newest revision, and nothing else creates
+tables (no ``metadata.create_all`` outside tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: Final = Path(__file__).with_name("migrations")
+DEFAULT_URL: Final = "sqlite:///var/registry.sqlite"
+
+# How long an SQLite connection waits for another writer before "database is locked":
+# writers (the lease renewal, the job store, the loader) hold the file for milliseconds,
+# so 30 s is only reached when something is stuck.
+SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # SQLite leaves foreign keys off unless each connection asks.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL lets the web view read while the worker writes.
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    """An engine for ``url``; for an SQLite file, its directory is made if missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = options.pop("connect_args", {})
+        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
+        # The scheduler's threads share the pool; SQLite itself serialises writers.
+        connect_args.setdefault("check_same_thread", False)
+        engine = create_engine(url, connect_args=connect_args, **options)
+        event.listen(engine, "connect", _on_sqlite_connect)
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    return create_engine(url, **options)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on ``engine``; objects stay readable after commit (no reload per access)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration, built in code so no ini file has to be found at run time."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url is not None:
+        # ConfigParser treats "%" as interpolation: a password may contain one.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(target: str | Engine, revision: str = "head") -> None:
+    """Migrate the database at ``target`` (a URL or an engine) to ``revision``."""
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+    log.info("registry at %s migrated to %s", engine.url.render_as_string(hide_password=True),
+             revision)
+
+
+def downgrade(target: str | Engine, revision: str) -> None:
+    """Migrate the database at ``target`` back to ``revision`` (``base``: empty)."""
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        if isinstance(target, str):
+            engine.dispose()

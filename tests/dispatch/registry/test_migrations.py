@@ -1,0 +1,95 @@
+"""The migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from dispatch.registry.db import downgrade, session_factory, upgrade
+from dispatch.registry.models import AuditEntry, Base, Command, Estate, Facility, Meter, Plan
+
+
+def _diff(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def test_migrated_schema_equals_the_models(engine: Engine) -> None:
+    upgrade(engine)
+    assert _diff(engine) == []
+    assert set(inspect(engine).get_table_names()) == set(Base.metadata.tables) | {
+        "alembic_version"}
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+
+
+def test_upgrade_twice_and_downgrade_to_empty(engine: Engine) -> None:
+    upgrade(engine)
+    upgrade(engine)
+    downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    upgrade(engine)
+    assert _diff(engine) == []
+
+
+def test_upgrade_by_url_makes_the_sqlite_directory(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "registry.sqlite"
+    upgrade(f"sqlite:///{path}")
+    assert path.exists()
+
+
+def test_times_come_back_aware_in_utc_and_naive_times_are_refused(engine: Engine) -> None:
+    upgrade(engine)
+    athens = timezone(timedelta(hours=2))
+    sent = datetime(2026, 3, 1, 14, 30, tzinfo=athens)
+    with session_factory(engine).begin() as session:
+        session.add(AuditEntry(at=sent, actor="operator", action="approve",
+                               subject_type="plan", subject_id="1", detail={"k": [1, 2]}))
+    with session_factory(engine)() as session:
+        entry = session.scalars(select(AuditEntry)).one()
+        assert entry.at == sent
+        assert entry.at.tzinfo is not None
+        assert entry.at.utcoffset() == timedelta(0)
+        assert entry.at.hour == 12
+        assert entry.detail == {"k": [1, 2]}
+    with pytest.raises(Exception, match="naive datetime"), \
+            session_factory(engine).begin() as session:
+        session.add(AuditEntry(at=datetime(2026, 3, 1), actor="x", action="y",
+                               subject_type="z", subject_id="1"))
+
+
+def test_foreign_keys_and_checks_are_enforced(engine: Engine) -> None:
+    upgrade(engine)
+    factory = session_factory(engine)
+    with pytest.raises(IntegrityError), factory.begin() as session:
+        session.add(Meter(estate_id="nowhere", facility_id="f", id="m", kind="electricity"))
+    now = datetime.now(UTC)
+    with factory.begin() as session:
+        session.add(Estate(id="demo", name="Demo", timezone="UTC", contracted_capacity_kw=1))
+        session.add(Facility(estate_id="demo", id="f", name="F"))
+    with pytest.raises(IntegrityError), factory.begin() as session:
+        session.add(Plan(estate_id="demo", horizon_start=now, horizon_end=now,
+                         step_minutes=15, status="maybe"))
+    with factory.begin() as session:
+        plan = Plan(estate_id="demo", horizon_start=now, horizon_end=now, step_minutes=15,
+                    setpoints={"battery": [1.0, -2.5]})
+        session.add(plan)
+        session.flush()
+        session.add(Command(id="c1", estate_id="demo", facility_id="f", device_id="d",
+                            action="set", params={"kw": 5}, plan_id=plan.id,
+                            status="pending", requested_by="planner",
+                            deadline_at=now + timedelta(minutes=1)))
+    with factory.begin() as session:
+        session.delete(session.get(Plan, plan.id))
+    with factory() as session:
+        command = session.get(Command, "c1")
+        assert command is not None
+        assert command.plan_id is None  # the command outlives its plan
+        assert command.params == {"kw": 5}
