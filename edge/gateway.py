@@ -1,0 +1,360 @@
+"""The Modbus gateway as a service: poll meters, queue on disk, forward to the broker.
+
+::
+
+    poll loop      meters --Modbus TCP--> readings, stamped when each meter is read
+                   --SenML pack per meter--> outbox (SQLite, committed before publishing)
+    sender thread  outbox, oldest first --MQTT 5, QoS 1--> broker
+                   a message leaves the outbox only once the broker acknowledged it
+
+While the broker is away the poll loop carries on and the outbox grows (within its
+bounds, ``edge.outbox``); paho reconnects with exponential backoff, the sender replays
+the backlog oldest first, and a restarted gateway replays whatever its predecessor left.
+The MQTT session is persistent (clean start off, session expiry), and the gateway
+publishes retained births for itself and its meters on every connection, with a Last
+Will that marks the gateway offline if it vanishes (docs/contract.md section 7).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, cast
+from wsgiref.simple_server import WSGIServer
+
+import orjson
+import paho.mqtt.client as paho
+import yaml
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adapters.mqtt import MqttConnection, Session, Will
+from edge.modbus import ModbusGateway, ModbusMeter
+from edge.outbox import Bounds, Outbox, OutboxMetrics
+from edge.publisher import Publisher, status_payload
+from edge.registers import MAPS_DIR, MeterMap, load_map
+from edge.settings import GatewaySettings
+from estate.errors import BrokerError, ConfigError, TopicError
+from estate.lifecycle import stop_on_signals
+from estate.readings import Reading
+from estate.senml import encode_readings
+from estate.settings import refuse_default_secrets
+from estate.topics import Channel, DeviceId
+
+log = logging.getLogger(__name__)
+
+# Messages published but not yet acknowledged. Enough to replay a backlog at broker speed
+# (one round trip per window), small enough that an outage never moves the backlog from
+# disk into paho's memory.
+SEND_WINDOW: Final = 100
+# How long a graceful stop keeps forwarding the backlog before leaving it in the outbox.
+FLUSH_TIMEOUT_S: Final = 5.0
+
+QueuedHook = Callable[[DeviceId, list[Reading]], None]
+"""Called with each meter's readings once they are committed to the outbox."""
+
+
+# --- the meters file -------------------------------------------------------------------
+
+class MeterEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    facility: str
+    device: str
+    host: str = Field(min_length=1)
+    port: int = Field(502, ge=1, le=65535)
+    unit_id: int = Field(1, ge=0, le=255)
+    model: str = Field(min_length=1)
+
+
+class MetersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    meters: list[MeterEntry] = Field(min_length=1)
+
+
+def find_map(model: str, base_dir: Path) -> Path:
+    """The register map file for ``model``: a path ending in .yaml/.yml, or a map of
+    ``edge/maps`` named by its file stem or its ``model`` field."""
+    if model.endswith((".yaml", ".yml")):
+        return base_dir / model
+    for candidate in (MAPS_DIR / f"{model}.yaml", MAPS_DIR / f"{model.replace('-', '_')}.yaml"):
+        if candidate.exists():
+            return candidate
+    known = sorted(p.stem for p in MAPS_DIR.glob("*.yaml"))
+    raise ConfigError(f"no register map for model {model!r}; known: {', '.join(known)}")
+
+
+def load_meters(path: Path, estate: str) -> list[ModbusMeter]:
+    """Load and validate the meters file; raise ``ConfigError`` naming what is wrong."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = MetersFile.model_validate(raw).meters
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read meters file {path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid meters file {path}: {exc}") from exc
+    maps: dict[Path, MeterMap] = {}
+    meters: list[ModbusMeter] = []
+    seen: set[DeviceId] = set()
+    for number, entry in enumerate(entries, 1):
+        try:
+            device = DeviceId(estate, entry.facility, entry.device)
+        except TopicError as exc:
+            raise ConfigError(f"meter {number} of {path}: {exc.detail}") from exc
+        if device in seen:
+            raise ConfigError(f"meter {number} of {path}: {entry.facility}/{entry.device} "
+                              "appears twice")
+        seen.add(device)
+        map_path = find_map(entry.model, path.parent)
+        if map_path not in maps:
+            maps[map_path] = load_map(map_path)
+        meters.append(ModbusMeter(device, entry.host, entry.port, entry.unit_id,
+                                  maps[map_path]))
+    return meters
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+class GatewayMetrics:
+    """The gateway's Prometheus metrics, on a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.outbox = OutboxMetrics(registry)
+        self.polls = Counter("gateway_meter_polls", "Meter reads, by result", ["result"],
+                             registry=registry)
+        self.readings = Counter("gateway_readings_polled", "Readings read from meters",
+                                registry=registry)
+        self.connected = Gauge("gateway_mqtt_connected", "1 while connected to the broker",
+                               registry=registry)
+        for result in ("ok", "failed"):
+            self.polls.labels(result)
+
+
+# --- polling ---------------------------------------------------------------------------
+
+class _NoPublish:
+    """ModbusGateway hands its readings to a publisher; ours come from its return value."""
+
+    def publish(self, device: DeviceId, readings: list[Reading]) -> None:
+        pass
+
+
+class Poller:
+    """Reads every meter in turn and queues each meter's readings in the outbox."""
+
+    def __init__(self, meters: list[ModbusMeter], outbox: Outbox, metrics: GatewayMetrics,
+                 timeout_s: float, on_queued: QueuedHook | None = None) -> None:
+        self._outbox = outbox
+        self._metrics = metrics
+        self._on_queued = on_queued
+        sink = cast(Publisher, _NoPublish())
+        # One ModbusGateway per meter so that each meter is stamped with its own read time,
+        # not the start of a pass that may have waited on a dead meter's timeout.
+        self._pollers = [(m.device, ModbusGateway([m], sink, timeout_s=timeout_s))
+                         for m in meters]
+        self._last_ms: dict[DeviceId, int] = {}
+        self.queued = threading.Event()
+
+    def poll_pass(self) -> int:
+        """Read every meter once and queue what was read; return the readings queued."""
+        packs: list[tuple[DeviceId, list[Reading]]] = []
+        for device, poller in self._pollers:
+            now_ms = time.time_ns() // 1_000_000
+            # A meter's times must rise strictly: a repeated time (a clock stepped back)
+            # would overwrite the earlier reading in storage.
+            now_ms = max(now_ms, self._last_ms.get(device, 0) + 1)
+            readings = poller.poll_once(now_ms).get(device)
+            if not readings:
+                self._metrics.polls.labels("failed").inc()
+                continue
+            self._metrics.polls.labels("ok").inc()
+            self._last_ms[device] = now_ms
+            packs.append((device, readings))
+        if not packs:
+            return 0
+        self._outbox.append_many([(d.topic(Channel.TELEMETRY), encode_readings(d, r),
+                                   r[0].time_ms) for d, r in packs])
+        count = sum(len(r) for _, r in packs)
+        self._metrics.readings.inc(count)
+        self.queued.set()
+        if self._on_queued is not None:
+            for device, readings in packs:
+                self._on_queued(device, readings)
+        return count
+
+    def run(self, interval_s: float, stop: threading.Event) -> None:
+        """Poll every ``interval_s`` until ``stop``; a pass that overran starts the next now."""
+        next_pass = time.monotonic()
+        while not stop.is_set():
+            self.poll_pass()
+            next_pass = max(next_pass + interval_s, time.monotonic())
+            stop.wait(next_pass - time.monotonic())
+
+    def close(self) -> None:
+        for _, poller in self._pollers:
+            poller.close()
+
+
+# --- forwarding ------------------------------------------------------------------------
+
+class Sender:
+    """Forwards the outbox to the broker, oldest first, deleting what the broker acked."""
+
+    def __init__(self, outbox: Outbox, connection: MqttConnection,
+                 births: Callable[[], None], wakeup: threading.Event) -> None:
+        self._outbox = outbox
+        self._connection = connection
+        self._births = births
+        self._wakeup = wakeup
+        self._in_flight: deque[tuple[int, paho.MQTTMessageInfo]] = deque()
+        self._last_id = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gateway-sender", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        was_connected = False
+        while not self._stop.is_set():
+            connected = self._connection.connected
+            if connected and not was_connected:
+                self._births()
+            was_connected = connected
+            self._settle()
+            if connected and len(self._in_flight) < SEND_WINDOW and self._send():
+                continue
+            if self._in_flight:
+                # Paho keeps un-acknowledged messages over a reconnection and sends them
+                # again itself, so waiting here is all a lost connection needs.
+                self._in_flight[0][1].wait_for_publish(0.05)
+            else:
+                self._wakeup.wait(0.2)
+                self._wakeup.clear()
+        self._settle()
+
+    def _send(self) -> bool:
+        """Publish the next messages after the last one sent; False when there were none."""
+        batch = self._outbox.peek(SEND_WINDOW - len(self._in_flight), self._last_id)
+        for message in batch:
+            try:
+                info = self._connection.publish(message.topic, message.payload, qos=1)
+            except BrokerError as exc:
+                log.warning("cannot publish to %s, trying again shortly: %s", message.topic,
+                            exc)
+                self._stop.wait(1.0)
+                return False
+            self._in_flight.append((message.id, info))
+            self._last_id = message.id
+        return bool(batch)
+
+    def _settle(self) -> None:
+        """Delete what the broker acknowledged (PUBACKs arrive in publication order)."""
+        done: list[int] = []
+        while self._in_flight and self._in_flight[0][1].is_published():
+            done.append(self._in_flight.popleft()[0])
+        self._outbox.ack(done)
+
+
+# --- the service -----------------------------------------------------------------------
+
+class Gateway:
+    """The gateway's parts, wired: outbox, MQTT connection, sender, poller, metrics."""
+
+    def __init__(self, settings: GatewaySettings, meters: list[ModbusMeter], *,
+                 registry: CollectorRegistry | None = None,
+                 on_queued: QueuedHook | None = None) -> None:
+        self.settings = settings
+        self.identity = DeviceId(settings.estate, settings.facility, settings.device)
+        self.devices = [m.device for m in meters]
+        self.metrics = GatewayMetrics(registry or CollectorRegistry())
+        self.outbox = Outbox(settings.outbox_path,
+                             Bounds(settings.outbox_max_rows, settings.outbox_max_bytes,
+                                    settings.outbox_max_age_s), self.metrics.outbox)
+        self.poller = Poller(meters, self.outbox, self.metrics, settings.modbus_timeout_s,
+                             on_queued)
+        # Only the gateway's own status has a Last Will: the broker cannot tell whether
+        # a meter behind a vanished gateway is still measuring.
+        self.connection = MqttConnection(
+            settings.mqtt, settings.client_id,
+            session=Session(clean_start=False, expiry_s=settings.session_expiry_s),
+            will=Will(self.identity.topic(Channel.STATUS), orjson.dumps({"state": "offline"})))
+        self.metrics.connected.set_function(lambda: float(self.connection.connected))
+        self.sender = Sender(self.outbox, self.connection, self._births, self.poller.queued)
+        self._metrics_server: WSGIServer | None = None
+
+    def start(self) -> None:
+        """Start forwarding; the broker may be away, the sender waits for it."""
+        if self.settings.metrics_port:
+            self._metrics_server, _ = start_http_server(
+                self.settings.metrics_port, self.settings.metrics_host,
+                registry=self.metrics.registry)
+        self.sender.start()
+        self.connection.connect_async()
+        log.info("gateway %s polling %d meters every %.1f s; outbox %s holds %d messages",
+                 self.identity.base_name, len(self.devices), self.settings.interval_s,
+                 self.outbox.path, len(self.outbox))
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set."""
+        self.poller.run(self.settings.interval_s, stop)
+
+    def close(self, flush_timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Forward what can be forwarded within ``flush_timeout_s``, keep the rest on disk."""
+        deadline = time.monotonic() + flush_timeout_s
+        while (self.connection.connected and (len(self.outbox) or self.sender.in_flight)
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        self.sender.stop()
+        if len(self.outbox):
+            log.info("gateway stopping with %d messages in the outbox; they are sent at the "
+                     "next start", len(self.outbox))
+        if self.connection.connected:
+            infos = [self.connection.publish(d.topic(Channel.STATUS), status_payload("offline"),
+                                             qos=1, retain=True)
+                     for d in [*self.devices, self.identity]]
+            for info in infos:
+                info.wait_for_publish(2)
+        self.connection.close()
+        self.poller.close()
+        self.outbox.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+
+    def _births(self) -> None:
+        for device in [self.identity, *self.devices]:
+            self.connection.publish(device.topic(Channel.STATUS), status_payload("online"),
+                                    qos=1, retain=True)
+
+
+def run(settings: GatewaySettings, stop: threading.Event | None = None,
+        ready: threading.Event | None = None) -> None:
+    """Run the gateway until ``stop`` is set (or SIGTERM/SIGINT in the main thread)."""
+    refuse_default_secrets(settings.mode, settings.mqtt.password)
+    stop = stop or threading.Event()
+    stop_on_signals(stop)
+    gateway = Gateway(settings, load_meters(settings.meters_file, settings.estate))
+    gateway.start()
+    try:
+        if ready is not None:
+            ready.set()
+        gateway.run(stop)
+    finally:
+        gateway.close()
