@@ -1,0 +1,380 @@
+"""Commands from the control room: send, track, time out, and audit every step.
+
+``CommandSender`` publishes a ``CommandRequest`` on the device's ``cmd/req`` topic (QoS 1,
+MQTT 5 Response Topic = the device's own ``cmd/res``, Correlation Data = the command id),
+listens to ``estate/v1/{estate}/+/+/cmd/res`` for the answers, and keeps each command's
+state in the registry (table ``commands``)::
+
+    pending -> sent -> accepted -> done | rejected | failed
+          \\________\\__________\\-> timed_out (no final answer by deadline + grace)
+
+``CommandStore`` makes each move a compare-and-set on the row plus one ``audit_log`` row in
+the same transaction, so several dispatch processes can share the registry without moving a
+command twice. docs/commands.md is the contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.mqtt import InboundMessage, MqttConnection
+from dispatch.registry.models import AuditEntry, Command
+from estate.commands import (
+    FINAL_STATES,
+    CommandRequest,
+    CommandState,
+    MalformedCommand,
+    ParamValue,
+    Reason,
+    can_move,
+    decode_request,
+    decode_response,
+    state_for,
+)
+from estate.errors import ContractError
+from estate.settings import MqttSettings
+from estate.topics import Channel, DeviceId, parse_topic, subscription
+
+log = logging.getLogger(__name__)
+
+SUBJECT: Final = "command"
+_OPEN_STATES: Final = tuple(s.value for s in CommandState if s not in FINAL_STATES)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """A command as the registry holds it."""
+
+    id: str
+    device: DeviceId
+    action: str
+    params: Mapping[str, Any]
+    status: CommandState
+    reason: str | None
+    detail: str | None
+    requested_by: str
+    asset_id: str | None
+    plan_id: int | None
+    created_at: datetime
+    deadline_at: datetime
+    sent_at: datetime | None
+    answered_at: datetime | None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audit row of a command."""
+
+    at: datetime
+    actor: str
+    action: str
+    detail: Mapping[str, Any]
+
+
+def _record(row: Command) -> CommandRecord:
+    return CommandRecord(row.id, DeviceId(row.estate_id, row.facility_id, row.device_id),
+                         row.action, row.params, CommandState(row.status), row.reason,
+                         row.detail, row.requested_by, row.asset_id, row.plan_id, row.created_at,
+                         row.deadline_at, row.sent_at, row.answered_at)
+
+
+class CommandStore:
+    """Commands and their audit trail in the registry database."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def create(self, request: CommandRequest, device: DeviceId, *, at_ms: int,
+               asset_id: str | None = None, plan_id: int | None = None) -> bool:
+        """Record a new command as ``pending``; False if its id exists already."""
+        with self._sessions.begin() as session:
+            if session.get(Command, request.id) is not None:
+                return False
+            session.add(Command(
+                id=request.id, estate_id=device.estate, facility_id=device.facility,
+                device_id=device.device, asset_id=asset_id, action=request.action,
+                params=dict(request.params), plan_id=plan_id,
+                status=CommandState.PENDING.value, requested_by=request.issued_by,
+                created_at=_at(at_ms), deadline_at=_at(request.deadline_ms)))
+            session.add(AuditEntry(
+                at=_at(at_ms), actor=request.issued_by, action=f"command.{CommandState.PENDING}",
+                subject_type=SUBJECT, subject_id=request.id,
+                detail={"to": CommandState.PENDING.value, "device": _path(device),
+                        "action": request.action, "params": dict(request.params),
+                        "deadline_ms": request.deadline_ms, "asset_id": asset_id,
+                        "plan_id": plan_id}))
+        return True
+
+    def move(self, command_id: str, to: CommandState, *, actor: str, at_ms: int,
+             reason: str | None = None, detail: str | None = None) -> bool:
+        """Move a command to ``to`` if its life cycle allows; write the audit row.
+
+        False when the command is unknown, already final, or further along than ``to``.
+        """
+        with self._sessions.begin() as session:
+            row = session.get(Command, command_id)
+            if row is None:
+                return False
+            current = CommandState(row.status)
+            if not can_move(current, to):
+                return False
+            values: dict[str, Any] = {"status": to.value}
+            if to in FINAL_STATES:
+                values |= {"reason": reason or None, "detail": detail or None}
+            if to is CommandState.SENT:
+                values["sent_at"] = _at(at_ms)
+            elif to is not CommandState.TIMED_OUT:
+                values["answered_at"] = _at(at_ms)
+            # Compare-and-set: another dispatch process may have moved it since the read.
+            moved = session.execute(
+                update(Command).where(Command.id == command_id,
+                                      Command.status == current.value).values(**values))
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            session.add(AuditEntry(
+                at=_at(at_ms), actor=actor, action=f"command.{to}", subject_type=SUBJECT,
+                subject_id=command_id,
+                detail={"from": current.value, "to": to.value, "reason": reason or None,
+                        "detail": detail or None}))
+        return True
+
+    def note(self, command_id: str, *, actor: str, action: str, at_ms: int,
+             detail: Mapping[str, Any]) -> None:
+        """An audit row that changes no state (an answer that came too late)."""
+        with self._sessions.begin() as session:
+            session.add(AuditEntry(at=_at(at_ms), actor=actor, action=action,
+                                   subject_type=SUBJECT, subject_id=command_id,
+                                   detail=dict(detail)))
+
+    def get(self, command_id: str) -> CommandRecord | None:
+        with self._sessions() as session:
+            row = session.get(Command, command_id)
+            return None if row is None else _record(row)
+
+    def overdue(self, before_ms: int) -> list[str]:
+        """Ids of commands without a final state whose deadline is before ``before_ms``."""
+        with self._sessions() as session:
+            return list(session.scalars(
+                select(Command.id).where(Command.status.in_(_OPEN_STATES),
+                                         Command.deadline_at < _at(before_ms))
+                .order_by(Command.deadline_at)))
+
+    def audit(self, command_id: str) -> list[AuditRecord]:
+        """The command's audit rows, oldest first."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(AuditEntry).where(AuditEntry.subject_type == SUBJECT,
+                                         AuditEntry.subject_id == command_id)
+                .order_by(AuditEntry.id))
+            return [AuditRecord(r.at, r.actor, r.action, r.detail) for r in rows]
+
+
+def _path(device: DeviceId) -> str:
+    return f"{device.estate}/{device.facility}/{device.device}"
+
+
+class CommandSender:
+    """Sends commands to devices and follows them to a final state.
+
+    ``start()`` connects, subscribes to the answers of ``estates`` and starts the sweeper
+    thread; ``send()`` records and publishes a command; the scheduler may also call
+    ``sweep()``. A command without a final answer at its deadline plus ``answer_grace_s``
+    becomes ``timed_out``: the deadline bounds when a device may *start* a command, the
+    grace covers carrying it out and the answer's way back.
+    """
+
+    def __init__(self, settings: MqttSettings, client_id: str, store: CommandStore, *,
+                 estates: Sequence[str], actor: str = "dispatch",
+                 answer_grace_s: float = 10.0, sweep_interval_s: float = 1.0,
+                 publish_timeout_s: float = 5.0, clock: Callable[[], int] = now_ms) -> None:
+        self.store = store
+        self._estates = list(estates)
+        self._actor = actor
+        self._grace_ms = round(answer_grace_s * 1000)
+        self._sweep_interval_s = sweep_interval_s
+        self._publish_timeout_s = publish_timeout_s
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._inflight: dict[str, Any] = {}  # command id -> paho's MQTTMessageInfo
+        self._inflight_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        self._connection = MqttConnection(settings, client_id, on_message=self._on_message)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        for estate in self._estates:
+            self._connection.subscribe(subscription(Channel.COMMAND_RESPONSE, estate), qos=1)
+        self._connection.connect(timeout_s)
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="command-sweeper",
+                                         daemon=True)
+        self._sweeper.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(10)
+        self._connection.close()
+
+    def send(self, device: DeviceId, action: str, params: Mapping[str, ParamValue] | None = None,
+             *, requested_by: str, deadline_ms: int | None = None, timeout_s: float = 60.0,
+             asset_id: str | None = None, plan_id: int | None = None,
+             command_id: str | None = None) -> str:
+        """Record and publish a command; return its id.
+
+        ``deadline_ms`` defaults to now + ``timeout_s``. A caller that passes its own
+        ``command_id`` (a plan step's) may call again safely: a command already final is
+        left alone, one still open is published again and the device answers it once.
+        Raises ``MalformedCommand`` for a command the contract cannot carry.
+        """
+        now = self._clock()
+        request = CommandRequest(command_id or str(uuid.uuid4()), action, dict(params or {}),
+                                 deadline_ms if deadline_ms is not None
+                                 else now + round(timeout_s * 1000), requested_by)
+        payload = request.encode()
+        decode_request(payload)  # refuse here what every device would refuse as malformed
+        if not self.store.create(request, device, at_ms=now, asset_id=asset_id, plan_id=plan_id):
+            existing = self.store.get(request.id)
+            if existing is None or existing.final:
+                return request.id
+            log.info("command %s is still %s: publishing it again", request.id, existing.status)
+        info = self._connection.publish(
+            device.topic(Channel.COMMAND_REQUEST), payload, qos=1,
+            response_topic=device.topic(Channel.COMMAND_RESPONSE),
+            correlation_data=request.id.encode("ascii"))
+        with self._inflight_lock:
+            self._inflight[request.id] = info
+        try:
+            info.wait_for_publish(self._publish_timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("command %s: no PUBACK yet (%s); paho sends it on reconnection",
+                        request.id, exc)
+        if info.is_published():
+            self._mark_sent(request.id)
+        return request.id
+
+    def get(self, command_id: str) -> CommandRecord | None:
+        return self.store.get(command_id)
+
+    def wait(self, command_id: str, timeout_s: float) -> CommandRecord | None:
+        """The command once it is final, or as it stands after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            record = self.store.get(command_id)
+            remaining = deadline - time.monotonic()
+            if record is None or record.final or remaining <= 0:
+                return record
+            with self._changed:
+                # Another process may move it without notifying us: look again soon anyway.
+                self._changed.wait(min(remaining, 0.5))
+
+    def sweep(self, now: int | None = None) -> list[str]:
+        """Time out every open command whose deadline plus grace has passed; return them."""
+        now = self._clock() if now is None else now
+        timed_out = []
+        for command_id in self.store.overdue(now - self._grace_ms):
+            record = self.store.get(command_id)
+            last = record.status.value if record else "unknown"
+            if self.store.move(command_id, CommandState.TIMED_OUT, actor=self._actor,
+                               at_ms=now, reason=Reason.TIMED_OUT.value,
+                               detail=f"no final answer by the deadline (+{self._grace_ms} ms);"
+                                      f" last state {last}"):
+                timed_out.append(command_id)
+                self._forget(command_id)
+        if timed_out:
+            log.warning("%d commands timed out: %s", len(timed_out), ", ".join(timed_out))
+            self._notify()
+        return timed_out
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self._sweep_interval_s):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("command sweep failed; trying again in %s s",
+                              self._sweep_interval_s)
+
+    def _mark_sent(self, command_id: str) -> None:
+        if self.store.move(command_id, CommandState.SENT, actor=self._actor,
+                           at_ms=self._clock()):
+            self._notify()
+
+    def _forget(self, command_id: str) -> Any:
+        with self._inflight_lock:
+            return self._inflight.pop(command_id, None)
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    # paho's network thread calls this.
+    def _on_message(self, message: InboundMessage) -> None:
+        try:
+            self._answer(message)
+        except Exception:
+            log.exception("answer on %s could not be recorded", message.topic)
+
+    def _answer(self, message: InboundMessage) -> None:
+        try:
+            topic = parse_topic(message.topic)
+            response = decode_response(message.payload)
+        except (ContractError, MalformedCommand) as exc:
+            log.warning("unreadable command answer on %s: %s", message.topic, exc)
+            return
+        correlated = (message.correlation_data or b"").decode("ascii", "replace")
+        command_id = correlated or response.id
+        if response.id and correlated and response.id != correlated:
+            log.warning("answer on %s names %s but correlates to %s: ignored", message.topic,
+                        response.id, correlated)
+            return
+        record = self.store.get(command_id) if command_id else None
+        if record is None:
+            log.debug("answer for a command not ours: %s", command_id)
+            return
+        if record.device != topic.device:
+            log.warning("%s answered command %s of %s: ignored", topic.device, command_id,
+                        record.device)
+            return
+        actor = f"device:{_path(topic.device)}"
+        now = self._clock()
+        to = state_for(response.status)
+        with self._inflight_lock:
+            info = (self._inflight.pop(command_id, None) if to in FINAL_STATES
+                    else self._inflight.get(command_id))
+        # paho handles the PUBACK before any answer on the same connection, so the command
+        # is recorded as sent before it is recorded as answered.
+        if info is not None and info.is_published():
+            self._mark_sent(command_id)
+        if self.store.move(command_id, to, actor=actor, at_ms=now,
+                           reason=response.reason or None, detail=response.detail or None):
+            self._notify()
+        elif record.status is CommandState.TIMED_OUT or (
+                record.final and to in FINAL_STATES and record.status is not to):
+            # The device acted after we gave up, or contradicts its own final answer: the
+            # operator must be able to see it, though the state stays as it was.
+            self.store.note(command_id, actor=actor, action="command.late_answer", at_ms=now,
+                            detail={"state": record.status.value,
+                                    "answer": response.status.value,
+                                    "reason": response.reason or None,
+                                    "detail": response.detail or None})

@@ -1,0 +1,242 @@
+"""Commands end to end: CommandSender -> real Mosquitto -> edge CommandHandler -> answers.
+
+The registry is a real SQLite file migrated by Alembic; each round trip must leave the
+sequence of states, with its reason, in ``audit_log``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from adapters.mqtt import MqttConnection
+from dispatch.commands import CommandSender, CommandStore
+from dispatch.registry.db import make_engine, session_factory, upgrade
+from dispatch.registry.models import AuditEntry, Command
+from edge.commands import (
+    CommandHandler,
+    CommandTarget,
+    SimulatedAssetExecutor,
+    SimulatedBattery,
+    SimulatedGenset,
+)
+from estate.commands import CommandPolicy, CommandResponse, CommandState, ResponseStatus
+from estate.settings import MqttSettings
+from estate.topics import Channel, DeviceId
+
+
+@dataclass
+class Room:
+    sender: CommandSender
+    store: CommandStore
+    engine: Engine
+    battery: DeviceId
+    genset: DeviceId
+    ghost: DeviceId  # nobody answers for it
+    simulated: SimulatedAssetExecutor
+
+
+@pytest.fixture
+def room(mqtt_settings: MqttSettings, tmp_path: Path) -> Iterator[Room]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    upgrade(engine)
+    store = CommandStore(session_factory(engine))
+    estate = f"cmd{uuid.uuid4().hex[:8]}"
+    battery = DeviceId(estate, "shared", "battery")
+    genset = DeviceId(estate, "shared", "genset")
+    ghost = DeviceId(estate, "textile", "ghost")
+    simulated = SimulatedAssetExecutor({battery: SimulatedBattery(max_kw=200, soc_pct=60),
+                                        genset: SimulatedGenset(max_kw=400)})
+    handler = CommandHandler([
+        CommandTarget(battery, CommandPolicy.from_mapping(
+            {"set_battery_kw": {"kw": {"min": -200, "max": 200}}}), simulated),
+        CommandTarget(genset, CommandPolicy.from_mapping({"start": {}, "stop": {}}), simulated),
+    ], tmp_path / "edge_commands.sqlite")
+    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
+                          on_message=handler.on_message)
+    edge.connect()
+    handler.start(edge)
+    # One client's packets are handled in order: after this PUBACK its SUBSCRIBEs hold.
+    edge.publish(f"cmdtest/barrier/{uuid.uuid4().hex}", b"", qos=1).wait_for_publish(5)
+    # No grace: a command times out at its deadline, so the test need not wait longer.
+    sender = CommandSender(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}", store,
+                           estates=[estate], actor="dispatch:test", answer_grace_s=0,
+                           sweep_interval_s=0.1)
+    sender.start()
+    room = Room(sender, store, engine, battery, genset, ghost, simulated)
+    try:
+        yield room
+    finally:
+        room.sender.close()  # a test may have replaced (and closed) the first one
+        handler.stop()
+        edge.close()
+        engine.dispose()
+
+
+def _trail(room: Room, command_id: str) -> list[tuple[str, str, str | None]]:
+    """(action, actor, reason) of each audit row of the command, oldest first."""
+    return [(row.action, row.actor, row.detail.get("reason"))
+            for row in room.store.audit(command_id)]
+
+
+def _audit_count(room: Room, command_id: str) -> int:
+    with room.engine.connect() as connection:
+        count = connection.scalar(select(func.count()).select_from(AuditEntry)
+                                  .where(AuditEntry.subject_id == command_id))
+    assert isinstance(count, int)
+    return count
+
+
+def test_accepted_then_done_is_audited_step_by_step(room: Room) -> None:
+    command_id = room.sender.send(room.battery, "set_battery_kw", {"kw": -75},
+                                  requested_by="operator:ana", timeout_s=30,
+                                  asset_id="estate-battery")
+    record = room.sender.wait(command_id, 20)
+    assert record is not None
+    assert record.status is CommandState.DONE
+    assert (record.reason, record.asset_id, record.requested_by) == (None, "estate-battery",
+                                                                     "operator:ana")
+    assert record.sent_at is not None
+    assert record.answered_at is not None
+    assert record.created_at <= record.sent_at <= record.answered_at
+    battery = room.simulated.asset(room.battery)
+    assert isinstance(battery, SimulatedBattery)
+    assert battery.setpoint_kw == -75
+    device = f"device:{room.battery.estate}/shared/battery"
+    assert _trail(room, command_id) == [
+        ("command.pending", "operator:ana", None),
+        ("command.sent", "dispatch:test", None),
+        ("command.accepted", device, None),
+        ("command.done", device, None),
+    ]
+    pending = room.store.audit(command_id)[0].detail
+    assert pending["params"] == {"kw": -75}
+    assert pending["device"] == f"{room.battery.estate}/shared/battery"
+
+
+def test_rejected_with_a_reason_is_audited(room: Room) -> None:
+    command_id = room.sender.send(room.battery, "set_battery_kw", {"kw": 300},
+                                  requested_by="plan:17", timeout_s=30)
+    record = room.sender.wait(command_id, 20)
+    assert record is not None
+    assert record.status is CommandState.REJECTED
+    assert record.reason == "out-of-range"
+    assert record.detail == "kw=300 is above the maximum 200"
+    trail = _trail(room, command_id)
+    assert [action for action, _, _ in trail] == ["command.pending", "command.sent",
+                                                  "command.rejected"]
+    assert trail[-1][2] == "out-of-range"
+    assert room.store.audit(command_id)[-1].detail["detail"] == "kw=300 is above the maximum 200"
+    battery = room.simulated.asset(room.battery)
+    assert isinstance(battery, SimulatedBattery)
+    assert battery.setpoint_kw == 0
+
+
+def test_a_command_nobody_answers_times_out_and_is_audited(room: Room) -> None:
+    started = time.time_ns() // 1_000_000
+    command_id = room.sender.send(room.ghost, "start", requested_by="operator:ana",
+                                  timeout_s=0.3)
+    # The sender's own sweeper thread must time it out; the test only waits.
+    record = room.sender.wait(command_id, 20)
+    assert record is not None
+    assert record.status is CommandState.TIMED_OUT
+    assert record.reason == "timed-out"
+    assert record.detail is not None
+    assert "last state sent" in record.detail
+    assert record.answered_at is None
+    trail = _trail(room, command_id)
+    assert trail == [("command.pending", "operator:ana", None),
+                     ("command.sent", "dispatch:test", None),
+                     ("command.timed_out", "dispatch:test", "timed-out")]
+    timed_out_at = room.store.audit(command_id)[-1].at.timestamp() * 1000
+    assert timed_out_at >= started + 300, "not before the deadline"
+
+
+def test_an_expired_command_is_rejected_by_the_device_and_not_executed(
+        room: Room, mqtt_settings: MqttSettings) -> None:
+    # A sender with a grace, so that the device's "expired" arrives before any time-out.
+    room.sender.close()
+    room.sender = CommandSender(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}", room.store,
+                                estates=[room.genset.estate], actor="dispatch:test",
+                                answer_grace_s=30)
+    room.sender.start()
+    command_id = room.sender.send(room.genset, "start", requested_by="operator:ana",
+                                  deadline_ms=time.time_ns() // 1_000_000 - 1_000)
+    record = room.sender.wait(command_id, 20)
+    assert record is not None
+    assert (record.status, record.reason) == (CommandState.REJECTED, "expired")
+    assert record.detail is not None
+    assert record.detail.startswith("the deadline passed")
+    genset = room.simulated.asset(room.genset)
+    assert isinstance(genset, SimulatedGenset)
+    assert not genset.running
+    assert [(a, r) for a, _, r in _trail(room, command_id)] == [
+        ("command.pending", None), ("command.sent", None), ("command.rejected", "expired")]
+
+
+def test_sweep_times_out_only_past_the_deadline(room: Room) -> None:
+    now = time.time_ns() // 1_000_000
+    deadline = now + 3_600_000
+    command_id = room.sender.send(room.ghost, "stop", requested_by="operator:ana",
+                                  deadline_ms=deadline)
+    assert room.sender.sweep(now) == []
+    assert room.sender.sweep(deadline) == []
+    assert room.sender.get(command_id).status is CommandState.SENT  # type: ignore[union-attr]
+    assert room.sender.sweep(deadline + 1) == [command_id]
+    assert room.sender.sweep(deadline + 2) == [], "a final state is never moved again"
+    assert [a for a, _, _ in _trail(room, command_id)].count("command.timed_out") == 1
+
+
+def test_a_late_answer_is_audited_but_changes_nothing(room: Room,
+                                                      mqtt_settings: MqttSettings) -> None:
+    command_id = room.sender.send(room.ghost, "start", requested_by="operator:ana",
+                                  timeout_s=0.2)
+    record = room.sender.wait(command_id, 20)
+    assert record is not None
+    assert record.status is CommandState.TIMED_OUT
+    device = MqttConnection(mqtt_settings, f"ghost-{uuid.uuid4().hex[:8]}")
+    device.connect()
+    try:
+        now = time.time_ns() // 1_000_000
+        # Another device claiming the command is ignored outright.
+        other = DeviceId(room.ghost.estate, "textile", "other")
+        device.publish(other.topic(Channel.COMMAND_RESPONSE),
+                       CommandResponse(command_id, ResponseStatus.DONE, at_ms=now).encode(),
+                       correlation_data=command_id.encode()).wait_for_publish(5)
+        device.publish(room.ghost.topic(Channel.COMMAND_RESPONSE),
+                       CommandResponse(command_id, ResponseStatus.DONE, at_ms=now).encode(),
+                       correlation_data=command_id.encode()).wait_for_publish(5)
+        deadline = time.monotonic() + 15
+        while _audit_count(room, command_id) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        device.close()
+    trail = _trail(room, command_id)
+    assert [a for a, _, _ in trail] == ["command.pending", "command.sent", "command.timed_out",
+                                        "command.late_answer"]
+    assert trail[-1][1] == f"device:{room.ghost.estate}/textile/ghost"
+    assert room.store.audit(command_id)[-1].detail["answer"] == "done"
+    assert room.sender.get(command_id).status is CommandState.TIMED_OUT  # type: ignore[union-attr]
+
+
+def test_sending_a_known_id_again_does_not_repeat_a_final_command(room: Room) -> None:
+    command_id = str(uuid.uuid4())
+    sent = room.sender.send(room.genset, "start", requested_by="plan:3", timeout_s=30,
+                            command_id=command_id)
+    assert sent == command_id
+    record = room.sender.wait(command_id, 20)
+    assert record is not None
+    assert record.status is CommandState.DONE
+    rows = _audit_count(room, command_id)
+    assert room.sender.send(room.genset, "start", requested_by="plan:3",
+                            command_id=command_id) == command_id
+    assert _audit_count(room, command_id) == rows
+    with room.engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(Command)
+                                 .where(Command.id == command_id)) == 1
