@@ -70,6 +70,37 @@ class RollupSettings(BaseModel):
         return self
 
 
+class ForecastSettings(BaseModel):
+    """The forecast job (``DISPATCH_FORECAST__``); docs/forecasting.md."""
+
+    # The optimiser plans in quarter-hours: a fresher forecast than that changes no plan.
+    every_s: float = Field(900.0, gt=0)
+    # 48 hours, the longest rolling plan (96-192 steps).
+    horizon_steps: int = Field(192, ge=1, le=7 * 96)
+    # Weeks of history behind each profile (see ``ForecastParams.weeks``).
+    weeks: int = Field(4, ge=1, le=52)
+    # Where the quarter-hour rollups do not reach yet (the newest quarter-hour, a
+    # rollup job that is behind or new), the mean of the raw readings is taken instead,
+    # at most this far back: a week is what the profile+level rung needs, and raw
+    # queries cost far more than rollup ones.
+    raw_fallback_s: float = Field(7 * 86400.0, ge=0)
+
+
+class PlanningSettings(BaseModel):
+    """The rolling re-plan (``DISPATCH_PLANNING__``); docs/planning.md."""
+
+    # A plan every quarter-hour, the optimiser's step: each plan starts at the next step.
+    every_s: float = Field(900.0, gt=0)
+    step_minutes: int = Field(15, ge=5, le=60)
+    # 24 hours ahead by default; up to 48 (the forecast's horizon).
+    horizon_steps: int = Field(96, ge=4, le=192)
+    time_limit_s: float = Field(60.0, gt=0)
+    mip_rel_gap: float = Field(0.01, ge=0, le=1)
+    # A setpoint command must start within this long of being sent, or the device refuses
+    # it as expired and the control room times it out.
+    command_deadline_s: float = Field(120.0, gt=0)
+
+
 class DispatchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -86,3 +117,11 @@ class DispatchSettings(BaseSettings):
     freshness_every_s: float = Field(30.0, gt=0)
     # The rollup job (``DISPATCH_ROLLUPS__EVERY_S`` and so on); defaults explained above.
     rollups: RollupSettings = RollupSettings()
+    forecast: ForecastSettings = ForecastSettings()
+    planning: PlanningSettings = PlanningSettings()
+    # The registry database (docs/registry.md): an SQLite file by default, PostgreSQL by URL
+    # (postgresql+psycopg://user:password@host/registry).
+    registry_url: str = "sqlite:///var/registry.sqlite"
+    # Another worker takes over the scheduler at most this long after the active one stops
+    # renewing (it renews every third of it); keep it well above clock skew between hosts.
+    scheduler_lease_ttl_s: float = Field(30.0, gt=0)

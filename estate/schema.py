@@ -19,6 +19,11 @@ point, so a meter's ten quantities cost it a tenth as much (BENCHMARKS.md)."""
 DEAD_LETTERS: Final = "dead_letter"
 """Refused messages and records, with the reason, the detail and a payload excerpt."""
 
+FORECASTS: Final = "forecast"
+"""Load forecasts, in retention policy ``rollup_long``: tags estate, facility (``_estate``
+for the whole estate), quantity; fields value (kW), issued_ms (int), method (string). The
+dispatch worker writes them; the optimiser and the web view read them."""
+
 ROLLUP_REQUESTS: Final = "rollup_request"
 """Time ranges whose rollups must be recomputed because late readings arrived in them:
 ingest writes one after replaying its spool, and with any batch holding readings older
