@@ -41,12 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.influxdb_v1 import InfluxV1Store  # noqa: E402
 from adapters.mqtt import InboundMessage, MqttConnection  # noqa: E402
-from estate.lineprotocol import reading_line  # noqa: E402
+from estate.lineprotocol import reading_line, readings_lines  # noqa: E402
 from estate.readings import Reading  # noqa: E402
 from estate.schema import READINGS  # noqa: E402
-from estate.senml import encode_readings  # noqa: E402
+from estate.senml import decode_pack, encode_readings  # noqa: E402
 from estate.settings import InfluxSettings, MqttSettings  # noqa: E402
-from estate.topics import Channel, DeviceId  # noqa: E402
+from estate.stored import count_readings  # noqa: E402
+from estate.topics import Channel, DeviceId, parse_topic  # noqa: E402
 from launcher.servers import InfluxDB, Mosquitto, free_port  # noqa: E402
 
 ESTATE = "bench"
@@ -191,49 +192,52 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
                INGEST_SPOOL_DIR=str(work / database), INGEST_HTTP_PORT=str(http_port),
                ESTATE_LOG_LEVEL="WARNING")
     ingest = subprocess.Popen([sys.executable, "-m", "ingest"], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 30
-    while _metric(http_port, "ingest_readings_written_total") < 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError("ingest did not start")
-        time.sleep(0.1)
-    time.sleep(0.5)
-    ctx = mp.get_context("spawn")
-    go, publish_time = ctx.Event(), ctx.Value("d", 0.0)
-    publisher = ctx.Process(target=publish_process,
-                            args=(mqtt_port, items, rate, go, publish_time))
-    publisher.start()
-    time.sleep(1.0)
-    store = InfluxV1Store(InfluxSettings(url=influx_url, database=database))
-    latencies: list[float] = []
-    stop_probe = threading.Event()
-    prober = threading.Thread(target=_probe, args=(mqtt_port, store, latencies, stop_probe))
-    pids = {**servers, "ingest": ingest.pid, "publisher": publisher.pid or 0}
-    cpu_before = {name: _cpu_s(pid) for name, pid in pids.items()}
-    start = time.monotonic()
-    go.set()
-    if probe:
-        prober.start()
-    while _metric(http_port, "ingest_readings_written_total") < readings + len(latencies):
-        if time.monotonic() - start > 600:
-            raise RuntimeError("ingest did not finish in 10 minutes")
-        time.sleep(0.02)
-    elapsed = time.monotonic() - start
-    cpu = {name: _cpu_s(pid) - cpu_before[name] for name, pid in pids.items()
-           if name != "publisher"}
-    stop_probe.set()
-    if probe:
-        prober.join(30)
-    publisher.join(60)
-    stored = store.query(f'SELECT count("value") FROM "{READINGS}" WHERE "estate" = $e',
-                         {"e": ESTATE})
-    count = int(stored[0].values[0][1]) if stored else 0
-    if count != readings:
-        raise RuntimeError(f"InfluxDB holds {count} readings, {readings} were published")
-    rss = _peak_rss_mb(ingest.pid)
-    ingest.terminate()
-    ingest.wait(60)
-    store.close()
-    return IngestRun(readings / elapsed, len(items) / elapsed, rss, latencies, cpu)
+    try:
+        deadline = time.monotonic() + 30
+        while _metric(http_port, "ingest_readings_written_total") < 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("ingest did not start")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        ctx = mp.get_context("spawn")
+        go, publish_time = ctx.Event(), ctx.Value("d", 0.0)
+        publisher = ctx.Process(target=publish_process,
+                                args=(mqtt_port, items, rate, go, publish_time))
+        publisher.start()
+        time.sleep(1.0)
+        store = InfluxV1Store(InfluxSettings(url=influx_url, database=database))
+        latencies: list[float] = []
+        stop_probe = threading.Event()
+        prober = threading.Thread(target=_probe, args=(mqtt_port, store, latencies, stop_probe))
+        pids = {**servers, "ingest": ingest.pid, "publisher": publisher.pid or 0}
+        cpu_before = {name: _cpu_s(pid) for name, pid in pids.items()}
+        start = time.monotonic()
+        go.set()
+        if probe:
+            prober.start()
+        while _metric(http_port, "ingest_readings_written_total") < readings + len(latencies):
+            if time.monotonic() - start > 600:
+                raise RuntimeError("ingest did not finish in 10 minutes")
+            time.sleep(0.02)
+        elapsed = time.monotonic() - start
+        cpu = {name: _cpu_s(pid) - cpu_before[name] for name, pid in pids.items()
+               if name != "publisher"}
+        stop_probe.set()
+        if probe:
+            prober.join(30)
+        publisher.join(60)
+        count = count_readings(store, '"estate" = $e', {"e": ESTATE})
+        rss = _peak_rss_mb(ingest.pid)
+        ingest.terminate()
+        ingest.wait(60)
+        store.close()
+        if count != readings:
+            raise RuntimeError(f"InfluxDB holds {count} readings, {readings} were published")
+        return IngestRun(readings / elapsed, len(items) / elapsed, rss, latencies, cpu)
+    finally:
+        if ingest.poll() is None:  # a failed run must not leave ingest behind
+            ingest.kill()
+            ingest.wait(60)
 
 
 def _probe(port: int, store: InfluxV1Store, latencies: list[float],
@@ -251,7 +255,7 @@ def _probe(port: int, store: InfluxV1Store, latencies: list[float],
         sent = time.monotonic()
         client.publish(probe.topic(Channel.TELEMETRY), payload, qos=1)
         while not stop.is_set():
-            rows = store.query(f'SELECT last("value") FROM "{READINGS}" WHERE "estate" = '
+            rows = store.query(f'SELECT last("power") FROM "{READINGS}" WHERE "estate" = '
                                "'probe'")
             if rows and rows[0].values[0][1] >= k:
                 latencies.append((time.monotonic() - sent) * 1000)
@@ -295,6 +299,16 @@ def main() -> None:
                                       float(i), base_ms + i)) for i in range(1_000_000)]
         raw_influx = statistics.median(raw_influx_rate(influx.url, lines) for _ in range(runs))
         print(f"raw InfluxDB write, batches of 5,000:    {raw_influx:>10,.0f} points/s")
+        # The same limit for the very lines ingest writes for the batched load (a point per
+        # meter and instant, 5 readings each), decoded beforehand: readings/s.
+        packed = [line for topic, payload in batched[: len(batched) // 2]
+                  for line in readings_lines(decode_pack(
+                      payload, parse_topic(topic).device, time.time_ns() // 1_000_000).readings)]
+        per_point = batched_messages * 50 / (len(packed) * 2)
+        raw_packed = statistics.median(raw_influx_rate(influx.url, packed)
+                                       for _ in range(runs)) * per_point
+        print(f"raw InfluxDB write of ingest's lines:    {raw_packed:>10,.0f} readings/s "
+              f"({per_point:.0f} readings a point)")
         raw_mqtt = statistics.median(raw_mqtt_rate(broker.port, single) for _ in range(runs))
         print(f"raw paho QoS 1 delivery, empty handler:  {raw_mqtt:>10,.0f} msg/s")
 
@@ -306,7 +320,8 @@ def main() -> None:
         batched_rate = statistics.median(r.readings_per_s for r in results)
         rss = max(r.peak_rss_mb for r in results)
         print(f"ingest, 50 readings/message:             {batched_rate:>10,.0f} readings/s "
-              f"({batched_rate / raw_influx:.0%} of raw InfluxDB)")
+              f"({batched_rate / raw_influx:.0%} of raw InfluxDB points/s, "
+              f"{batched_rate / raw_packed:.0%} of the raw rate of its own lines)")
         _print_cpu(results[0], batched_messages * 50)
         results1 = [run_ingest(broker.port, influx.url, single, single_messages, work, servers)
                     for _ in range(runs)]

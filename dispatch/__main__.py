@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
+import uuid
 from dataclasses import dataclass
 
 import uvicorn
@@ -17,8 +19,12 @@ from fastapi import FastAPI
 
 from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
+from dispatch.forecasting import ForecastJob
 from dispatch.freshness import check_freshness
 from dispatch.live import LiveState
+from dispatch.registry.db import make_engine, upgrade
+from dispatch.registry.jobstore import JOBSTORE_ALIAS, registry_jobstore
+from dispatch.registry.lock import LeaseKeeper, SchedulerLease
 from dispatch.rollups import Rollups
 from dispatch.scheduler import Job, Scheduler
 from dispatch.settings import DispatchSettings
@@ -46,6 +52,8 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     store = make_store(settings.influx)
     store.ensure_database()
     expected = [device for device, _, _ in spec.devices()]
+    engine = make_engine(settings.registry_url)
+    upgrade(engine)
     scheduler = Scheduler([
         Job("meter-freshness",
             lambda: check_freshness(store, spec.id, expected, settings.stale_after_s),
@@ -55,11 +63,26 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
         Job("rollups", Rollups(store, settings.influx.database, settings.rollups,
                                manage_policies=settings.influx.api == "v1"),
             settings.rollups.every_s),
-    ])
-    scheduler.start()
+        Job("forecasts", ForecastJob(store, settings.influx.database, spec, settings.forecast,
+                                     rollups=settings.rollups,
+                                     manage_policies=settings.influx.api == "v1"),
+            settings.forecast.every_s,
+            # After the rollup job's first run, so the newest quarter-hours are rolled up.
+            first_run_after_s=60),
+    ], jobstores={JOBSTORE_ALIAS: registry_jobstore(engine)})
+    # Every worker stands by; only the lease holder runs jobs.
+    scheduler.start(paused=True)
+    keeper = LeaseKeeper(
+        SchedulerLease(engine, "dispatch-scheduler",
+                       f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+                       settings.scheduler_lease_ttl_s),
+        on_gain=scheduler.resume, on_loss=scheduler.pause)
+    keeper.start()
     stop_on_signals(stop)
     stop.wait()
+    keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
+    engine.dispose()
     store.close()
 
 

@@ -285,6 +285,7 @@ class Rollups:
         # (10,000 meters' power, 10 minutes: 6 s), so this keeps each query well inside
         # the store's timeout and each answer a fraction of the whole. The raw readings hold
         # a field per quantity and channel; the rollups a point per quantity and channel.
+        queries: list[tuple[str, dict[str, str], dict[str, str]]]
         if level.source is None:
             queries = [(aggregate_query(level, self._db, key), {}, dict(
                 zip(("quantity", "channel"), split_field_key(key), strict=True)))

@@ -2,6 +2,12 @@
 
 Every job coalesces missed runs into one, never overlaps itself and may start late by its
 grace time; a job that raises is logged and runs again at its next time.
+
+Several dispatch workers may run; only the one holding the registry's scheduler lease runs
+jobs (``dispatch.registry.lock``). Each worker starts its scheduler paused and the lease
+keeper resumes it while the lease is held. Extra job stores (the registry's SQL store, for
+one-off jobs that must survive a restart, such as a re-plan requested by an event) are
+passed in; the periodic jobs are rebuilt by every worker at start and live in memory.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import BaseJobStore
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger(__name__)
@@ -30,10 +38,12 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, jobs: list[Job]) -> None:
+    def __init__(self, jobs: list[Job], jobstores: dict[str, BaseJobStore] | None = None,
+                 ) -> None:
         # Two workers: a slow job (an optimisation) must not hold up a quick check.
-        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(2)},
-                                              timezone="UTC")
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(2)},
+            jobstores={"default": MemoryJobStore(), **(jobstores or {})}, timezone="UTC")
         for job in jobs:
             self._scheduler.add_job(job.func, "interval", seconds=job.every_s, id=job.id,
                                     coalesce=True, max_instances=1,
@@ -43,10 +53,30 @@ class Scheduler:
                                     + timedelta(seconds=job.first_run_after_s))
         self._jobs = jobs
 
-    def start(self) -> None:
-        self._scheduler.start()
-        log.info("scheduler running %d jobs: %s", len(self._jobs),
-                 ", ".join(j.id for j in self._jobs))
+    def start(self, paused: bool = False) -> None:
+        self._scheduler.start(paused=paused)
+        log.info("scheduler %s %d jobs: %s", "holding" if paused else "running",
+                 len(self._jobs), ", ".join(j.id for j in self._jobs))
+
+    def pause(self) -> None:
+        """Run nothing (the lease went to another worker)."""
+        self._scheduler.pause()
+        log.info("scheduler paused: another worker holds the lease")
+
+    def resume(self) -> None:
+        """Run jobs again; missed runs are coalesced into one, within their grace."""
+        self._scheduler.resume()
+        log.info("scheduler active: this worker holds the lease")
+
+    def run_soon(self, job_id: str) -> None:
+        """Run a periodic job now, out of turn (an event: an asset went offline, a new
+        demand-response order); its regular times stay as they were."""
+        job = self._scheduler.get_job(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        self._scheduler.add_job(job.func, id=f"{job_id}-now", name=f"{job_id} (event)",
+                                replace_existing=True, coalesce=True, max_instances=1,
+                                misfire_grace_time=60)
 
     def stop(self) -> None:
         self._scheduler.shutdown(wait=True)

@@ -28,13 +28,54 @@ def ingest() -> None:
 
 
 @app.command()
-def simulate() -> None:
+def simulate(
+    meters: Annotated[int | None, typer.Option(
+        help="Simulate a synthetic estate of this many meters instead of the estate file")
+    ] = None,
+    modbus_port: Annotated[int | None, typer.Option(
+        help="Serve the electrical meters as Modbus TCP servers from this port up")] = None,
+    publish: Annotated[bool | None, typer.Option(
+        "--publish/--no-publish", help="Publish readings over MQTT")] = None,
+) -> None:
     """Run the estate simulator (settings from EDGE_* environment variables)."""
     from edge.__main__ import run
     from edge.settings import EdgeSettings
 
     _logging()
-    run(EdgeSettings())
+    given: dict[str, object] = {"meters": meters, "modbus_port": modbus_port,
+                                "publish": publish}
+    run(EdgeSettings.model_validate({k: v for k, v in given.items() if v is not None}))
+
+
+@app.command()
+def backfill(
+    days: Annotated[float, typer.Option(help="Days of history before now")] = 30,
+    step_s: Annotated[int, typer.Option(help="Seconds between simulated readings")] = 900,
+    meters: Annotated[int | None, typer.Option(
+        help="Backfill a synthetic estate of this many meters instead of the estate file")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the simulation")] = None,
+    estate_file: Annotated[Path | None, typer.Option(
+        help="The estate description (YAML)")] = None,
+) -> None:
+    """Write simulated history into InfluxDB (EDGE_* variables; EDGE_BACKFILL_INFLUX__*)."""
+    from edge.backfill import backfill_command
+
+    _logging()
+    result = backfill_command(days, step_s, estate_file=estate_file, meters=meters, seed=seed)
+    typer.echo(f"{result.steps:,} steps, {result.readings:,} readings in {result.lines:,} lines")
+
+
+@app.command()
+def edge(
+    meters: Annotated[Path | None, typer.Option(
+        help="The meters file (overrides GATEWAY_METERS_FILE)")] = None,
+) -> None:
+    """Run the Modbus gateway: poll meters, store and forward to MQTT (GATEWAY_* variables)."""
+    from edge.gateway_cli import gateway_command
+
+    _logging()
+    gateway_command(meters)
 
 
 @app.command()
@@ -96,6 +137,57 @@ def broker_credentials(
                f"  password_file {security.password_file}\n"
                f"  acl_file {security.acl_file}\n"
                f"  passwords in {security.credentials_file} (keep it secret)")
+
+
+registry_app = typer.Typer(help="The registry database (docs/registry.md).",
+                           no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("load")
+def registry_load(
+    estate_file: Annotated[Path | None, typer.Argument(
+        help="The estate description (YAML); default DISPATCH_ESTATE_FILE")] = None,
+    url: Annotated[str | None, typer.Option(
+        help="Registry URL; default DISPATCH_REGISTRY_URL")] = None,
+) -> None:
+    """Bring the registry's schema up to date and load an estate description into it."""
+    from dispatch.registry.loader import registry_command
+    from dispatch.settings import DispatchSettings
+    from estate.errors import ConfigError
+
+    _logging()
+    settings = DispatchSettings()
+    try:
+        summary = registry_command(url or settings.registry_url,
+                                   estate_file or settings.estate_file)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(str(summary))
+
+
+forecast_app = typer.Typer(help="Load forecasts per facility and for the estate.",
+                           no_args_is_help=True)
+app.add_typer(forecast_app, name="forecast")
+
+
+@forecast_app.command("backtest")
+def forecast_backtest(
+    days: Annotated[int, typer.Option(help="Held-out days: the last complete local days")] = 14,
+    issue_hours_before: Annotated[int, typer.Option(
+        help="Issue each day-ahead forecast this many hours before local midnight")] = 0,
+    estate_file: Annotated[Path | None, typer.Option(
+        help="The estate description (YAML); default DISPATCH_ESTATE_FILE")] = None,
+) -> None:
+    """Backtest the load forecasts: MAPE and WAPE against the seasonal-naive baseline."""
+    from dispatch.forecasting import backtest_command
+    from dispatch.settings import DispatchSettings
+
+    _logging()
+    settings = DispatchSettings()
+    backtest_command(estate_file or settings.estate_file, settings.influx, days,
+                     issue_hours_before=issue_hours_before, settings=settings.forecast)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -626,9 +627,10 @@ def test_windows_older_than_a_policy_keeps_are_dropped_without_stopping_the_job(
 
 
 def test_the_worker_runs_the_rollup_job(influx_settings: InfluxSettings,
-                                        store: InfluxV1Store) -> None:
+                                        store: InfluxV1Store, tmp_path: Path) -> None:
     stop = threading.Event()
-    settings = DispatchSettings(influx=influx_settings, rollups=RollupSettings(every_s=3600))
+    settings = DispatchSettings(influx=influx_settings, rollups=RollupSettings(every_s=3600),
+                                registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}")
     worker = threading.Thread(target=run_worker, args=(settings, stop), daemon=True)
     worker.start()
     try:
