@@ -13,6 +13,12 @@ the backlog oldest first, and a restarted gateway replays whatever its predecess
 The MQTT session is persistent (clean start off, session expiry), and the gateway
 publishes retained births for itself and its meters on every connection, with a Last
 Will that marks the gateway offline if it vanishes (docs/contract.md section 7).
+
+With a commands file the gateway also takes commands for the devices listed there
+(docs/commands.md): ``edge.commands.CommandHandler`` subscribes to each device's
+``cmd/req``, checks the command against the device's policy, writes its holding
+registers and answers on the request's Response Topic. Requests are acknowledged by hand,
+only once their answer is in the command log, so a crash in between redelivers them.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final, cast
+from typing import Any, Final, cast
 from wsgiref.simple_server import WSGIServer
 
 import orjson
@@ -33,11 +39,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.mqtt import MqttConnection, Session, Will
+from edge.commands import CommandHandler, CommandTarget, ModbusExecutor, ModbusTarget
 from edge.modbus import ModbusGateway, ModbusMeter
 from edge.outbox import Bounds, Outbox, OutboxMetrics
 from edge.publisher import Publisher, status_payload
 from edge.registers import MAPS_DIR, MeterMap, load_map
 from edge.settings import GatewaySettings
+from estate.commands import CommandPolicy
 from estate.errors import BrokerError, ConfigError, TopicError
 from estate.lifecycle import stop_on_signals
 from estate.readings import Reading
@@ -116,6 +124,65 @@ def load_meters(path: Path, estate: str) -> list[ModbusMeter]:
         meters.append(ModbusMeter(device, entry.host, entry.port, entry.unit_id,
                                   maps[map_path]))
     return meters
+
+
+# --- the commands file -----------------------------------------------------------------
+
+class CommandDevice(BaseModel):
+    """A device that takes commands: what it may be told and which registers each writes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    facility: str
+    device: str
+    # The device's CommandPolicy in its YAML form, checked by CommandPolicy.from_mapping.
+    policy: dict[str, Any]
+    modbus: ModbusTarget
+
+
+class CommandsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    devices: list[CommandDevice] = Field(min_length=1)
+
+
+def load_command_devices(path: Path, estate: str,
+                         ) -> tuple[list[tuple[DeviceId, CommandPolicy]],
+                                    dict[DeviceId, ModbusTarget]]:
+    """Load and validate the commands file; raise ``ConfigError`` naming what is wrong.
+
+    Returns each device with its policy, and the Modbus target that carries its commands
+    out. An action the policy allows must have registers to write: otherwise every such
+    command would be refused at run time, which a configuration check should say at start.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = CommandsFile.model_validate(raw).devices
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read commands file {path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid commands file {path}: {exc}") from exc
+    policies: list[tuple[DeviceId, CommandPolicy]] = []
+    targets: dict[DeviceId, ModbusTarget] = {}
+    for number, entry in enumerate(entries, 1):
+        where = f"device {number} of {path}"
+        try:
+            device = DeviceId(estate, entry.facility, entry.device)
+        except TopicError as exc:
+            raise ConfigError(f"{where}: {exc.detail}") from exc
+        if device in targets:
+            raise ConfigError(f"{where}: {entry.facility}/{entry.device} appears twice")
+        try:
+            policy = CommandPolicy.from_mapping(entry.policy)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        unmapped = sorted(set(policy.actions) - set(entry.modbus.actions))
+        if unmapped:
+            raise ConfigError(f"{where}: the policy allows {', '.join(unmapped)} but no "
+                              "register is mapped for it under modbus.actions")
+        policies.append((device, policy))
+        targets[device] = entry.modbus
+    return policies, targets
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -281,6 +348,9 @@ class Gateway:
                  registry: CollectorRegistry | None = None,
                  on_queued: QueuedHook | None = None) -> None:
         self.settings = settings
+        # Read first: a bad commands file must stop the gateway before it creates anything.
+        commands = (None if settings.commands_file is None
+                    else load_command_devices(settings.commands_file, settings.estate))
         self.identity = DeviceId(settings.estate, settings.facility, settings.device)
         self.devices = [m.device for m in meters]
         self.metrics = GatewayMetrics(registry or CollectorRegistry())
@@ -289,12 +359,23 @@ class Gateway:
                                     settings.outbox_max_age_s), self.metrics.outbox)
         self.poller = Poller(meters, self.outbox, self.metrics, settings.modbus_timeout_s,
                              on_queued)
+        self.commands: CommandHandler | None = None
+        self._executor: ModbusExecutor | None = None
+        if commands is not None:
+            policies, targets = commands
+            self._executor = ModbusExecutor(targets, timeout_s=settings.modbus_timeout_s)
+            self.commands = CommandHandler(
+                [CommandTarget(device, policy, self._executor) for device, policy in policies],
+                settings.command_log_path)
         # Only the gateway's own status has a Last Will: the broker cannot tell whether
-        # a meter behind a vanished gateway is still measuring.
+        # a meter behind a vanished gateway is still measuring. Commands are acknowledged
+        # by hand, once answered and logged; nothing else is subscribed to.
         self.connection = MqttConnection(
             settings.mqtt, settings.client_id,
-            session=Session(clean_start=False, expiry_s=settings.session_expiry_s),
-            will=Will(self.identity.topic(Channel.STATUS), orjson.dumps({"state": "offline"})))
+            session=Session(clean_start=False, expiry_s=settings.session_expiry_s,
+                            manual_ack=self.commands is not None),
+            will=Will(self.identity.topic(Channel.STATUS), orjson.dumps({"state": "offline"})),
+            on_message=self.commands.on_message if self.commands is not None else None)
         self.metrics.connected.set_function(lambda: float(self.connection.connected))
         self.sender = Sender(self.outbox, self.connection, self._births, self.poller.queued)
         self._metrics_server: WSGIServer | None = None
@@ -306,6 +387,14 @@ class Gateway:
                 self.settings.metrics_port, self.settings.metrics_host,
                 registry=self.metrics.registry)
         self.sender.start()
+        if self.commands is not None:
+            # Before connecting: the subscriptions then go out with the first connection,
+            # and answers owed from before a crash wait in paho until it is up.
+            self.commands.start(self.connection, manual_ack=True)
+            log.info("gateway %s takes commands for %s; command log %s",
+                     self.identity.base_name,
+                     ", ".join(f"{d.facility}/{d.device}" for d in self.commands.devices),
+                     self.settings.command_log_path)
         self.connection.connect_async()
         log.info("gateway %s polling %d meters every %.1f s; outbox %s holds %d messages",
                  self.identity.base_name, len(self.devices), self.settings.interval_s,
@@ -322,6 +411,11 @@ class Gateway:
                and time.monotonic() < deadline):
             time.sleep(0.05)
         self.sender.stop()
+        if self.commands is not None:
+            # Finishes the command in hand and publishes its answer before going offline.
+            self.commands.stop()
+        if self._executor is not None:
+            self._executor.close()
         if len(self.outbox):
             log.info("gateway stopping with %d messages in the outbox; they are sent at the "
                      "next start", len(self.outbox))

@@ -78,6 +78,12 @@ class GatewaySettings(BaseSettings):
     # the broker, carries the readings over an outage; the session only spares a resend
     # of what was in flight.
     session_expiry_s: int = Field(86_400, ge=0)
+    # The devices that take commands: each one's policy and the Modbus registers its actions
+    # write (edge/samples/gateway_commands.yaml). None: the gateway takes no commands.
+    commands_file: Path | None = None
+    # Every command id answered and every answer given: the idempotency key across
+    # restarts and the edge's own audit trail. Keep it on persistent storage.
+    command_log_path: Path = Path("var/edge/edge_commands.sqlite")
     # Prometheus /metrics; 0 serves none.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535)

@@ -7,7 +7,7 @@ Usernames name the account's kind and its place in the topic tree, ``/``-separat
 
     device/{estate}/{facility}/{device}   one meter
     gateway/{estate}/{facility}           every meter of one facility
-    service/{estate}/{name}               ingest, web or dispatch
+    service/{estate}/{name}               ingest, web, dispatch or the simulator
 
 ``/`` cannot occur in an identifier (see ``estate.topics``), so a username maps back to
 exactly one account. ``:`` would read better but Mosquitto's password file is
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,7 @@ PASSWORD_BYTES = 32
 PASSWORD_FILE = "passwd"
 ACL_FILE = "acl"
 CREDENTIALS_FILE = "credentials.json"
+SERVICES_ENV_FILE = "services.env"
 
 
 class ServiceRole(StrEnum):
@@ -47,6 +49,8 @@ class ServiceRole(StrEnum):
     INGEST = "ingest"
     WEB = "web"
     DISPATCH = "dispatch"
+    # Stands in for every device of the estate (the demo and the compose stack run it).
+    SIMULATOR = "simulator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,7 @@ class BrokerSecurity:
     acl_file: Path
     credentials_file: Path
     accounts: tuple[Account, ...]
+    services_env_file: Path | None = None
 
     def password(self, username: str) -> str:
         return next(a.password for a in self.accounts if a.username == username)
@@ -150,6 +155,13 @@ def service_rules(estate: str, role: ServiceRole) -> tuple[Rule, ...]:
             return (Rule("write", every(Channel.COMMAND_REQUEST)),
                     Rule("read", every(Channel.COMMAND_RESPONSE)),
                     Rule("read", every(Channel.STATUS)))
+        case ServiceRole.SIMULATOR:
+            # A gateway's rights over the whole estate: it publishes for every meter and
+            # its own status (a device of the "edge" facility), and may answer commands.
+            return (Rule("write", every(Channel.TELEMETRY)),
+                    Rule("write", every(Channel.STATUS)),
+                    Rule("write", every(Channel.COMMAND_RESPONSE)),
+                    Rule("read", every(Channel.COMMAND_REQUEST)))
 
 
 def estate_accounts(spec: EstateSpec,
@@ -216,18 +228,58 @@ def credentials_json(spec: EstateSpec, accounts: Sequence[Account]) -> str:
         indent=2) + "\n"
 
 
+def password_variable(service: str) -> str:
+    """The variable that carries a service account's password into docker compose."""
+    return "MQTT_PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", service).upper()
+
+
+def services_env(accounts: Sequence[Account]) -> str:
+    """The service accounts' passwords as ``NAME=value`` lines: ``docker compose --env-file``.
+
+    Passwords are URL-safe base64, so no value needs quoting.
+    """
+    lines = ["# Broker passwords of the services, written by `estate broker-credentials`.",
+             "# docker compose --env-file THIS_FILE up -d   (docs/security.md)"]
+    lines += [f"{password_variable(a.username.rsplit('/', 1)[1])}={a.password}"
+              for a in accounts if a.kind == "service"]
+    return "\n".join(lines) + "\n"
+
+
 def write_broker_security(spec: EstateSpec, out_dir: Path,
                           services: Iterable[ServiceAccount] = DEFAULT_SERVICES,
                           ) -> BrokerSecurity:
-    """Write ``passwd``, ``acl`` and ``credentials.json`` (mode 0600) into ``out_dir``.
+    """Write ``passwd``, ``acl``, ``credentials.json`` and ``services.env`` into ``out_dir``.
 
-    Every call makes new passwords for every account.
+    ``credentials.json`` and ``services.env`` hold plain passwords (mode 0600). Every call
+    makes new passwords for every account.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     accounts = estate_accounts(spec, services)
     security = BrokerSecurity(out_dir / PASSWORD_FILE, out_dir / ACL_FILE,
-                              out_dir / CREDENTIALS_FILE, accounts)
+                              out_dir / CREDENTIALS_FILE, accounts,
+                              out_dir / SERVICES_ENV_FILE)
     write_password_file(security.password_file, accounts)
     security.acl_file.write_text(acl_text(accounts), encoding="utf-8")
     _write_private(security.credentials_file, credentials_json(spec, accounts))
+    _write_private(out_dir / SERVICES_ENV_FILE, services_env(accounts))
     return security
+
+
+def load_broker_security(out_dir: Path) -> BrokerSecurity | None:
+    """The files a previous ``write_broker_security`` left in ``out_dir``, or None.
+
+    None when any of them is missing: the caller then writes a fresh set, since a password
+    file without its plain passwords (or the reverse) is of no use.
+    """
+    paths = [out_dir / name for name in (PASSWORD_FILE, ACL_FILE, CREDENTIALS_FILE)]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        raw = json.loads(paths[2].read_text(encoding="utf-8"))
+        accounts = tuple(Account(a["username"], a["kind"], (), a["password"])
+                         for a in raw["accounts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    env_file = out_dir / SERVICES_ENV_FILE
+    return BrokerSecurity(paths[0], paths[1], paths[2], accounts,
+                          env_file if env_file.is_file() else None)

@@ -4,6 +4,10 @@ Starts a real Mosquitto and a real InfluxDB as child processes with their data u
 ``var/``, then the services as separate processes (exactly as they run in production),
 streams their logs with a prefix, and on Ctrl-C stops them in reverse order so ingest
 flushes before the servers go. A second run reuses ``var/``.
+
+The broker is secured as in production: the first run writes a password file, an ACL and
+every account's password under ``var/broker/`` (``launcher.broker_security``), Mosquitto
+refuses anonymous clients, and each service logs in with its own account.
 """
 
 from __future__ import annotations
@@ -18,6 +22,14 @@ from pathlib import Path
 from typing import IO
 
 from estate.lifecycle import stop_on_signals
+from estate.model import SAMPLE_ESTATE, load_estate
+from launcher.broker_security import (
+    BrokerSecurity,
+    estate_accounts,
+    load_broker_security,
+    service_username,
+    write_broker_security,
+)
 from launcher.servers import InfluxDB, Mosquitto, environment_with_path
 
 log = logging.getLogger(__name__)
@@ -52,12 +64,48 @@ def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
     return env
 
 
-SERVICES: tuple[tuple[str, list[str]], ...] = (
-    ("ingest", ["-m", "ingest"]),
-    ("dispatch", ["-m", "dispatch", "worker"]),
-    ("web", ["-m", "dispatch", "web"]),
-    ("simulator", ["-m", "edge"]),
+@dataclass(frozen=True, slots=True)
+class DemoService:
+    """A service of the demo: its process, and the settings prefix and broker account
+    it logs in with."""
+
+    name: str
+    args: tuple[str, ...]
+    prefix: str
+    account: str
+
+
+SERVICES: tuple[DemoService, ...] = (
+    DemoService("ingest", ("-m", "ingest"), "INGEST", "ingest"),
+    DemoService("dispatch", ("-m", "dispatch", "worker"), "DISPATCH", "dispatch"),
+    # Web and dispatch share the DISPATCH_ settings but not an account: each process gets
+    # its own environment, so neither holds the other's broker rights.
+    DemoService("web", ("-m", "dispatch", "web"), "DISPATCH", "web"),
+    DemoService("simulator", ("-m", "edge"), "EDGE", "simulator"),
 )
+
+
+def demo_broker_security(var: Path) -> BrokerSecurity:
+    """The demo broker's accounts: written under ``var/broker`` on the first run, reused
+    on later ones, and written afresh if the sample estate gained or lost devices."""
+    spec = load_estate(SAMPLE_ESTATE)
+    out = var / "broker"
+    wanted = {a.username for a in estate_accounts(spec)}
+    existing = load_broker_security(out)
+    if existing is not None and {a.username for a in existing.accounts} == wanted:
+        return existing
+    security = write_broker_security(spec, out)
+    log.info("broker accounts written to %s (%d accounts; passwords in %s)", out,
+             len(security.accounts), security.credentials_file)
+    return security
+
+
+def account_environment(service: DemoService, security: BrokerSecurity,
+                        estate: str) -> dict[str, str]:
+    """The broker login of one service, as its settings read it."""
+    username = service_username(estate, service.account)
+    return {f"{service.prefix}_MQTT__USERNAME": username,
+            f"{service.prefix}_MQTT__PASSWORD": security.password(username)}
 
 
 def _pump(name: str, stream: IO[bytes]) -> None:
@@ -71,22 +119,28 @@ def run_demo(var: Path, ports: DemoPorts) -> int:
     var.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     stop_on_signals(stop)
-    mosquitto = Mosquitto(var / "mosquitto", port=ports.mqtt)
+    security = demo_broker_security(var)
+    estate = load_estate(SAMPLE_ESTATE).id
+    mosquitto = Mosquitto(var / "mosquitto", port=ports.mqtt,
+                          password_file=security.password_file, acl_file=security.acl_file)
     influx = InfluxDB(var / "influxdb", http_port=ports.influx_http, rpc_port=ports.influx_rpc)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     code = 0
     try:
         mosquitto.start()
         influx.start()
-        log.info("Mosquitto on 127.0.0.1:%d, InfluxDB on %s (data in %s)", ports.mqtt,
-                 influx.url, var)
+        log.info("Mosquitto on 127.0.0.1:%d (accounts and ACL in %s), InfluxDB on %s "
+                 "(data in %s)", ports.mqtt, security.password_file.parent, influx.url, var)
         env = service_environment(ports, var)
-        for name, args in SERVICES:
-            child = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+        for service in SERVICES:
+            child = subprocess.Popen(
+                [sys.executable, *service.args],
+                env=env | account_environment(service, security, estate),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             assert child.stdout is not None
-            threading.Thread(target=_pump, args=(name, child.stdout), daemon=True).start()
-            children.append((name, child))
+            threading.Thread(target=_pump, args=(service.name, child.stdout),
+                             daemon=True).start()
+            children.append((service.name, child))
         log.info("web view: http://127.0.0.1:%d  (Ctrl-C stops everything)", ports.web)
         while not stop.wait(0.5):
             for name, child in children:

@@ -8,6 +8,7 @@ and the services run real subcommands in a sensible start order.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import subprocess
@@ -23,10 +24,21 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from adapters.mqtt import MqttConnection
 from dispatch.settings import DispatchSettings
 from edge.settings import EdgeSettings
+from estate.errors import BrokerError
+from estate.model import SAMPLE_ESTATE, load_estate
+from estate.settings import MqttSettings
 from ingest.settings import IngestSettings
 from launcher import cli
+from launcher.broker_security import (
+    DEFAULT_SERVICES,
+    password_variable,
+    service_username,
+    write_broker_security,
+)
+from launcher.servers import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -55,12 +67,29 @@ def docker_compose() -> str:
     return found
 
 
-def compose_config(compose_file: Path) -> subprocess.CompletedProcess[str]:
-    """Run `docker-compose config` on a file, relative paths resolved from the project root."""
+# Stand-ins for the services' broker passwords, which the stack takes from the
+# services.env that `estate broker-credentials` writes.
+PLACEHOLDER_PASSWORDS = {password_variable(s.name): f"placeholder-{s.name}"
+                         for s in DEFAULT_SERVICES}
+# The account each service logs in with, by its role's name.
+ACCOUNTS = {"ingest": "ingest", "dispatch": "dispatch", "web": "web", "simulator": "simulator"}
+
+
+def compose_config(compose_file: Path, *, env_file: Path | None = None,
+                   passwords: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `docker-compose config` on a file, relative paths resolved from the project root.
+
+    The passwords come from ``env_file`` if given, else from placeholders unless
+    ``passwords`` is false; the shell's own MQTT_PASSWORD_* never leak in.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_PASSWORD_")}
+    if passwords and env_file is None:
+        env |= PLACEHOLDER_PASSWORDS
+    options = ["--env-file", str(env_file)] if env_file is not None else []
     return subprocess.run(
-        [docker_compose(), "--project-directory", str(ROOT), "-f", str(compose_file),
-         "config"],
-        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+        [docker_compose(), "--project-directory", str(ROOT), *options, "-f",
+         str(compose_file), "config"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT, env=env,
     )
 
 
@@ -235,6 +264,7 @@ def test_settings_build_from_the_service_environment(
 
     for var, raw in env.items():
         value, field = field_at(settings, resolve_env_var(settings_cls, prefix, delimiter, var))
+        assert field.annotation is not None, var
         expected = TypeAdapter(field.annotation).validate_python(raw)
         if isinstance(value, SecretStr):
             value, expected = value.get_secret_value(), expected.get_secret_value()
@@ -326,3 +356,113 @@ def test_state_lives_in_named_volumes(
     assert any(str(v).startswith("./deploy/mosquitto/mosquitto.conf:")
                for v in services["mosquitto"]["volumes"])
     assert conf.is_file()
+
+
+# --- (f) the broker: accounts and ACL, no anonymous clients ---------------------------------
+
+def mosquitto_directives(path: Path) -> dict[str, list[str]]:
+    """Each directive of a Mosquitto config file with its values, comments left out."""
+    found: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.strip().partition(" ")
+            found.setdefault(name, []).append(value.strip())
+    return found
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Bind-mount target -> source of a service."""
+    return {str(v).split(":")[1]: str(v).split(":")[0] for v in service.get("volumes", [])}
+
+
+def test_the_broker_refuses_anonymous_clients_and_reads_the_generated_files(
+        services: dict[str, dict[str, Any]]) -> None:
+    conf = mosquitto_directives(ROOT / "deploy" / "mosquitto" / "mosquitto.conf")
+    assert conf["allow_anonymous"] == ["false"]
+    mounted = mounts(services["mosquitto"])
+    for directive, generated in (("password_file", "passwd"), ("acl_file", "acl")):
+        (target,) = conf[directive]
+        assert mounted.get(target) == f"./secrets/broker/{generated}", (
+            f"{directive} {target} is not the mounted {generated}")
+
+
+def test_generated_credentials_plug_into_the_stack(tmp_path: Path) -> None:
+    security = write_broker_security(load_estate(SAMPLE_ESTATE), tmp_path / "broker")
+    assert security.services_env_file is not None
+    result = compose_config(COMPOSE_FILE, env_file=security.services_env_file)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    acl = security.acl_file.read_text(encoding="utf-8")
+    estate = load_estate(SAMPLE_ESTATE).id
+    for name, (_, prefix, _, _) in APP_SERVICES.items():
+        env = resolved[name]["environment"]
+        username = env[f"{prefix}MQTT__USERNAME"]
+        assert username == service_username(estate, ACCOUNTS[name])
+        assert env[f"{prefix}MQTT__PASSWORD"] == security.password(username)
+        assert f"\nuser {username}\n" in acl
+    # The simulator's account may publish every meter's readings of the estate.
+    assert f"user {service_username(estate, 'simulator')}\n" \
+           f"topic write estate/v1/{estate}/+/+/telemetry\n" in acl
+
+
+def test_the_stack_will_not_start_without_the_passwords() -> None:
+    result = compose_config(COMPOSE_FILE, passwords=False)
+    assert result.returncode != 0
+    assert "run estate broker-credentials" in result.stderr
+
+
+def test_the_broker_config_works_in_a_real_mosquitto(tmp_path: Path) -> None:
+    """The deploy config, with the container's paths and port swapped for local ones."""
+    security = write_broker_security(load_estate(SAMPLE_ESTATE), tmp_path / "broker")
+    port = free_port()
+    text = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
+    swaps = {"listener 1883": f"listener {port} 127.0.0.1",
+             "/mosquitto/config/passwd": str(security.password_file),
+             "/mosquitto/config/acl": str(security.acl_file),
+             "/mosquitto/data/": f"{tmp_path}/data/"}
+    for old, new in swaps.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "data").mkdir()
+    broker = LocalConfigMosquitto(tmp_path / "run", port, text)
+    broker.start()
+    try:
+        settings = MqttSettings(host="127.0.0.1", port=port)
+        with pytest.raises(BrokerError, match="refused"):
+            MqttConnection(settings, "test-anonymous").connect(timeout_s=10)
+        ingest = service_username(load_estate(SAMPLE_ESTATE).id, "ingest")
+        connection = MqttConnection(settings.model_copy(update={
+            "username": ingest, "password": SecretStr(security.password(ingest))}),
+            "test-ingest")
+        connection.connect(timeout_s=10)
+        connection.close()
+        healthy = run_healthcheck(port)
+    finally:
+        broker.stop()
+    down = run_healthcheck(port)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert down.returncode != 0, "a broker that is down must not look healthy"
+
+
+class LocalConfigMosquitto(Mosquitto):
+    """Mosquitto run with a given configuration text (as the current user)."""
+
+    def __init__(self, data_dir: Path, port: int, config: str) -> None:
+        super().__init__(data_dir, port=port)
+        self._config = f"user {getpass.getuser()}\n{config}"
+
+    def argv(self) -> list[str]:
+        binary = super().argv()[0]  # which also writes the default config: replaced here
+        self.config_path.write_text(self._config)
+        return [binary, "-c", str(self.config_path)]
+
+
+def run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    """The compose file's broker healthcheck, aimed at a local port."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
+    kind, command = services["mosquitto"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    assert "-h 127.0.0.1 " in command
+    return subprocess.run(["sh", "-c", command.replace("-h 127.0.0.1 ",
+                                                       f"-h 127.0.0.1 -p {port} ")],
+                          capture_output=True, text=True, timeout=30, check=False)

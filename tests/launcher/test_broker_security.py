@@ -34,11 +34,14 @@ from estate.settings import MqttSettings
 from estate.topics import Channel, DeviceId, shared, subscription
 from launcher import cli
 from launcher.broker_security import (
+    DEFAULT_SERVICES,
     BrokerSecurity,
     acl_text,
     device_username,
     estate_accounts,
     gateway_username,
+    load_broker_security,
+    password_variable,
     service_username,
     write_broker_security,
 )
@@ -59,6 +62,7 @@ FOREIGN = DeviceId(ESTATE, "foods", "main")
 INGEST = service_username(ESTATE, "ingest")
 WEB = service_username(ESTATE, "web")
 DISPATCH = service_username(ESTATE, "dispatch")
+SIMULATOR = service_username(ESTATE, "simulator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +162,27 @@ def test_written_files_hash_passwords_and_keep_secrets_private(tmp_path: Path) -
     security = write_broker_security(spec, tmp_path)
 
     passwd = security.password_file.read_text()
-    expected = len(spec.devices()) + len(spec.facilities) + 3
+    expected = len(spec.devices()) + len(spec.facilities) + len(DEFAULT_SERVICES)
     assert len(security.accounts) == len(passwd.splitlines()) == expected
     for account in security.accounts:
         assert account.password not in passwd
         assert f"{account.username}:$7$" in passwd  # PBKDF2-SHA512, mosquitto_passwd -U
-    for path in (security.password_file, security.credentials_file):
+    assert security.services_env_file is not None
+    for path in (security.password_file, security.credentials_file,
+                 security.services_env_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    # The services' passwords for docker compose, one variable each, and only those.
+    env = dict(line.split("=", 1) for line in security.services_env_file.read_text()
+               .splitlines() if not line.startswith("#"))
+    assert env == {password_variable(s.name): security.password(
+        service_username(ESTATE, s.name)) for s in DEFAULT_SERVICES}
+    assert {s.name for s in DEFAULT_SERVICES} == {"ingest", "web", "dispatch", "simulator"}
+    # Read back as written, for the demo's later runs.
+    loaded = load_broker_security(tmp_path)
+    assert loaded is not None
+    assert {a.username: a.password for a in loaded.accounts} == {
+        a.username: a.password for a in security.accounts}
+    assert load_broker_security(tmp_path / "nothing-here") is None
     credentials = json.loads(security.credentials_file.read_text())
     assert {a["username"]: a["password"] for a in credentials["accounts"]} == {
         a.username: a.password for a in security.accounts}
@@ -191,7 +209,8 @@ def test_cli_writes_the_three_files(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.app, ["broker-credentials", "--estate-file",
                                           str(SAMPLE_ESTATE), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in tmp_path.iterdir()} == {"passwd", "acl", "credentials.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"passwd", "acl", "credentials.json",
+                                                    "services.env"}
     assert stat.S_IMODE((tmp_path / "credentials.json").stat().st_mode) == 0o600
 
 
@@ -381,3 +400,36 @@ def test_plain_client_on_the_tls_port_gets_nowhere(secured: SecuredBroker) -> No
     connection = MqttConnection(settings, "test-plain-on-tls")
     with pytest.raises(BrokerError, match="no CONNACK"):
         connection.connect(timeout_s=REFUSED_WAIT_S)
+
+
+def test_simulator_speaks_for_every_device_but_cannot_command(secured: SecuredBroker) -> None:
+    spec = load_estate(SAMPLE_ESTATE)
+    devices = [d for d, _, _ in spec.devices()]
+    assert len({d.facility for d in devices}) > 1
+    first = devices[0].topic(Channel.TELEMETRY)
+    a_req = DEVICE_A.topic(Channel.COMMAND_REQUEST)
+    with ExitStack() as stack:
+        _, readings = stack.enter_context(client(
+            secured.settings(INGEST), subscription(Channel.TELEMETRY, estate=ESTATE)))
+        _, commands = stack.enter_context(client(
+            secured.settings(device_username(DEVICE_A)), a_req))
+        simulator, _ = stack.enter_context(client(secured.settings(SIMULATOR)))
+        # A second connection of the account receives: Mosquitto 2.0.11 closes the
+        # connection of an account that publishes on a topic it may read but not write
+        # (seen here for cmd/req), and a message routed meanwhile would miss it.
+        _, own_commands = stack.enter_context(client(
+            secured.settings(SIMULATOR), subscription(Channel.COMMAND_REQUEST, estate=ESTATE)))
+        dispatch, _ = stack.enter_context(client(secured.settings(DISPATCH)))
+        until_received(lambda p: deliver(simulator, first, p), readings, first)
+        until_received(lambda p: deliver(dispatch, a_req, p), commands, a_req)
+
+        for device in devices:
+            deliver(simulator, device.topic(Channel.TELEMETRY), b"reading")
+        deliver(simulator, a_req, b"forged by the simulator")
+        deliver(dispatch, a_req, b"real")
+
+        for device in devices:
+            assert readings.wait_for(device.topic(Channel.TELEMETRY), b"reading")
+        assert commands.wait_for(a_req, b"real")
+        assert own_commands.wait_for(a_req, b"real"), "it receives commands to answer them"
+        assert b"forged by the simulator" not in {m.payload for m in commands.messages}

@@ -1,4 +1,8 @@
-"""``estate demo`` as a person runs it: start, live values on the page's API, Ctrl-C, again."""
+"""``estate demo`` as a person runs it: start, live values on the page's API, Ctrl-C, again.
+
+The demo's broker takes only its own accounts: the test checks that an anonymous client
+is refused while every service (and so every meter's readings) got through.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,17 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from pydantic import SecretStr
 
+from adapters.mqtt import MqttConnection
+from estate.errors import BrokerError
 from estate.model import SAMPLE_ESTATE, load_estate
+from estate.settings import MqttSettings
+from launcher.broker_security import load_broker_security, service_username
 from launcher.servers import free_port
 
 
@@ -23,9 +34,9 @@ def _start(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _wait_for_all_meters(url: str, meters: int, timeout_s: float) -> dict:
+def _wait_for_all_meters(url: str, meters: int, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
-    live: dict = {}
+    live: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
             live = httpx.get(f"{url}/api/live", timeout=2).json()
@@ -66,12 +77,28 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
         assert page.status_code == 200
         assert "Estate Dispatch" in page.text
         print(f"all {meters} meters live on the API {took:.1f} s after start")
+        broker = MqttSettings(host="127.0.0.1", port=ports["mqtt"])
+        with pytest.raises(BrokerError, match="refused"):
+            MqttConnection(broker, "test-anonymous").connect(timeout_s=10)
+        security = load_broker_security(var / "broker")
+        assert security is not None, "the demo wrote its broker accounts under var/broker"
+        web = service_username(load_estate(SAMPLE_ESTATE).id, "web")
+        with pytest.raises(BrokerError, match="refused"):
+            MqttConnection(broker.model_copy(update={
+                "username": web, "password": SecretStr("wrong")}), "test-wrong").connect(
+                    timeout_s=10)
+        account = MqttConnection(broker.model_copy(update={
+            "username": web, "password": SecretStr(security.password(web))}), "test-web")
+        account.connect(timeout_s=10)
+        account.close()
+        passwd = security.password_file.read_bytes()
         time.sleep(3)  # a couple of reporting intervals, so ingest stores some
         first_run_end = datetime.now(UTC)
     finally:
         code, output = _interrupt(first)
     assert code == 0, output[-3000:]
     assert "demo stopped" in output
+    assert "broker accounts written to" in output
     assert "Traceback" not in output, output[-3000:]
 
     second = _start(var, ports)
@@ -84,3 +111,5 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
     finally:
         code, output = _interrupt(second)
     assert code == 0, output[-3000:]
+    assert "broker accounts written to" not in output
+    assert security.password_file.read_bytes() == passwd, "the second run kept the accounts"
