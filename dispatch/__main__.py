@@ -16,19 +16,25 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
 from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
-from dispatch.forecasting import ForecastJob
+from dispatch.commands import CommandSender, CommandStore
+from dispatch.forecasting import ForecastJob, nominal_kw
 from dispatch.freshness import check_freshness
 from dispatch.live import LiveState
-from dispatch.registry.db import make_engine, upgrade
+from dispatch.planning import PlanJob
+from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.jobstore import JOBSTORE_ALIAS, registry_jobstore
+from dispatch.registry.loader import load_into_registry
 from dispatch.registry.lock import LeaseKeeper, SchedulerLease
 from dispatch.rollups import Rollups
 from dispatch.scheduler import Job, Scheduler
 from dispatch.settings import DispatchSettings
 from dispatch.web.app import create_app
+from dispatch.web.forecast import forecast_router
+from dispatch.web.plans import plans_router
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.model import load_estate
@@ -44,6 +50,17 @@ def _check_secrets(settings: DispatchSettings) -> None:
                            settings.influx.token)
 
 
+def _command_sender(settings: DispatchSettings, role: str, estate: str,
+                    engine: Engine) -> CommandSender:
+    """A command sender connecting in the background: a broker that is away at start-up
+    delays commands (they time out meanwhile), it does not turn them off."""
+    sender = CommandSender(settings.mqtt, f"estate-{role}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                           CommandStore(session_factory(engine)), estates=[estate],
+                           actor=f"dispatch:{role}")
+    sender.start(wait=False)
+    return sender
+
+
 def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
     """Run the scheduler until ``stop`` is set (or SIGTERM/SIGINT in the main thread)."""
     _check_secrets(settings)
@@ -54,6 +71,13 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     expected = [device for device, _, _ in spec.devices()]
     engine = make_engine(settings.registry_url)
     upgrade(engine)
+    if settings.registry_load_estate:
+        with session_factory(engine).begin() as session:
+            load_into_registry(session, spec)  # it logs what it changed
+    sender = _command_sender(settings, "worker", spec.id, engine)
+    planner = PlanJob(store, settings.influx.database, session_factory(engine), spec.id,
+                      settings.planning, sender=sender, nominal_kw=nominal_kw(spec),
+                      rollups=settings.rollups, manage_policies=settings.influx.api == "v1")
     scheduler = Scheduler([
         Job("meter-freshness",
             lambda: check_freshness(store, spec.id, expected, settings.stale_after_s),
@@ -69,7 +93,10 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
             settings.forecast.every_s,
             # After the rollup job's first run, so the newest quarter-hours are rolled up.
             first_run_after_s=60),
+        # The stored forecasts outlive a restart: the first plan need not wait for new ones.
+        Job("plan", planner, settings.planning.every_s),
     ], jobstores={JOBSTORE_ALIAS: registry_jobstore(engine)})
+    planner.request_soon = lambda: scheduler.run_soon("plan")
     # Every worker stands by; only the lease holder runs jobs.
     scheduler.start(paused=True)
     keeper = LeaseKeeper(
@@ -82,6 +109,7 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     stop.wait()
     keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
+    sender.close()
     engine.dispose()
     store.close()
 
@@ -94,10 +122,16 @@ class WebParts:
     mqtt: MqttConnection
     store: TimeSeriesStore
     live: LiveState
+    engine: Engine | None = None
+    sender: CommandSender | None = None
 
     def close(self) -> None:
         self.mqtt.close()
         self.store.close()
+        if self.sender is not None:
+            self.sender.close()
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 def build_web(settings: DispatchSettings) -> WebParts:
@@ -113,7 +147,14 @@ def build_web(settings: DispatchSettings) -> WebParts:
         mqtt.subscribe(subscription(channel, estate=spec.id), qos=0)
     mqtt.connect_async()
     app = create_app(spec, store, live, mqtt_connected=lambda: mqtt.connected)
-    return WebParts(app, mqtt, store, live)
+    app.include_router(forecast_router(spec, store))
+    engine = make_engine(settings.registry_url)
+    # Migrations are idempotent: whichever of web and worker starts first brings the
+    # schema up to date.
+    upgrade(engine)
+    sender = _command_sender(settings, "web", spec.id, engine)
+    app.include_router(plans_router(session_factory(engine), spec.id, settings.planning, sender))
+    return WebParts(app, mqtt, store, live, engine, sender)
 
 
 def run_web(settings: DispatchSettings) -> None:

@@ -223,10 +223,16 @@ class CommandSender:
         self._sweeper: threading.Thread | None = None
         self._connection = MqttConnection(settings, client_id, on_message=self._on_message)
 
-    def start(self, timeout_s: float = 10.0) -> None:
+    def start(self, timeout_s: float = 10.0, wait: bool = True) -> None:
+        """Subscribe to the answers and connect: within ``timeout_s`` (``BrokerError``
+        otherwise), or with ``wait`` False in the background, retrying until the broker is
+        there (a command sent meanwhile stays pending and times out)."""
         for estate in self._estates:
             self._connection.subscribe(subscription(Channel.COMMAND_RESPONSE, estate), qos=1)
-        self._connection.connect(timeout_s)
+        if wait:
+            self._connection.connect(timeout_s)
+        else:
+            self._connection.connect_async()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="command-sweeper",
                                          daemon=True)
         self._sweeper.start()

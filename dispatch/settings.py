@@ -122,6 +122,10 @@ class DispatchSettings(BaseSettings):
     # The registry database (docs/registry.md): an SQLite file by default, PostgreSQL by URL
     # (postgresql+psycopg://user:password@host/registry).
     registry_url: str = "sqlite:///var/registry.sqlite"
+    # The worker loads the estate file into the registry at start (an idempotent upsert,
+    # docs/registry.md), so the file stays the description of the estate. Turn it off
+    # where the registry is kept up to date by other means (``estate registry load``).
+    registry_load_estate: bool = True
     # Another worker takes over the scheduler at most this long after the active one stops
     # renewing (it renews every third of it); keep it well above clock skew between hosts.
     scheduler_lease_ttl_s: float = Field(30.0, gt=0)

@@ -39,3 +39,10 @@ def split_field_key(key: str) -> tuple[str, str]:
     """``(quantity, channel)`` of a field of ``READINGS``."""
     quantity, _, channel = key.partition(".")
     return quantity, channel
+
+
+PLANS: Final = "plan"
+"""The newest plan per step, in retention policy ``rollup_long``: tags estate, asset (``_estate``
+for the estate's grid import), quantity (``setpoint``, ``soc_kwh``, ``import``, ...); fields
+value (kW, kWh or m³) and plan_id (int, the registry's ``plans.id``). The dispatch worker
+writes them; a newer plan overwrites the steps it covers (docs/planning.md)."""

@@ -162,9 +162,13 @@ def served(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings) -> Iterator[str]:
-    """The web view of the sample estate, served by uvicorn on a free port; yields its URL."""
-    parts: WebParts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings))
+def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings,
+        tmp_path: Path) -> Iterator[str]:
+    """The web view of the sample estate, served by uvicorn on a free port; yields its URL.
+    Its registry is an SQLite file of the test's own."""
+    parts: WebParts = build_web(DispatchSettings(
+        mqtt=mqtt_settings, influx=influx_settings,
+        registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}"))
     with served(parts.app) as url:
         yield url
     parts.close()

@@ -74,7 +74,8 @@ def stack(tmp_path: Path, influx_settings: InfluxSettings, store: object,
     broker.start()
     mqtt = MqttSettings(host="127.0.0.1", port=broker.port)
     start_ingest(mqtt=mqtt)
-    parts = build_web(DispatchSettings(mqtt=mqtt, influx=influx_settings))
+    parts = build_web(DispatchSettings(mqtt=mqtt, influx=influx_settings,
+                                       registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}"))
     try:
         with served(parts.app) as url:
             yield Stack(broker, mqtt, url)

@@ -1,0 +1,305 @@
+"""Approving a plan over HTTP turns its first step into commands that real devices answer.
+
+The plans API is served by uvicorn; the plans are made by ``PlanJob`` against the real
+InfluxDB and a registry on SQLite; commands travel through the real Mosquitto to the edge's
+``CommandHandler`` with simulated assets. The battery and the genset answer; the chiller,
+the well pump and the tenants' loads have no device behind them and time out.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.influxdb_v1 import InfluxV1Store
+from adapters.mqtt import MqttConnection
+from dispatch.__main__ import build_web
+from dispatch.commands import CommandSender, CommandStore
+from dispatch.forecast import STEP_MS
+from dispatch.forecasting import nominal_kw
+from dispatch.planning import PlanJob
+from dispatch.registry.db import make_engine, session_factory, upgrade
+from dispatch.registry.loader import load_into_registry
+from dispatch.registry.models import Asset, Command
+from dispatch.settings import DispatchSettings, PlanningSettings
+from dispatch.web.plans import plans_router
+from edge.commands import (
+    CommandHandler,
+    CommandTarget,
+    SimulatedAssetExecutor,
+    SimulatedBattery,
+    SimulatedGenset,
+)
+from estate.commands import CommandPolicy
+from estate.model import SAMPLE_ESTATE, load_estate
+from estate.settings import InfluxSettings, MqttSettings
+from estate.topics import DeviceId
+from tests.conftest import served
+
+SPEC = load_estate(SAMPLE_ESTATE)
+BATTERY = DeviceId(SPEC.id, "utilities", "battery")
+GENSET = DeviceId(SPEC.id, "utilities", "genset")
+# A short deadline and no grace: a command nobody answers times out within seconds.
+SETTINGS = PlanningSettings(time_limit_s=30, command_deadline_s=2)
+BEFORE = 123.0  # the battery's setpoint before the plan: no plan asks for exactly this
+
+
+@dataclass
+class ControlRoom:
+    url: str
+    sessions: sessionmaker[Session]
+    job: PlanJob
+    simulated: SimulatedAssetExecutor
+
+
+@pytest.fixture
+def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: InfluxV1Store,
+         tmp_path: Path) -> Iterator[ControlRoom]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        load_into_registry(session, SPEC)
+    simulated = SimulatedAssetExecutor({
+        BATTERY: SimulatedBattery(max_kw=500, soc_pct=50, setpoint_kw=BEFORE),
+        GENSET: SimulatedGenset(max_kw=400)})
+    handler = CommandHandler([
+        CommandTarget(BATTERY, CommandPolicy.from_mapping(
+            {"set_battery_kw": {"kw": {"min": -500, "max": 500}}}), simulated),
+        CommandTarget(GENSET, CommandPolicy.from_mapping(
+            {"start": {}, "stop": {}, "set_power_kw": {"kw": {"min": 0, "max": 400}}}),
+            simulated),
+    ], tmp_path / "edge_commands.sqlite")
+    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
+                          on_message=handler.on_message)
+    edge.connect()
+    handler.start(edge)
+    # One client's packets are handled in order: after this PUBACK its SUBSCRIBEs hold.
+    edge.publish(f"plantest/barrier/{uuid.uuid4().hex}", b"", qos=1).wait_for_publish(5)
+    sender = CommandSender(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}",
+                           CommandStore(sessions), estates=[SPEC.id], actor="dispatch:test",
+                           answer_grace_s=0, sweep_interval_s=0.1)
+    sender.start()
+    app = FastAPI()
+    app.include_router(plans_router(sessions, SPEC.id, SETTINGS, sender))
+    # With a sender, as in the worker: assets in auto control mode get commands at once.
+    job = PlanJob(store, influx_settings.database, sessions, SPEC.id, SETTINGS,
+                  sender=sender, nominal_kw=nominal_kw(SPEC))
+    try:
+        with served(app) as url:
+            yield ControlRoom(url, sessions, job, simulated)
+    finally:
+        sender.close()
+        handler.stop()
+        edge.close()
+        engine.dispose()
+
+
+def _commands(url: str, plan_id: int, timeout_s: float = 30) -> list[dict[str, Any]]:
+    """The plan's commands once every one is final (or as they stand at the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = httpx.get(f"{url}/api/plans/{plan_id}/commands", timeout=10)
+        assert answer.status_code == 200
+        commands: list[dict[str, Any]] = answer.json()["commands"]
+        final = {"done", "rejected", "failed", "timed_out"}
+        if all(c["status"] in final for c in commands) or time.monotonic() > deadline:
+            return commands
+        time.sleep(0.2)
+
+
+def _count_commands(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        count = session.scalar(select(func.count()).select_from(Command))
+    assert isinstance(count, int)
+    return count
+
+
+def test_an_approved_plan_commands_the_devices_and_each_command_ends_done_or_timed_out(
+        room: ControlRoom) -> None:
+    now = time.time_ns() // 1_000_000
+    first = room.job.run(now_ms=now)
+    newer = room.job.run(now_ms=now + STEP_MS)
+    assert first is not None
+    assert newer is not None
+    url = room.url
+
+    listed = httpx.get(f"{url}/api/plans", timeout=10).json()["plans"]
+    assert [(p["id"], p["status"]) for p in listed] == [(newer.saved.id, "draft"),
+                                                        (first.saved.id, "superseded")]
+    for p in listed:
+        assert p["cost_saved"] == pytest.approx(p["baseline_cost"] - p["cost"])
+        assert p["peak_reduced_kw"] == pytest.approx(p["baseline_peak_kw"] - p["peak_kw"])
+
+    # A superseded plan cannot be approved; neither can a plan that does not exist.
+    refused = httpx.post(f"{url}/api/plans/{first.saved.id}/approve",
+                         json={"operator": "ana"}, timeout=10)
+    assert refused.status_code == 409
+    assert "superseded" in refused.json()["detail"]
+    assert httpx.post(f"{url}/api/plans/999999/approve", json={"operator": "ana"},
+                      timeout=10).status_code == 404
+    bad = httpx.post(f"{url}/api/plans/{newer.saved.id}/approve", json={"operator": ""},
+                     timeout=10)
+    assert bad.status_code == 422
+    assert _count_commands(room.sessions) == 0
+
+    plan_id = newer.saved.id
+    detail = httpx.get(f"{url}/api/plans/{plan_id}", timeout=10).json()
+    assert len(detail["times"]) == SETTINGS.horizon_steps
+    assert detail["explanation"], "the nominal-load fallback must be explained"
+    battery_kw = round(detail["setpoints"]["battery"]["values"][0], 1)
+
+    approved = httpx.post(f"{url}/api/plans/{plan_id}/approve", json={"operator": "ana"},
+                          timeout=30)
+    assert approved.status_code == 200, approved.text
+    body = approved.json()
+    assert (body["status"], body["already_approved"], body["step"]) == ("approved", False, 0)
+    commands = _commands(url, plan_id)
+    assert sorted(c["id"] for c in commands) == sorted(body["commands"])
+    by_asset: dict[str, list[dict[str, Any]]] = {}
+    for c in commands:
+        by_asset.setdefault(c["asset"], []).append(c)
+
+    # The battery took the plan's first-step setpoint and said so.
+    [battery] = by_asset["battery"]
+    assert (battery["action"], battery["params"], battery["status"]) == (
+        "set_battery_kw", {"kw": battery_kw}, "done")
+    assert [a["action"] for a in battery["audit"]] == [
+        "command.pending", "command.sent", "command.accepted", "command.done"]
+    assert battery["audit"][0]["actor"] == "operator:ana"
+    held = room.simulated.asset(BATTERY)
+    assert isinstance(held, SimulatedBattery)
+    assert held.setpoint_kw == battery_kw != BEFORE
+    # The genset answered too: started and set, or stopped, as the plan says.
+    genset_kw = detail["setpoints"]["genset"]["values"][0]
+    expected = ["start", "set_power_kw"] if round(genset_kw, 1) > 0 else ["stop"]
+    assert [c["action"] for c in by_asset["genset"]] == expected
+    assert {c["status"] for c in by_asset["genset"]} == {"done"}
+    # Nobody answers for the chiller plant or the well pump: their commands timed out.
+    for asset in ("coldroom", "well"):
+        [silent] = by_asset[asset]
+        assert (silent["status"], silent["reason"]) == ("timed_out", "timed-out"), asset
+        assert silent["audit"][-1]["action"] == "command.timed_out"
+    # PV is not commanded.
+    assert "metal-roof-pv" not in by_asset
+
+    plan = httpx.get(f"{url}/api/plans/{plan_id}", timeout=10).json()
+    assert (plan["status"], plan["approved_by"]) == ("approved", "ana")
+    assert [(a["actor"], a["action"]) for a in plan["audit"]][-1] == ("operator:ana",
+                                                                       "plan.approved")
+
+    # Approving again sends the same commands: nothing new is recorded or executed.
+    count = _count_commands(room.sessions)
+    again = httpx.post(f"{url}/api/plans/{plan_id}/approve", json={"operator": "ana"},
+                       timeout=30)
+    assert again.status_code == 200
+    assert again.json()["already_approved"] is True
+    assert sorted(again.json()["commands"]) == sorted(body["commands"])
+    assert _count_commands(room.sessions) == count
+    assert [c["status"] for c in _commands(url, plan_id)] == [c["status"] for c in commands]
+    # A decided plan cannot be rejected.
+    rejected = httpx.post(f"{url}/api/plans/{plan_id}/reject", json={"operator": "ana"},
+                          timeout=10)
+    assert rejected.status_code == 409
+
+
+def test_a_rejected_plan_sends_nothing_and_cannot_be_approved(room: ControlRoom) -> None:
+    outcome = room.job.run()
+    assert outcome is not None
+    plan_id = outcome.saved.id
+    url = room.url
+    answer = httpx.post(f"{url}/api/plans/{plan_id}/reject",
+                        json={"operator": "ana", "reason": "maintenance on the genset"},
+                        timeout=10)
+    assert answer.status_code == 200
+    late = httpx.post(f"{url}/api/plans/{plan_id}/approve", json={"operator": "ana"},
+                      timeout=10)
+    assert late.status_code == 409
+    assert "rejected" in late.json()["detail"]
+    assert httpx.get(f"{url}/api/plans/{plan_id}/commands", timeout=10).json()["commands"] == []
+    plan = httpx.get(f"{url}/api/plans/{plan_id}", timeout=10).json()
+    assert plan["audit"][-1]["detail"] == {"reason": "maintenance on the genset"}
+    held = room.simulated.asset(BATTERY)
+    assert isinstance(held, SimulatedBattery)
+    assert held.setpoint_kw == BEFORE
+
+
+def _control_mode(sessions: sessionmaker[Session], mode: str, *assets: str) -> None:
+    with sessions.begin() as session:
+        session.execute(update(Asset).where(Asset.id.in_(assets)).values(control_mode=mode))
+
+
+def test_assets_in_auto_mode_get_their_setpoints_without_an_approval(
+        room: ControlRoom) -> None:
+    _control_mode(room.sessions, "auto", "battery")
+    now = time.time_ns() // 1_000_000
+    mixed = room.job.run(now_ms=now)
+    assert mixed is not None
+    # Other assets still wait for an operator: the plan is a draft, only the battery moved.
+    assert mixed.saved.status == "draft"
+    [command] = _commands(room.url, mixed.saved.id)
+    assert command["id"] in mixed.commands
+    assert (command["asset"], command["status"]) == ("battery", "done")
+    assert command["requested_by"] == f"plan:{mixed.saved.id}"
+    planned_kw = round(float(
+        httpx.get(f"{room.url}/api/plans/{mixed.saved.id}", timeout=10).json()
+        ["setpoints"]["battery"]["values"][0]), 1)
+    held = room.simulated.asset(BATTERY)
+    assert isinstance(held, SimulatedBattery)
+    assert held.setpoint_kw == planned_kw
+
+    # Every commanded asset on auto: the plan is approved as it is made, and sent whole.
+    _control_mode(room.sessions, "auto", "genset", "dye-batch", "air-precharge", "coldroom",
+                  "well")
+    # The same horizon again (within its quarter-hour): the draft is rewritten as approved.
+    automatic = room.job.run()
+    assert automatic is not None
+    plan = httpx.get(f"{room.url}/api/plans/{automatic.saved.id}", timeout=10).json()
+    assert (plan["status"], plan["approved_by"]) == ("approved", "auto")
+    commands = _commands(room.url, automatic.saved.id)
+    assert {c["asset"] for c in commands} >= {"battery", "genset", "coldroom", "well"}
+    assert sorted(c["id"] for c in commands) == sorted(automatic.commands)
+    statuses: dict[str, set[str]] = {}
+    for c in commands:
+        statuses.setdefault(c["asset"], set()).add(c["status"])
+    assert statuses["battery"] == statuses["genset"] == {"done"}
+    assert statuses["coldroom"] == statuses["well"] == {"timed_out"}
+
+
+def test_the_web_view_serves_the_plans_of_the_registry(
+        mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: InfluxV1Store,
+        tmp_path: Path) -> None:
+    """``build_web`` mounts the plans API on the registry and a command sender of its own."""
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        load_into_registry(session, SPEC)
+    outcome = PlanJob(store, influx_settings.database, sessions, SPEC.id, SETTINGS).run()
+    assert outcome is not None
+    parts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings,
+                                       registry_url=url))
+    try:
+        assert parts.sender is not None
+        with served(parts.app) as web:
+            listed = httpx.get(f"{web}/api/plans", params={"limit": 5}, timeout=10).json()
+            assert [p["id"] for p in listed["plans"]] == [outcome.saved.id]
+            assert listed["plans"][0]["status"] == "draft"
+            assert httpx.get(f"{web}/api/plans", params={"limit": 0},
+                             timeout=10).status_code == 422
+            assert httpx.get(f"{web}/api/plans/{outcome.saved.id + 1}",
+                             timeout=10).status_code == 404
+    finally:
+        parts.close()
+        engine.dispose()
