@@ -7,7 +7,6 @@ through the server itself, so "done" is checked against what the device really h
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -19,8 +18,6 @@ from pathlib import Path
 import orjson
 import pytest
 from pymodbus.client import ModbusTcpClient
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from adapters.mqtt import InboundMessage, MqttConnection
 from edge.commands import (
@@ -49,6 +46,7 @@ from estate.errors import ConfigError
 from estate.settings import MqttSettings
 from estate.topics import Channel, DeviceId
 from launcher.servers import free_port
+from tests.edge import servers
 
 UNIT_ID = 3
 DT = ModbusTcpClient.DATATYPE
@@ -66,35 +64,8 @@ BATTERY_REGISTERS = {
 @contextmanager
 def modbus_server(size: int = 64) -> Iterator[int]:
     """A real pymodbus TCP server holding ``size`` zeroed registers; yields its port."""
-    port = free_port()
-    device = SimDevice(id=UNIT_ID, simdata=[SimData(address=0, values=[0] * size,
-                                                    datatype=DataType.REGISTERS)])
-    loop = asyncio.new_event_loop()
-    holder: dict[str, ModbusTcpServer] = {}
-    started = threading.Event()
-
-    async def serve() -> None:
-        server = ModbusTcpServer(device, address=("127.0.0.1", port))
-        holder["server"] = server
-        await server.serve_forever(background=True)
-        started.set()
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve())
-        loop.run_forever()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    assert started.wait(10), "modbus server did not start"
-    try:
+    with servers.modbus_server([0] * size, UNIT_ID) as port:
         yield port
-    finally:
-        asyncio.run_coroutine_threadsafe(holder["server"].shutdown(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 def read_value(port: int, address: int, data_type: str, count: int) -> int | float:

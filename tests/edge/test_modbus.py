@@ -8,7 +8,6 @@ skipped without stopping the others.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -20,8 +19,6 @@ from typing import Any
 
 import pytest
 from pymodbus.client import ModbusTcpClient
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from adapters.influxdb_v1 import InfluxV1Store
 from edge.modbus import ModbusGateway, ModbusMeter, decode, plan_blocks, poll
@@ -32,6 +29,7 @@ from estate.settings import MqttSettings
 from estate.stored import select_readings
 from estate.topics import DeviceId
 from launcher.servers import free_port
+from tests.edge import servers
 
 DT = ModbusTcpClient.DATATYPE
 UNIT_ID = 7
@@ -68,37 +66,9 @@ def registers_for(meter_map: MeterMap, raw: dict[tuple[str, str], int]) -> list[
 
 @contextmanager
 def modbus_server(registers: list[int], unit_id: int = UNIT_ID) -> Iterator[int]:
-    """A real pymodbus TCP server on a free loopback port, in a thread; yields the port."""
-    port = free_port()
-    device = SimDevice(id=unit_id, simdata=[SimData(address=0, values=registers,
-                                                    datatype=DataType.REGISTERS)])
-    loop = asyncio.new_event_loop()
-    holder: dict[str, ModbusTcpServer] = {}
-    started = threading.Event()
-
-    async def serve() -> None:
-        server = ModbusTcpServer(device, address=("127.0.0.1", port))
-        holder["server"] = server
-        await server.serve_forever(background=True)
-        started.set()
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve())
-        loop.run_forever()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    assert started.wait(10), "modbus server did not start"
-    try:
+    """A real pymodbus TCP server holding ``registers``; yields its port."""
+    with servers.modbus_server(registers, unit_id) as port:
         yield port
-    finally:
-        asyncio.run_coroutine_threadsafe(holder["server"].shutdown(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        assert not thread.is_alive(), "modbus server did not stop"
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 @pytest.fixture(scope="module")
