@@ -30,7 +30,7 @@ from dispatch.registry.jobstore import JOBSTORE_ALIAS, registry_jobstore
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.lock import LeaseKeeper, SchedulerLease
 from dispatch.rollups import Rollups
-from dispatch.scheduler import Job, Scheduler
+from dispatch.scheduler import Job, Scheduler, before_each_step
 from dispatch.settings import DispatchSettings
 from dispatch.web.app import create_app
 from dispatch.web.forecast import forecast_router
@@ -93,8 +93,12 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
             settings.forecast.every_s,
             # After the rollup job's first run, so the newest quarter-hours are rolled up.
             first_run_after_s=60),
+        # Just before each quarter-hour, for the quarter-hour that follows: automatic
+        # setpoints reach their devices as their step begins, not minutes ahead of it.
         # The stored forecasts outlive a restart: the first plan need not wait for new ones.
-        Job("plan", planner, settings.planning.every_s),
+        Job("plan", planner, settings.planning.every_s,
+            first_run_at=before_each_step(settings.planning.every_s,
+                                          settings.planning.lead_s)),
     ], jobstores={JOBSTORE_ALIAS: registry_jobstore(engine)})
     planner.request_soon = lambda: scheduler.run_soon("plan")
     # Every worker stands by; only the lease holder runs jobs.

@@ -265,6 +265,12 @@ class CommandSender:
             if existing is None or existing.final:
                 return request.id
             log.info("command %s is still %s: publishing it again", request.id, existing.status)
+            # With the deadline on record: the control room times the command out by it,
+            # so a device must not be given longer.
+            request = CommandRequest(request.id, existing.action, dict(existing.params),
+                                     round(existing.deadline_at.timestamp() * 1000),
+                                     request.issued_by)
+            payload = request.encode()
         info = self._connection.publish(
             device.topic(Channel.COMMAND_REQUEST), payload, qos=1,
             response_topic=device.topic(Channel.COMMAND_RESPONSE),

@@ -346,22 +346,36 @@ class Approval:
     commands: tuple[str, ...]
 
 
+def _plan_of(session: Session, plan_id: int, estate_id: str | None) -> Plan:
+    """The plan, if it exists and (when ``estate_id`` is given) belongs to that estate."""
+    row = session.get(Plan, plan_id)
+    if row is None or (estate_id is not None and row.estate_id != estate_id):
+        raise PlanNotFound(f"no plan {plan_id}" + (f" in estate {estate_id!r}"
+                                                   if estate_id is not None else ""))
+    return row
+
+
 def approve(sessions: sessionmaker[Session], sender: CommandSender, plan_id: int,
-            operator: str, *, now_ms: int, deadline_s: float) -> Approval:
+            operator: str, *, now_ms: int, deadline_s: float, estate_id: str | None = None,
+            revision: int | None = None) -> Approval:
     """Approve a draft plan and send its current step's commands.
 
     Only the estate's newest plan, still a draft, whose first step has not passed, can be
-    approved; approving an approved plan again sends its commands again under the same
-    ids (nothing is duplicated). Raises ``PlanNotFound`` or ``PlanConflict``.
+    approved; with ``revision`` only if the draft is still the revision the operator saw
+    (a scheduled run rewrites a draft in place). Approving an approved plan again sends
+    nothing and answers the commands its approval sent. Raises ``PlanNotFound`` or
+    ``PlanConflict``.
     """
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
     actor = f"operator:{operator}"
     with sessions.begin() as session:
-        row = session.get(Plan, plan_id)
-        if row is None:
-            raise PlanNotFound(f"no plan {plan_id}")
+        row = _plan_of(session, plan_id, estate_id)
         already = row.status == "approved"
         if not already:
+            seen = row.summary.get("revision")
+            if revision is not None and revision != seen:
+                raise PlanConflict(f"plan {plan_id} was planned again (revision {seen}, "
+                                   f"you saw {revision}): review it and approve again")
             if row.status != "draft":
                 raise PlanConflict(f"plan {plan_id} is {row.status}: only a draft plan can "
                                    "be approved")
@@ -382,11 +396,29 @@ def approve(sessions: sessionmaker[Session], sender: CommandSender, plan_id: int
                                action="plan.approve_again" if already else "plan.approved",
                                subject_type=SUBJECT, subject_id=str(plan_id),
                                detail={"status_before": row.status if already else "draft"}))
-    step = 0
+    if already:
+        # Nothing is sent again: a retried or repeated approval must not replay a step's
+        # setpoints over those that newer plans have sent since.
+        with sessions() as session:
+            ids = session.scalars(
+                select(Command.id).where(Command.plan_id == plan_id,
+                                         Command.requested_by.like("operator:%"))
+                .order_by(Command.created_at, Command.id)).all()
+            approved = session.scalars(select(AuditEntry.detail).where(
+                AuditEntry.subject_type == SUBJECT, AuditEntry.subject_id == str(plan_id),
+                AuditEntry.action == "plan.approved")).first()
+        step = int((approved or {}).get("step", 0))
+        return Approval(plan_id, True, step, tuple(ids))
     with sessions() as session:
         fresh = session.get(Plan, plan_id)
         assert fresh is not None
         step = current_step(fresh, now_ms)
+    with sessions.begin() as session:
+        entry = session.scalars(select(AuditEntry).where(
+            AuditEntry.subject_type == SUBJECT, AuditEntry.subject_id == str(plan_id),
+            AuditEntry.action == "plan.approved").order_by(AuditEntry.id.desc())).first()
+        if entry is not None:
+            entry.detail = {**entry.detail, "step": step}
     sent = send_step_commands(sessions, sender, plan_id, now_ms=now_ms, deadline_s=deadline_s,
                               requested_by=actor)
     log.info("plan %s approved by %s: %d commands for step %d", plan_id, operator, len(sent),
@@ -395,13 +427,11 @@ def approve(sessions: sessionmaker[Session], sender: CommandSender, plan_id: int
 
 
 def reject(sessions: sessionmaker[Session], plan_id: int, operator: str, *, now_ms: int,
-           reason: str = "") -> None:
+           reason: str = "", estate_id: str | None = None) -> None:
     """Reject a draft plan (nothing is sent). Raises ``PlanNotFound`` or ``PlanConflict``."""
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
     with sessions.begin() as session:
-        row = session.get(Plan, plan_id)
-        if row is None:
-            raise PlanNotFound(f"no plan {plan_id}")
+        row = _plan_of(session, plan_id, estate_id)
         if row.status != "draft":
             raise PlanConflict(f"plan {plan_id} is {row.status}: only a draft plan can be "
                                "rejected")
@@ -460,11 +490,10 @@ def list_plans(sessions: sessionmaker[Session], estate_id: str, limit: int
         return [plan_overview(r) for r in rows]
 
 
-def get_plan(sessions: sessionmaker[Session], plan_id: int) -> dict[str, Any]:
+def get_plan(sessions: sessionmaker[Session], plan_id: int,
+             estate_id: str | None = None) -> dict[str, Any]:
     with sessions() as session:
-        row = session.get(Plan, plan_id)
-        if row is None:
-            raise PlanNotFound(f"no plan {plan_id}")
+        row = _plan_of(session, plan_id, estate_id)
         detail = plan_detail(row)
         audit = session.scalars(select(AuditEntry).where(
             AuditEntry.subject_type == SUBJECT, AuditEntry.subject_id == str(plan_id))
@@ -474,12 +503,12 @@ def get_plan(sessions: sessionmaker[Session], plan_id: int) -> dict[str, Any]:
         return detail
 
 
-def plan_commands(sessions: sessionmaker[Session], plan_id: int) -> list[dict[str, Any]]:
+def plan_commands(sessions: sessionmaker[Session], plan_id: int,
+                  estate_id: str | None = None) -> list[dict[str, Any]]:
     """Every command sent for a plan, with its state and audit trail."""
     store = CommandStore(sessions)
     with sessions() as session:
-        if session.get(Plan, plan_id) is None:
-            raise PlanNotFound(f"no plan {plan_id}")
+        _plan_of(session, plan_id, estate_id)
         rows: Sequence[Command] = list(session.scalars(
             select(Command).where(Command.plan_id == plan_id)
             .order_by(Command.created_at, Command.id)))

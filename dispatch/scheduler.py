@@ -35,6 +35,9 @@ class Job:
     misfire_grace_s: int = 60
     # Wait this long before the first run (a check that needs data waits for some).
     first_run_after_s: float = 0.0
+    # Or run first at this time, and every ``every_s`` from it (a job that must keep
+    # step with the clock, such as the plan for each quarter-hour).
+    first_run_at: datetime | None = None
 
 
 class Scheduler:
@@ -49,7 +52,7 @@ class Scheduler:
                                     coalesce=True, max_instances=1,
                                     misfire_grace_time=job.misfire_grace_s,
                                     replace_existing=True, name=job.id,
-                                    next_run_time=datetime.now(UTC)
+                                    next_run_time=job.first_run_at or datetime.now(UTC)
                                     + timedelta(seconds=job.first_run_after_s))
         self._jobs = jobs
 
@@ -81,3 +84,18 @@ class Scheduler:
     def stop(self) -> None:
         self._scheduler.shutdown(wait=True)
 
+
+
+def before_each_step(every_s: float, lead_s: float, now: datetime | None = None,
+                     ) -> datetime | None:
+    """The first run time of a job that runs ``lead_s`` before each ``every_s`` boundary of
+    the clock (UTC epoch), or None when ``every_s`` is not a whole number of minutes, so
+    the job cannot keep step with the clock and simply starts now."""
+    if every_s < 60 or every_s % 60:
+        return None
+    now = now or datetime.now(UTC)
+    period = timedelta(seconds=every_s)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    boundary = epoch + ((now - epoch) // period + 1) * period
+    first = boundary - timedelta(seconds=lead_s)
+    return first if first > now else first + period

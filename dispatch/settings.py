@@ -96,6 +96,10 @@ class PlanningSettings(BaseModel):
     horizon_steps: int = Field(96, ge=4, le=192)
     time_limit_s: float = Field(60.0, gt=0)
     mip_rel_gap: float = Field(0.01, ge=0, le=1)
+    # Each plan is made this long before the quarter-hour it starts with (when ``every_s``
+    # is whole minutes): room for the solve within its time limit and for the commands to
+    # travel, so automatic setpoints arrive as their step begins.
+    lead_s: float = Field(90.0, ge=0)
     # A setpoint command must start within this long of being sent, or the device refuses
     # it as expired and the control room times it out.
     command_deadline_s: float = Field(120.0, gt=0)

@@ -300,20 +300,27 @@ class Sender:
     def _run(self) -> None:
         was_connected = False
         while not self._stop.is_set():
-            connected = self._connection.connected
-            if connected and not was_connected:
-                self._births()
-            was_connected = connected
-            self._settle()
-            if connected and len(self._in_flight) < SEND_WINDOW and self._send():
-                continue
-            if self._in_flight:
-                # Paho keeps un-acknowledged messages over a reconnection and sends them
-                # again itself, so waiting here is all a lost connection needs.
-                self._in_flight[0][1].wait_for_publish(0.05)
-            else:
-                self._wakeup.wait(0.2)
-                self._wakeup.clear()
+            try:
+                connected = self._connection.connected
+                if connected and not was_connected:
+                    self._births()
+                was_connected = connected
+                self._settle()
+                if connected and len(self._in_flight) < SEND_WINDOW and self._send():
+                    continue
+                if self._in_flight:
+                    # Paho keeps un-acknowledged messages over a reconnection and sends them
+                    # again itself, so waiting here is all a lost connection needs.
+                    self._in_flight[0][1].wait_for_publish(0.05)
+                else:
+                    self._wakeup.wait(0.2)
+                    self._wakeup.clear()
+            except Exception:
+                # A full disk or a broker refusal must not end forwarding for good: the
+                # outbox keeps everything, so the next round simply tries again.
+                log.exception("forwarding failed; trying again in a second")
+                was_connected = False  # births again once forwarding works
+                self._stop.wait(1.0)
         self._settle()
 
     def _send(self) -> bool:

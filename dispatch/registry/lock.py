@@ -123,6 +123,9 @@ class LeaseKeeper:
         except OperationalError:
             log.warning("lease %s: registry unreachable", self.lease.name, exc_info=True)
             holds = False
+        except Exception:  # any other failure is as unproven a hold: never two schedulers
+            log.exception("lease %s: renewal failed", self.lease.name)
+            holds = False
         if holds and not self.held:
             log.info("lease %s taken by %s", self.lease.name, self.lease.holder)
             self.held = True
@@ -134,5 +137,10 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._round()
+            try:
+                self._round()
+            except Exception:
+                # A callback failed; the thread must live on, or a lost lease would leave
+                # this worker's scheduler running beside the next holder's.
+                log.exception("lease %s: keeper round failed", self.lease.name)
             self._stop.wait(self.interval_s)

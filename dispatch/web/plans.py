@@ -40,6 +40,9 @@ class Decision(BaseModel):
 
     operator: str = Field(pattern=OPERATOR, description="who decides (kept in the audit log)")
     reason: str = Field("", max_length=500, description="why (kept with a rejection)")
+    revision: int | None = Field(None, ge=1, description=(
+        "the plan's revision the operator reviewed: approval is refused if the plan was "
+        "planned again since"))
 
 
 def _now_ms() -> int:
@@ -66,7 +69,7 @@ def plans_router(sessions: sessionmaker[Session], estate_id: str, settings: Plan
     def plan(plan_id: PlanId) -> dict[str, Any]:
         """A plan: figures, explanation, setpoints per asset per step, audit rows."""
         try:
-            return get_plan(sessions, plan_id)
+            return get_plan(sessions, plan_id, estate_id)
         except PlanNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
         except SQLAlchemyError as exc:
@@ -79,7 +82,8 @@ def plans_router(sessions: sessionmaker[Session], estate_id: str, settings: Plan
             raise HTTPException(503, "commands are unavailable: no connection to the broker")
         try:
             done = approve(sessions, sender, plan_id, decision.operator, now_ms=_now_ms(),
-                           deadline_s=settings.command_deadline_s)
+                           deadline_s=settings.command_deadline_s, estate_id=estate_id,
+                           revision=decision.revision)
         except PlanNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
         except PlanConflict as exc:
@@ -95,7 +99,7 @@ def plans_router(sessions: sessionmaker[Session], estate_id: str, settings: Plan
         """Reject a draft plan; nothing is sent."""
         try:
             reject(sessions, plan_id, decision.operator, now_ms=_now_ms(),
-                   reason=decision.reason)
+                   reason=decision.reason, estate_id=estate_id)
         except PlanNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
         except PlanConflict as exc:
@@ -108,7 +112,7 @@ def plans_router(sessions: sessionmaker[Session], estate_id: str, settings: Plan
     def commands(plan_id: PlanId) -> dict[str, Any]:
         """The plan's commands, each with its state (pending ... done, timed_out)."""
         try:
-            return {"plan": plan_id, "commands": plan_commands(sessions, plan_id)}
+            return {"plan": plan_id, "commands": plan_commands(sessions, plan_id, estate_id)}
         except PlanNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
         except SQLAlchemyError as exc:

@@ -28,6 +28,7 @@ from dispatch.commands import CommandSender, CommandStore
 from dispatch.forecast import STEP_MS
 from dispatch.forecasting import nominal_kw
 from dispatch.planning import PlanJob
+from dispatch.plans import PlanNotFound, approve, get_plan
 from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.models import Asset, Command
@@ -60,6 +61,7 @@ class ControlRoom:
     sessions: sessionmaker[Session]
     job: PlanJob
     simulated: SimulatedAssetExecutor
+    sender: CommandSender
 
 
 @pytest.fixture
@@ -97,7 +99,7 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
                   sender=sender, nominal_kw=nominal_kw(SPEC))
     try:
         with served(app) as url:
-            yield ControlRoom(url, sessions, job, simulated)
+            yield ControlRoom(url, sessions, job, simulated, sender)
     finally:
         sender.close()
         handler.stop()
@@ -207,6 +209,11 @@ def test_an_approved_plan_commands_the_devices_and_each_command_ends_done_or_tim
     assert sorted(again.json()["commands"]) == sorted(body["commands"])
     assert _count_commands(room.sessions) == count
     assert [c["status"] for c in _commands(url, plan_id)] == [c["status"] for c in commands]
+    # Nor later, in another step: a repeated approval never replays old setpoints.
+    later = approve(room.sessions, room.sender, plan_id, "ana",
+                    now_ms=now + 2 * STEP_MS + 60_000, deadline_s=2, estate_id=SPEC.id)
+    assert (later.already_approved, sorted(later.commands)) == (True, sorted(body["commands"]))
+    assert _count_commands(room.sessions) == count
     # A decided plan cannot be rejected.
     rejected = httpx.post(f"{url}/api/plans/{plan_id}/reject", json={"operator": "ana"},
                           timeout=10)
@@ -303,3 +310,28 @@ def test_the_web_view_serves_the_plans_of_the_registry(
     finally:
         parts.close()
         engine.dispose()
+
+
+def test_approval_is_refused_for_a_revision_not_seen_or_another_estate(
+        room: ControlRoom) -> None:
+    now = time.time_ns() // 1_000_000
+    made = room.job.run(now_ms=now)
+    assert made is not None
+    room.job.run(now_ms=now + 1000)  # the same quarter-hour: the draft is planned again
+    plan_id = made.saved.id
+    detail = httpx.get(f"{room.url}/api/plans/{plan_id}", timeout=10).json()
+    assert detail["revision"] == 2
+    stale = httpx.post(f"{room.url}/api/plans/{plan_id}/approve",
+                       json={"operator": "ana", "revision": 1}, timeout=10)
+    assert stale.status_code == 409
+    assert "revision 2, you saw 1" in stale.json()["detail"]
+    assert _count_commands(room.sessions) == 0
+    with pytest.raises(PlanNotFound, match="in estate 'elsewhere'"):
+        approve(room.sessions, room.sender, plan_id, "ana", now_ms=now, deadline_s=2,
+                estate_id="elsewhere")
+    with pytest.raises(PlanNotFound):
+        get_plan(room.sessions, plan_id, "elsewhere")
+    seen = httpx.post(f"{room.url}/api/plans/{plan_id}/approve",
+                      json={"operator": "ana", "revision": 2}, timeout=30)
+    assert seen.status_code == 200, seen.text
+
