@@ -8,13 +8,16 @@ tables (no ``metadata.create_all`` outside tests).
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,11 +76,38 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+# Any fixed number: the PostgreSQL advisory lock every process takes to migrate.
+_MIGRATION_LOCK_KEY: Final = 0x65737461  # "esta"
+
+
+@contextmanager
+def _one_migration_at_a_time(engine: Engine) -> Iterator[None]:
+    """Serialise migrations between processes (the web view and the worker both migrate at
+    start): the second waits, then finds the schema at head and does nothing. SQLite has
+    no lock for this that spans the DDL of a whole migration, so a lock file beside the
+    database file does it (stdlib ``fcntl``: one call, no library needed); PostgreSQL
+    takes a transaction-scoped advisory lock in ``upgrade`` itself."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def upgrade(target: str | Engine, revision: str = "head") -> None:
-    """Migrate the database at ``target`` (a URL or an engine) to ``revision``."""
+    """Migrate the database at ``target`` (a URL or an engine) to ``revision``; safe to call
+    from several processes at once."""
     engine = make_engine(target) if isinstance(target, str) else target
     try:
-        with engine.begin() as connection:
+        with _one_migration_at_a_time(engine), engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _MIGRATION_LOCK_KEY})
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -11,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from dispatch.registry.db import downgrade, session_factory, upgrade
+from dispatch.registry.db import downgrade, make_engine, session_factory, upgrade
 from dispatch.registry.models import AuditEntry, Base, Command, Estate, Facility, Meter, Plan
 
 
@@ -93,3 +95,36 @@ def test_foreign_keys_and_checks_are_enforced(engine: Engine) -> None:
         assert command is not None
         assert command.plan_id is None  # the command outlives its plan
         assert command.params == {"kw": 5}
+
+
+def _migrate(url: str, start: Any, failures: Any) -> None:
+    start.wait(30)
+    try:
+        upgrade(url)
+    except Exception as exc:  # what the test counts, with its text
+        failures.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_starting_together_migrate_one_at_a_time(db_url: str) -> None:
+    """The web view and the worker both migrate at start; neither may fail for the other."""
+    ctx = mp.get_context("spawn")
+    start, failures = ctx.Event(), ctx.Queue()
+    processes = [ctx.Process(target=_migrate, args=(db_url, start, failures))
+                 for _ in range(4)]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    problems = []
+    while not failures.empty():
+        problems.append(failures.get())
+    assert problems == []
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        assert len(versions) == 1
+    finally:
+        engine.dispose()
