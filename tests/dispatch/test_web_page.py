@@ -10,10 +10,20 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from adapters.influxdb_v1 import InfluxV1Store
+from adapters.mqtt import MqttConnection
+from dispatch.forecasting import nominal_kw
+from dispatch.planning import PlanJob
+from dispatch.registry.db import make_engine, session_factory
+from dispatch.registry.loader import load_into_registry
+from dispatch.registry.models import Plan
+from dispatch.settings import PlanningSettings
+from edge.commands import CommandHandler, CommandTarget, SimulatedAssetExecutor, SimulatedBattery
 from edge.publisher import Publisher
 from edge.simulator import EstateSimulator
+from estate.commands import CommandPolicy
 from estate.model import SAMPLE_ESTATE, load_estate
-from estate.settings import MqttSettings
+from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
 
 CHROMIUM = "/usr/bin/chromium"
@@ -64,3 +74,65 @@ def test_page_shows_live_values_as_meters_publish(web: str, mqtt_settings: MqttS
     assert (tmp_path / "live.png").stat().st_size > 10_000
     publisher.stop(simulator.devices)
     page.close()
+
+
+@pytest.mark.browser
+def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
+        web: str, store: InfluxV1Store, influx_settings: InfluxSettings,
+        mqtt_settings: MqttSettings, browser: Browser, tmp_path: Path) -> None:
+    """The web fixture's registry (in ``tmp_path``) gets a plan from the real ``PlanJob``;
+    the estate battery answers commands through the edge's handler on the real broker."""
+    spec = load_estate(SAMPLE_ESTATE)
+    engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        load_into_registry(session, spec)
+    battery = DeviceId(spec.id, "utilities", "battery")
+    simulated = SimulatedAssetExecutor({battery: SimulatedBattery(max_kw=500, soc_pct=50)})
+    handler = CommandHandler([CommandTarget(battery, CommandPolicy.from_mapping(
+        {"set_battery_kw": {"kw": {"min": -500, "max": 500}}}), simulated)],
+        tmp_path / "edge_commands.sqlite")
+    device = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
+                            on_message=handler.on_message)
+    device.connect()
+    handler.start(device)
+    made = PlanJob(store, influx_settings.database, sessions, spec.id,
+                   PlanningSettings(time_limit_s=30), nominal_kw=nominal_kw(spec)).run()
+    assert made is not None
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(web)
+        page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{made.saved.id}"]')
+        assert page.locator("#approve").is_visible()
+        with sessions() as session:
+            row = session.get(Plan, made.saved.id)
+            assert row is not None
+            cost, baseline = row.cost, row.baseline_cost
+        assert cost is not None
+        assert baseline is not None
+        assert page.locator("#plan-cost").inner_text().startswith(f"{cost:,.0f}")
+        saved = page.locator("#plan-saved").inner_text()
+        assert saved.startswith(f"{baseline - cost:,.0f}")
+        page.fill("#operator", "ana")
+        page.click("#approve")
+        page.wait_for_selector('#plan[data-state="approved"]')
+        assert not page.locator("#approve").is_visible()  # nothing left to approve
+        assert page.locator("#approve-result").is_visible()
+        assert "commands sent" in page.locator("#approve-result").inner_text()
+        page.wait_for_selector('tr[data-asset="battery"] td[data-status="done"]',
+                               timeout=30_000)
+        held = simulated.asset(battery)
+        assert isinstance(held, SimulatedBattery)
+        with sessions() as session:
+            row = session.get(Plan, made.saved.id)
+            assert row is not None
+            status = (row.status, row.approved_by)
+            first_kw = round(row.setpoints["battery"][0], 1)
+        assert status == ("approved", "ana")
+        assert held.setpoint_kw == first_kw  # the plan's first step, carried out
+        page.screenshot(path=str(tmp_path / "plan.png"), full_page=True)
+    finally:
+        page.close()
+        handler.stop()
+        device.close()
+        engine.dispose()

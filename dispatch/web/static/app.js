@@ -125,14 +125,76 @@ async function freshness() {
   } catch (err) { pill.dataset.state = "bad"; pill.textContent = "meters: check unavailable"; }
 }
 
+// The newest plan: its figures against the do-nothing baseline, approval, and commands.
+const plan = { id: null, revision: null, status: null, commandsTimer: null };
+const FINAL = new Set(["done", "rejected", "failed", "timed_out"]);
+
+function money(value, currency) {
+  return value === null ? "–" : `${value.toLocaleString("en-GB", {maximumFractionDigits: 0})} ${esc(currency || "")}`;
+}
+
+async function loadPlan() {
+  let newest;
+  try { newest = (await (await fetch("/api/plans?limit=1")).json()).plans[0]; }
+  catch (err) { return; }
+  if (!newest) return;
+  const detail = await (await fetch(`/api/plans/${newest.id}`)).json();
+  Object.assign(plan, { id: detail.id, revision: detail.revision, status: detail.status });
+  const box = document.getElementById("plan");
+  box.dataset.state = detail.status;
+  box.dataset.plan = String(detail.id);
+  const start = new Date(detail.horizon_start).toLocaleTimeString("en-GB", {hour: "2-digit", minute: "2-digit"});
+  document.getElementById("plan-body").innerHTML = `
+    <div class="figures">
+      <div><div class="sub">Plan ${detail.id} · from ${start} · revision ${detail.revision}</div>
+           <b id="plan-status">${esc(detail.status)}</b></div>
+      <div><div class="sub">Cost (baseline)</div><b id="plan-cost">${money(detail.cost, detail.currency)}</b>
+           <span class="sub">(${money(detail.baseline_cost, detail.currency)})</span></div>
+      <div><div class="sub">Saved</div><b id="plan-saved">${money(detail.cost_saved, detail.currency)}</b></div>
+      <div><div class="sub">Peak (baseline)</div><b id="plan-peak">${detail.peak_kw === null ? "–" : fmt(detail.peak_kw)} kW</b>
+           <span class="sub">(${detail.baseline_peak_kw === null ? "–" : fmt(detail.baseline_peak_kw)} kW)</span></div>
+      <div><div class="sub">Solver</div><b>${esc(detail.solver_status || "–")}</b></div>
+    </div>
+    <ul class="explain">${detail.explanation.slice(0, 4).map(x => `<li>${esc(x)}</li>`).join("")}</ul>`;
+  document.getElementById("approve-form").hidden = detail.status !== "draft";
+  if (detail.status === "approved") showCommands();
+}
+
+async function showCommands() {
+  const table = document.getElementById("plan-commands");
+  const r = await (await fetch(`/api/plans/${plan.id}/commands`)).json();
+  table.hidden = r.commands.length === 0;
+  table.querySelector("tbody").innerHTML = r.commands.map(c => `
+    <tr data-asset="${esc(c.asset || "")}"><td>${esc(c.asset || c.device)}</td>
+      <td>${esc(c.action)} ${esc(Object.entries(c.params).map(([k, v]) => `${k}=${v}`).join(" "))}</td>
+      <td data-status="${esc(c.status)}">${esc(c.status.replace("_", " "))}${c.reason ? ` (${esc(c.reason)})` : ""}</td></tr>`).join("");
+  clearTimeout(plan.commandsTimer);
+  if (r.commands.some(c => !FINAL.has(c.status))) plan.commandsTimer = setTimeout(showCommands, 2000);
+}
+
+async function approve(event) {
+  event.preventDefault();
+  const result = document.getElementById("approve-result");
+  const operator = document.getElementById("operator").value.trim();
+  const r = await fetch(`/api/plans/${plan.id}/approve`, {method: "POST",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({operator, revision: plan.revision})});
+  const body = await r.json();
+  result.textContent = r.ok ? `approved: ${body.commands.length} commands sent`
+                            : `not approved: ${typeof body.detail === "string" ? body.detail : "check the name"}`;
+  await loadPlan();
+}
+
 async function main() {
   state.estate = await (await fetch("/api/estate")).json();
   document.getElementById("estate-name").textContent = state.estate.name;
   document.getElementById("estate-sub").textContent =
     `${state.estate.facilities.length} facilities · ${state.estate.id} · ${state.estate.timezone}`;
-  render(); update(); connect(); freshness();
+  render(); update(); connect(); freshness(); loadPlan();
+  document.getElementById("approve-form").addEventListener("submit", approve);
   setInterval(update, 1000);
   setInterval(freshness, 15000);
+  setInterval(loadPlan, 30000);
   setInterval(() => { document.getElementById("clock").textContent = new Date().toLocaleTimeString("en-GB"); }, 1000);
 }
 
