@@ -11,10 +11,12 @@ import logging
 import threading
 import time
 
+from edge.commands import CommandHandler
 from edge.modbus_server import SimulatedModbusServers
 from edge.publisher import Publisher
 from edge.scale import simulator_for
 from edge.settings import EdgeSettings
+from edge.sim_commands import simulated_command_handler
 from edge.simulator import EstateSimulator
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
@@ -34,6 +36,7 @@ def run(settings: EdgeSettings, stop: threading.Event | None = None) -> None:
     simulator.advance(now_ms - now_ms % interval_ms)
     servers: SimulatedModbusServers | None = None
     publisher: Publisher | None = None
+    handler: CommandHandler | None = None
     if settings.modbus_port:
         servers = SimulatedModbusServers(simulator, host=settings.modbus_host,
                                          port=settings.modbus_port,
@@ -41,16 +44,24 @@ def run(settings: EdgeSettings, stop: threading.Event | None = None) -> None:
         servers.start()
     try:
         if settings.publish:
+            handler = simulated_command_handler(spec, settings.command_log_path)
             # The simulator reports its own status as a device of the estate's "edge" facility.
             publisher = Publisher(settings.mqtt, settings.client_id,
-                                  DeviceId(spec.id, "edge", settings.client_id))
+                                  DeviceId(spec.id, "edge", settings.client_id),
+                                  on_message=handler.on_message if handler else None)
             publisher.start(simulator.devices)
+            if handler is not None:
+                handler.start(publisher.connection)
+                log.info("answering commands for %s", ", ".join(
+                    f"{d.facility}/{d.device}" for d in handler.devices))
         log.info("simulating %d meters of %s every %.1f s%s%s", len(simulator.devices),
                  spec.name, settings.interval_s, ", publishing" if publisher else "",
                  f", Modbus on ports {servers.ports}" if servers else "")
         stop_on_signals(stop)
         run_loop(simulator, publisher, servers, interval_ms, stop)
     finally:
+        if handler is not None:
+            handler.stop()
         if publisher is not None:
             publisher.stop(simulator.devices)
         if servers is not None:

@@ -8,7 +8,7 @@ import time
 
 import orjson
 
-from adapters.mqtt import MqttConnection, Session, Will
+from adapters.mqtt import MessageHandler, MqttConnection, Session, Will
 from edge.simulator import EstateSimulator
 from estate.readings import Reading
 from estate.senml import encode_readings
@@ -25,13 +25,15 @@ def status_payload(state: str) -> bytes:
 class Publisher:
     """A gateway's MQTT side: births, telemetry packs, and offline notices on shutdown."""
 
-    def __init__(self, mqtt: MqttSettings, client_id: str, gateway: DeviceId) -> None:
+    def __init__(self, mqtt: MqttSettings, client_id: str, gateway: DeviceId,
+                 on_message: MessageHandler | None = None) -> None:
         self._gateway = gateway
         # The Last Will marks the gateway offline if it vanishes; its devices' own retained
         # status stays as last published.
         self.connection = MqttConnection(
             mqtt, client_id, session=Session(clean_start=False, expiry_s=3600),
-            will=Will(gateway.topic(Channel.STATUS), orjson.dumps({"state": "offline"})))
+            will=Will(gateway.topic(Channel.STATUS), orjson.dumps({"state": "offline"})),
+            on_message=on_message)
 
     def start(self, devices: list[DeviceId]) -> None:
         self.connection.connect()

@@ -38,6 +38,9 @@ class EdgeSettings(BaseSettings):
     modbus_port: int = Field(0, ge=0, le=65535)
     modbus_host: str = "127.0.0.1"
     modbus_units_per_server: int = Field(247, ge=1, le=247)
+    # The simulated battery, genset and pumps answer commands (edge.sim_commands); this is
+    # their command log, the edge's audit trail of what they were told.
+    command_log_path: Path = Path("var/edge/simulator-commands.sqlite")
     # Where `estate backfill` writes simulated history (EDGE_BACKFILL_INFLUX__URL...). Not
     # named `influx`: the running simulator never touches InfluxDB.
     backfill_influx: InfluxSettings = InfluxSettings()

@@ -56,6 +56,7 @@ def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
     env["DISPATCH_WEB__PORT"] = str(ports.web)
     env["INGEST_SPOOL_DIR"] = str(var / "ingest-spool")
     env["DISPATCH_REGISTRY_URL"] = f"sqlite:///{var / 'registry.sqlite'}"
+    env["EDGE_COMMAND_LOG_PATH"] = str(var / "edge" / "simulator-commands.sqlite")
     env["INGEST_HTTP_PORT"] = str(ports.ingest_http)
     # The demo's meters report every 2 s so the page moves while someone watches it.
     env["EDGE_INTERVAL_S"] = "2"

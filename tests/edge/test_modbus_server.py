@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,7 +204,8 @@ def test_a_thousand_meters_on_five_servers(meter_map: MeterMap) -> None:
 
 
 def test_estate_simulate_serves_modbus_and_publishes(meter_map: MeterMap,
-                                                     mqtt_settings: MqttSettings) -> None:
+                                                     mqtt_settings: MqttSettings,
+                                                     tmp_path: Path) -> None:
     """The composition root with EDGE_MODBUS_PORT: a gateway polls it while it publishes."""
     estate_topic = "estate/v1/demo/+/+/telemetry"
     received: list[str] = []
@@ -219,6 +221,7 @@ def test_estate_simulate_serves_modbus_and_publishes(meter_map: MeterMap,
     listener.connect()
     port = free_port()
     settings = EdgeSettings(mqtt=mqtt_settings, interval_s=0.2, modbus_port=port,
+                            command_log_path=tmp_path / "commands.sqlite",
                             client_id=f"sim-{uuid.uuid4().hex[:8]}")
     stop = threading.Event()
     thread = threading.Thread(target=run_simulator, args=(settings, stop), daemon=True)
