@@ -246,8 +246,13 @@ class CommandSender:
     def send(self, device: DeviceId, action: str, params: Mapping[str, ParamValue] | None = None,
              *, requested_by: str, deadline_ms: int | None = None, timeout_s: float = 60.0,
              asset_id: str | None = None, plan_id: int | None = None,
-             command_id: str | None = None) -> str:
+             command_id: str | None = None, wait: bool = True) -> str:
         """Record and publish a command; return its id.
+
+        With ``wait`` it waits (up to ``publish_timeout_s``) for the broker's acknowledgement
+        and records ``sent``; without, the sweeper records it when the acknowledgement has
+        come, so a caller sending several commands (a plan's approval) is not held up by
+        each in turn while the broker is away.
 
         ``deadline_ms`` defaults to now + ``timeout_s``. A caller that passes its own
         ``command_id`` (a plan step's) may call again safely: a command already final is
@@ -277,11 +282,12 @@ class CommandSender:
             correlation_data=request.id.encode("ascii"))
         with self._inflight_lock:
             self._inflight[request.id] = info
-        try:
-            info.wait_for_publish(self._publish_timeout_s)
-        except (RuntimeError, ValueError) as exc:
-            log.warning("command %s: no PUBACK yet (%s); paho sends it on reconnection",
-                        request.id, exc)
+        if wait:
+            try:
+                info.wait_for_publish(self._publish_timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("command %s: no PUBACK yet (%s); paho sends it on reconnection",
+                            request.id, exc)
         if info.is_published():
             self._mark_sent(request.id)
         return request.id
@@ -322,10 +328,21 @@ class CommandSender:
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self._sweep_interval_s):
             try:
+                self._record_acknowledged()
                 self.sweep()
             except Exception:
                 log.exception("command sweep failed; trying again in %s s",
                               self._sweep_interval_s)
+
+    def _record_acknowledged(self) -> None:
+        """Record ``sent`` for commands the broker acknowledged since they were published
+        (``send`` without waiting); a command already further along is left as it is."""
+        with self._inflight_lock:
+            published = [c for c, info in self._inflight.items() if info.is_published()]
+        for command_id in published:
+            record = self.store.get(command_id)
+            if record is not None and record.status is CommandState.PENDING:
+                self._mark_sent(command_id)
 
     def _mark_sent(self, command_id: str) -> None:
         if self.store.move(command_id, CommandState.SENT, actor=self._actor,

@@ -320,7 +320,7 @@ def send_step_commands(sessions: sessionmaker[Session], sender: CommandSender, p
             sent.append(sender.send(c.device, c.action, c.params, requested_by=requested_by,
                                     deadline_ms=now_ms + round(deadline_s * 1000),
                                     asset_id=c.asset_id, plan_id=plan_id,
-                                    command_id=c.command_id))
+                                    command_id=c.command_id, wait=False))
         except (MalformedCommand, BrokerError) as exc:
             log.error("plan %s: command %s to %s for %s not sent: %s", plan_id, c.action,
                       c.device, c.asset_id, exc)
