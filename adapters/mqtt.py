@@ -2,8 +2,7 @@
 
 Everything paho-specific stays here: return codes become ``BrokerError``, the network
 thread's messages reach the service through a ``MessageHandler`` callback, subscriptions
-are restored on every (re)connection, reconnection backs off with random jitter
-(``ReconnectBackoff``), and shutdown waits for the network thread.
+are restored on every (re)connection, and shutdown waits for the network thread.
 """
 
 from __future__ import annotations
@@ -71,41 +70,6 @@ class Session:
     manual_ack: bool = False
 
 
-class ReconnectBackoff:
-    """Delays between reconnection attempts: exponential, each one randomised.
-
-    Attempt ``n`` (from 0) waits a random time between half and all of
-    ``min(max_s, first_s * 2**n)``: 0.5-1 s, 1-2 s, 2-4 s, ... and at most 15-30 s. Without
-    the randomness every gateway of a site would retry in the same second after a broker
-    restart, wave after wave; with it their attempts spread out and drift further apart
-    with each failure. Keeping at least half the delay still backs off a broker in trouble.
-    """
-
-    def __init__(self, first_s: float = 1.0, max_s: float = 30.0,
-                 rng: random.Random | None = None) -> None:
-        if not 0 < first_s <= max_s:
-            raise ValueError("need 0 < first_s <= max_s")
-        self.first_s = first_s
-        self.max_s = max_s
-        # Each connection draws from its own generator, seeded from the OS: two gateways
-        # started from the same image at the same instant still get different delays.
-        self._rng = rng or random.Random()
-        self._attempt = 0
-        self._lock = threading.Lock()
-
-    def next_delay(self) -> float:
-        """The wait before the next attempt; each call is one more failed attempt."""
-        with self._lock:
-            ceiling = min(self.max_s, self.first_s * 2 ** min(self._attempt, 32))
-            self._attempt += 1
-            return self._rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        """A connection succeeded: the next loss starts again from ``first_s``."""
-        with self._lock:
-            self._attempt = 0
-
-
 def _check(rc: MQTTErrorCode | int, action: str) -> None:
     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
         raise BrokerError(f"MQTT {action} failed: {paho.error_string(rc)}")
@@ -117,8 +81,7 @@ class MqttConnection:
     def __init__(self, settings: MqttSettings, client_id: str, *,
                  session: Session | None = None, will: Will | None = None,
                  on_message: MessageHandler | None = None,
-                 on_connection: ConnectionHandler | None = None,
-                 backoff: ReconnectBackoff | None = None) -> None:
+                 on_connection: ConnectionHandler | None = None) -> None:
         self._settings = settings
         self._session = session or Session()
         self._on_message = on_message
@@ -141,16 +104,15 @@ class MqttConnection:
         # Outgoing QoS 1 window: paho's default of 20 caps a publisher at 20 round trips.
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
-        # Reconnect quickly after a broker restart, back off to 30 s while it stays away,
-        # with jitter. Paho only doubles a fixed delay, so before each of its waits (always
-        # preceded by on_disconnect or on_connect_fail) the delay is set to the next value
-        # of our own backoff, as both bounds: paho then waits exactly that long.
-        self.backoff = backoff or ReconnectBackoff()
-        self.last_reconnect_delay_s: float | None = None
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # Reconnect quickly after a broker restart, back off (doubling) to 30 s while it
+        # stays away. Both bounds are drawn at random per connection, so a site's gateways
+        # do not retry in the same second after a restart, wave after wave: their delays
+        # differ from the first attempt and drift further apart with each doubling.
+        self.reconnect_delays_s = (random.uniform(0.5, 1.5), random.uniform(20.0, 30.0))
+        client.reconnect_delay_set(min_delay=self.reconnect_delays_s[0],  # type: ignore[arg-type]
+                                   max_delay=self.reconnect_delays_s[1])  # type: ignore[arg-type]
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
-        client.on_connect_fail = self._handle_connect_fail
         client.on_message = self._handle_message
         self._client = client
 
@@ -196,8 +158,7 @@ class MqttConnection:
         """Subscribe now and again after every reconnection."""
         with self._lock:
             self._subscriptions[topic_filter] = qos
-            connected = self.connected
-        if connected:
+        if self.connected:
             rc, _ = self._client.subscribe(topic_filter, qos)
             _check(rc, f"subscribe to {topic_filter}")
 
@@ -239,16 +200,13 @@ class MqttConnection:
             log.error("%s", self._refused)
             self._answered.set()
             return
-        # Under the lock that subscribe() takes: a filter added concurrently is either in
-        # this list or added after "connected" is set, so subscribe() sends it itself.
         with self._lock:
             subscriptions = list(self._subscriptions.items())
-            if subscriptions:
-                client.subscribe(subscriptions)
-            self._connected.set()
+        if subscriptions:
+            client.subscribe(subscriptions)
         log.info("connected to MQTT broker %s:%s (session present: %s)",
                  self._settings.host, self._settings.port, flags.session_present)
-        self.backoff.reset()
+        self._connected.set()
         self._answered.set()
         if self._on_connection:
             self._on_connection(True)
@@ -257,20 +215,10 @@ class MqttConnection:
                            reason: ReasonCode, properties: Properties | None) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        self._schedule_reconnect(client)
         if was:
             log.warning("disconnected from MQTT broker: %s", reason)
             if self._on_connection:
                 self._on_connection(False)
-
-    def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._schedule_reconnect(client)
-
-    def _schedule_reconnect(self, client: paho.Client) -> None:
-        delay = self.backoff.next_delay()
-        self.last_reconnect_delay_s = delay
-        # Paho annotates the delays as int but only compares, doubles and sleeps them.
-        client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
 
     def _handle_message(self, client: paho.Client, userdata: Any,
                         message: paho.MQTTMessage) -> None:
@@ -279,6 +227,11 @@ class MqttConnection:
         props = getattr(message, "properties", None)
         response_topic = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None
-        self._on_message(InboundMessage(message.topic, bytes(message.payload), message.qos,
-                                        bool(message.retain), message.mid, response_topic,
-                                        correlation))
+        try:
+            self._on_message(InboundMessage(message.topic, bytes(message.payload),
+                                            message.qos, bool(message.retain), message.mid,
+                                            response_topic, correlation))
+        except Exception:
+            # paho re-raises a handler's exception out of its network loop, which ends the
+            # connection for good: one bad message must not silence every later one.
+            log.exception("handler failed on a message on %s", message.topic)
