@@ -31,7 +31,7 @@ import orjson
 import pytest
 from pymodbus.client import ModbusTcpClient
 
-from adapters.mqtt import InboundMessage, MqttConnection, Session
+from adapters.mqtt import InboundMessage, MqttConnection
 from dispatch.__main__ import build_web
 from dispatch.settings import DispatchSettings
 from edge.gateway import Gateway, load_meters
@@ -43,7 +43,7 @@ from estate.readings import Reading
 from estate.senml import decode_pack
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import Channel, DeviceId, parse_topic, subscription
-from launcher.servers import Mosquitto
+from launcher.servers import Mosquitto, find_binary
 from tests.conftest import served
 from tests.edge.test_modbus import RAW, UNIT_ID, modbus_server, registers_for
 
@@ -181,27 +181,53 @@ def per_series_counts(keys: set[Key] | dict[Key, float]) -> dict[tuple[str, str,
 class Observer:
     """A subscriber on the real broker recording the order packs arrive in per meter.
 
-    Its session is persistent, so what the gateway replays before the observer itself has
-    reconnected waits for it at the broker."""
+    Mosquitto's own ``mosquitto_sub`` (libmosquitto, a client independent of ours), with a
+    persistent session, so what the gateway replays before the observer itself has
+    reconnected waits for it at the broker; it reconnects by itself after the restart."""
 
     def __init__(self, mqtt: MqttSettings) -> None:
         self.arrivals: dict[str, list[int]] = {}
         self._lock = threading.Lock()
-        self.connection = MqttConnection(
-            mqtt, f"observer-{uuid.uuid4().hex[:8]}",
-            session=Session(clean_start=False, expiry_s=600), on_message=self._record)
-        self.connection.subscribe(subscription(Channel.TELEMETRY, estate=ESTATE), qos=1)
-        self.connection.connect()
+        self._ready = threading.Event()
+        topic = subscription(Channel.TELEMETRY, estate=ESTATE)
+        self._process = subprocess.Popen(
+            ["stdbuf", "-oL", find_binary("mosquitto_sub"), "-h", mqtt.host,
+             "-p", str(mqtt.port), "-V", "mqttv5", "-q", "1", "-c", "-x", "600",
+             "-i", f"observer-{uuid.uuid4().hex[:8]}", "-t", topic, "-F", "%t %p"],
+            stdout=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        # Subscribed once a message of its own comes back.
+        probe = MqttConnection(mqtt, f"probe-{uuid.uuid4().hex[:8]}")
+        probe.connect()
+        deadline = time.monotonic() + 30
+        while not self._ready.wait(0.2):
+            assert time.monotonic() < deadline, "mosquitto_sub did not subscribe"
+            probe.publish(f"estate/v1/{ESTATE}/observer/probe/telemetry", b"[]", qos=1)
+        probe.close()
 
-    def _record(self, message: InboundMessage) -> None:
-        device = parse_topic(message.topic).device.device
-        first_ms = round(orjson.loads(message.payload)[0]["bt"] * 1000)
-        with self._lock:
-            self.arrivals.setdefault(device, []).append(first_ms)
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            topic, _, payload = line.rstrip("\n").partition(" ")
+            device = parse_topic(topic).device
+            if device.facility == "observer":
+                self._ready.set()
+                continue
+            first_ms = round(orjson.loads(payload)[0]["bt"] * 1000)
+            with self._lock:
+                self.arrivals.setdefault(device.device, []).append(first_ms)
 
     def total(self) -> int:
         with self._lock:
             return sum(len(v) for v in self.arrivals.values())
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)
+        self._reader.join(10)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
 
 
 def test_broker_down_for_a_minute_every_reading_arrives_once_and_in_order(
@@ -267,7 +293,7 @@ def test_broker_down_for_a_minute_every_reading_arrives_once_and_in_order(
     wait_until(lambda: len(stored(stack.url, start_ms, end_ms)) >= len(polled), 120,
                "ingest to store every reading")
     rows = stored(stack.url, start_ms, end_ms)
-    observer.connection.close()
+    observer.close()
     elapsed = time.monotonic() - started
 
     check_stored_exactly(rows, polled)
