@@ -19,7 +19,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.influxdb_v1 import InfluxV1Store
-from adapters.mqtt import MqttConnection
 from dispatch.__main__ import run_worker
 from dispatch.forecast import STEP_MS
 from dispatch.forecasting import ESTATE_SCOPE, ForecastJob, nominal_kw
@@ -36,16 +35,16 @@ from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.models import Asset, AuditEntry, Command, Plan
 from dispatch.settings import DispatchSettings, ForecastSettings, PlanningSettings
-from edge.commands import CommandHandler, CommandTarget, SimulatedAssetExecutor, SimulatedBattery
+from edge.commands import SimulatedBattery
 from edge.publisher import Publisher, publish_range, run_realtime
 from edge.simulator import EstateSimulator
 from estate.assets import DeferrableLoadSpec
-from estate.commands import CommandPolicy
 from estate.model import SAMPLE_ESTATE, load_estate
 from estate.ports import Series
 from estate.schema import PLANS
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
+from tests.devices import simulated_battery
 from tests.dispatch.optimiser.checker import check
 from tests.dispatch.test_forecasting import RAW_HOURS, demand, now_quarter, write_history
 
@@ -282,14 +281,6 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
         session.execute(update(Asset).where(Asset.id == "battery")
                         .values(control_mode="auto"))
     battery = DeviceId(SPEC.id, "utilities", "battery")
-    simulated = SimulatedAssetExecutor({battery: SimulatedBattery(max_kw=500, soc_pct=50)})
-    handler = CommandHandler([CommandTarget(battery, CommandPolicy.from_mapping(
-        {"set_battery_kw": {"kw": {"min": -500, "max": 500}}}), simulated)],
-        tmp_path / "edge_commands.sqlite")
-    device = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
-                            on_message=handler.on_message)
-    device.connect()
-    handler.start(device)
     # The registry already holds the estate, with the battery's mode changed: keep it.
     settings = DispatchSettings(
         mqtt=mqtt_settings, influx=influx_settings, registry_url=url,
@@ -297,21 +288,20 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
         planning=PlanningSettings(every_s=2, time_limit_s=10), scheduler_lease_ttl_s=6)
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(settings, stop), daemon=True)
-    worker.start()
-    try:
-        deadline = time.monotonic() + 120
-        rows: list[Plan] = []
-        while time.monotonic() < deadline:
-            rows = _plan_rows(sessions)
-            if sum(r.summary.get("revision", 0) for r in rows) >= 3 and \
-                    _battery_commands(sessions, final=True):
-                break
-            time.sleep(0.5)
-    finally:
-        stop.set()
-        worker.join(60)
-        handler.stop()
-        device.close()
+    with simulated_battery(mqtt_settings, battery, tmp_path) as simulated:
+        worker.start()
+        try:
+            deadline = time.monotonic() + 120
+            rows: list[Plan] = []
+            while time.monotonic() < deadline:
+                rows = _plan_rows(sessions)
+                if sum(r.summary.get("revision", 0) for r in rows) >= 3 and \
+                        _battery_commands(sessions, final=True):
+                    break
+                time.sleep(0.5)
+        finally:
+            stop.set()
+            worker.join(60)
     assert not worker.is_alive(), "the worker did not stop"
     assert sum(r.summary["revision"] for r in rows) >= 3, "fewer than three planning runs"
     newest = rows[-1]

@@ -11,20 +11,19 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from adapters.influxdb_v1 import InfluxV1Store
-from adapters.mqtt import MqttConnection
 from dispatch.forecasting import nominal_kw
 from dispatch.planning import PlanJob
 from dispatch.registry.db import make_engine, session_factory
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.models import Plan
 from dispatch.settings import PlanningSettings
-from edge.commands import CommandHandler, CommandTarget, SimulatedAssetExecutor, SimulatedBattery
+from edge.commands import SimulatedBattery
 from edge.publisher import Publisher
 from edge.simulator import EstateSimulator
-from estate.commands import CommandPolicy
 from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
+from tests.devices import simulated_battery
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -88,51 +87,42 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
     with sessions.begin() as session:
         load_into_registry(session, spec)
     battery = DeviceId(spec.id, "utilities", "battery")
-    simulated = SimulatedAssetExecutor({battery: SimulatedBattery(max_kw=500, soc_pct=50)})
-    handler = CommandHandler([CommandTarget(battery, CommandPolicy.from_mapping(
-        {"set_battery_kw": {"kw": {"min": -500, "max": 500}}}), simulated)],
-        tmp_path / "edge_commands.sqlite")
-    device = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
-                            on_message=handler.on_message)
-    device.connect()
-    handler.start(device)
     made = PlanJob(store, influx_settings.database, sessions, spec.id,
                    PlanningSettings(time_limit_s=30), nominal_kw=nominal_kw(spec)).run()
     assert made is not None
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    try:
-        page.goto(web)
-        page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{made.saved.id}"]')
-        assert page.locator("#approve").is_visible()
-        with sessions() as session:
-            row = session.get(Plan, made.saved.id)
-            assert row is not None
-            cost, baseline = row.cost, row.baseline_cost
-        assert cost is not None
-        assert baseline is not None
-        assert page.locator("#plan-cost").inner_text().startswith(f"{cost:,.0f}")
-        saved = page.locator("#plan-saved").inner_text()
-        assert saved.startswith(f"{baseline - cost:,.0f}")
-        page.fill("#operator", "ana")
-        page.click("#approve")
-        page.wait_for_selector('#plan[data-state="approved"]')
-        assert not page.locator("#approve").is_visible()  # nothing left to approve
-        assert page.locator("#approve-result").is_visible()
-        assert "commands sent" in page.locator("#approve-result").inner_text()
-        page.wait_for_selector('tr[data-asset="battery"] td[data-status="done"]',
-                               timeout=30_000)
-        held = simulated.asset(battery)
-        assert isinstance(held, SimulatedBattery)
-        with sessions() as session:
-            row = session.get(Plan, made.saved.id)
-            assert row is not None
-            status = (row.status, row.approved_by)
-            first_kw = round(row.setpoints["battery"][0], 1)
-        assert status == ("approved", "ana")
-        assert held.setpoint_kw == first_kw  # the plan's first step, carried out
-        page.screenshot(path=str(tmp_path / "plan.png"), full_page=True)
-    finally:
-        page.close()
-        handler.stop()
-        device.close()
-        engine.dispose()
+    with simulated_battery(mqtt_settings, battery, tmp_path) as simulated:
+        try:
+            page.goto(web)
+            page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{made.saved.id}"]')
+            assert page.locator("#approve").is_visible()
+            with sessions() as session:
+                row = session.get(Plan, made.saved.id)
+                assert row is not None
+                cost, baseline = row.cost, row.baseline_cost
+            assert cost is not None
+            assert baseline is not None
+            assert page.locator("#plan-cost").inner_text().startswith(f"{cost:,.0f}")
+            saved = page.locator("#plan-saved").inner_text()
+            assert saved.startswith(f"{baseline - cost:,.0f}")
+            page.fill("#operator", "ana")
+            page.click("#approve")
+            page.wait_for_selector('#plan[data-state="approved"]')
+            assert not page.locator("#approve").is_visible()  # nothing left to approve
+            assert page.locator("#approve-result").is_visible()
+            assert "commands sent" in page.locator("#approve-result").inner_text()
+            page.wait_for_selector('tr[data-asset="battery"] td[data-status="done"]',
+                                   timeout=30_000)
+            held = simulated.asset(battery)
+            assert isinstance(held, SimulatedBattery)
+            with sessions() as session:
+                row = session.get(Plan, made.saved.id)
+                assert row is not None
+                status = (row.status, row.approved_by)
+                first_kw = round(row.setpoints["battery"][0], 1)
+            assert status == ("approved", "ana")
+            assert held.setpoint_kw == first_kw  # the plan's first step, carried out
+            page.screenshot(path=str(tmp_path / "plan.png"), full_page=True)
+        finally:
+            page.close()
+            engine.dispose()
