@@ -70,6 +70,34 @@ class Session:
     manual_ack: bool = False
 
 
+class _Client(paho.Client):
+    """paho's client, reading every packet that has arrived each time the socket is ready.
+
+    paho 2.x reads one packet per ``select()`` when it has no QoS 2 or outgoing messages
+    pending, which is exactly a subscriber's case: every message then costs a system call
+    and a wake-up of the network thread, and each wake-up has to win the GIL back from
+    the threads doing the work. Reading until the socket has nothing more cut ingest's CPU
+    per single-reading message by about a sixth (BENCHMARKS.md). paho has no setting for
+    this, so this overrides its ``loop_read`` with the same body and a larger bound; it
+    relies on paho internals of 2.1 and 2.2 (the pin in pyproject.toml), and a test
+    checks they are there.
+    """
+
+    # Enough to empty a socket buffer of small messages without starving the writes.
+    READ_BURST = 1000
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        for _ in range(max(max_packets, self.READ_BURST)):
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
 def _check(rc: MQTTErrorCode | int, action: str) -> None:
     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
         raise BrokerError(f"MQTT {action} failed: {paho.error_string(rc)}")
@@ -91,7 +119,7 @@ class MqttConnection:
         self._answered = threading.Event()  # a CONNACK came, accepting or refusing
         self._refused: str | None = None
         self._lock = threading.Lock()
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=MQTTProtocolVersion.MQTTv5,
                              manual_ack=self._session.manual_ack)
         if settings.username:
@@ -101,8 +129,11 @@ class MqttConnection:
             client.tls_set(ca_certs=settings.ca_file, cert_reqs=ssl.CERT_REQUIRED)
         if will is not None:
             client.will_set(will.topic, will.payload, will.qos, will.retain)
-        # Outgoing QoS 1 window: paho's default of 20 caps a publisher at 20 round trips.
-        client.max_inflight_messages_set(1000)
+        # Outgoing QoS 1 window. paho's default of 20 caps a publisher at 20 round trips
+        # (400 messages/s over a 50 ms link). Not much more: on every PUBACK paho scans its
+        # in-flight messages for the next queued one, so a window of 1,000 made a publisher
+        # 2.7 times slower than one of 100 on the same load (BENCHMARKS.md).
+        client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
         # Reconnect quickly after a broker restart, back off (doubling) to 30 s while it
         # stays away. Both bounds are drawn at random per connection, so a site's gateways

@@ -68,3 +68,28 @@ def test_a_connection_comes_back_after_a_broker_restart_with_its_subscription(
     finally:
         listener.close()
         broker.stop()
+
+
+def test_one_read_takes_every_message_that_has_arrived(mqtt_settings: MqttSettings) -> None:
+    """The network thread reads all waiting packets per wake-up, not one (see _Client)."""
+    topic = f"burst/{uuid.uuid4().hex[:8]}"
+    received: list[bytes] = []
+    # The wrapper's paho client, driven by hand here so that the reads can be counted.
+    client = MqttConnection(mqtt_settings, f"burst-{uuid.uuid4().hex[:8]}")._client
+    client.on_message = lambda _client, _userdata, message: received.append(message.payload)
+    client.connect(mqtt_settings.host, mqtt_settings.port)
+    while not client.is_connected():
+        client.loop(0.1)
+    client.subscribe(topic, qos=0)
+    client.loop(0.5)  # the SUBACK
+    sender = MqttConnection(mqtt_settings, f"burst-pub-{uuid.uuid4().hex[:8]}")
+    sender.connect()
+    try:
+        for k in range(50):
+            sender.publish(topic, str(k).encode(), qos=1).wait_for_publish(5)
+        time.sleep(0.3)  # all 50 are in our socket's buffer now
+        client.loop_read()
+        assert received == [str(k).encode() for k in range(50)]
+    finally:
+        sender.close()
+        client.disconnect()
