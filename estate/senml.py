@@ -95,6 +95,11 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
     seen: set[tuple[str, str, int]] = set()
     base_name, base_time, base_unit, base_value = "", 0.0, None, 0.0
     own_prefix = device.base_name
+    estate, facility, device_name = device.estate, device.facility, device.device
+    # Records named relative to the topic's identity (no base name, or the topic's own):
+    # the usual case, which the fast path below takes.
+    own_names = True
+    earliest, latest = now_ms - limits.max_age_ms, now_ms + limits.max_future_ms
     broken_base: int | None = None
     for index, record in enumerate(pack):
         if type(record) is not dict:
@@ -102,7 +107,7 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
                                         f"record is {type(record).__name__}, not an object", index))
             continue
         # Most records carry only n, u, v and t: only the others need the slow checks.
-        if record.keys() - _PLAIN_FIELDS:
+        if not _PLAIN_FIELDS.issuperset(record):
             # A record with bad base fields is refused, and so is every record after it:
             # they would otherwise be read with the wrong name, time, unit or offset.
             problem = _base_field_problem(record)
@@ -114,23 +119,46 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
             base_time = float(record.get("bt", base_time))
             base_unit = record.get("bu", base_unit)
             base_value = float(record.get("bv", base_value))
+            own_names = not base_name or base_name == own_prefix
         if broken_base is not None:
             rejections.append(Rejection(
                 "invalid-base-context",
                 f"record {broken_base} had invalid base fields, which apply to this record",
                 index))
             continue
-        if not record:
-            rejections.append(Rejection("empty-record", "the record has no fields", index))
-            continue
-        if "n" not in record and "v" not in record and not record.keys() & _OTHER_VALUES:
-            continue  # a record of base fields only: context for the records after it
-        outcome = _one_record(record, index, base_name, base_time, base_unit, base_value,
-                              own_prefix, device, now_ms, limits)
-        if type(outcome) is Rejection:
-            rejections.append(outcome)
-            continue
-        reading: Reading = outcome  # type: ignore[assignment]
+        # The fast path: a known local name in its canonical unit, a finite float value in
+        # range and a plain time. Anything else, good or bad, takes _one_record, which
+        # says exactly what is wrong; both give the same reading for a good record.
+        reading: Reading | None = None
+        if own_names:
+            try:
+                spec = _PLAIN_NAMES.get((record.get("n"), record.get("u", base_unit)))
+            except TypeError:  # a list or an object for a name or a unit
+                spec = None
+            raw = record.get("v")
+            if spec is not None and type(raw) is float:
+                value = raw + base_value
+                offset = record.get("t", 0.0)
+                if spec[2] <= value <= spec[3] and type(offset) is float:
+                    seconds = base_time + offset
+                    if RELATIVE_TIME_LIMIT <= seconds < MAX_TIME_S:
+                        time_ms = round(seconds * 1000)
+                        if earliest <= time_ms <= latest:
+                            reading = Reading(estate, facility, device_name, spec[0], spec[1],
+                                              value, time_ms)
+        if reading is None:
+            if not record:
+                rejections.append(Rejection("empty-record", "the record has no fields", index))
+                continue
+            if "n" not in record and "v" not in record and not record.keys() & _OTHER_VALUES:
+                continue  # a record of base fields only: context for the records after it
+            outcome = _one_record(record, index, base_name, base_time, base_unit, base_value,
+                                  own_prefix, device, now_ms, limits)
+            if type(outcome) is Rejection:
+                rejections.append(outcome)
+                continue
+            reading = outcome  # type: ignore[assignment]
+            assert reading is not None
         key = (reading.quantity, reading.channel, reading.time_ms)
         if key in seen:
             rejections.append(Rejection(
@@ -177,6 +205,25 @@ def _resolve_local(local: str) -> tuple[Quantity, str] | tuple[str, str]:
 # since a hostile device could send endless distinct names.
 _LOCAL_NAMES: dict[str, tuple[Quantity, str] | tuple[str, str]] = {}
 _LOCAL_NAMES_MAX = 10_000
+
+
+def _plain_names() -> dict[tuple[Any, Any], tuple[str, str, float, float]]:
+    """(local name, canonical unit) -> (quantity, channel, minimum, maximum) for the names
+    gateways send: each quantity alone and with the channels of ``FAST_CHANNELS``."""
+    names: dict[tuple[Any, Any], tuple[str, str, float, float]] = {}
+    for quantity in QUANTITIES.values():
+        for channel in ("", *FAST_CHANNELS):
+            local = f"{quantity.name}.{channel}" if channel else quantity.name
+            names[(local, quantity.unit)] = (quantity.name, channel, quantity.minimum,
+                                             quantity.maximum)
+    return names
+
+
+# Channels common enough to take the fast path; any other valid channel takes the slow
+# one and gives the same reading.
+FAST_CHANNELS: Final = ("l1", "l2", "l3", "n", "in", "out", "supply", "return", "total",
+                        *(str(k) for k in range(1, 9)))
+_PLAIN_NAMES: Final = _plain_names()
 
 
 def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: float,
