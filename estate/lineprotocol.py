@@ -114,3 +114,19 @@ def readings_lines(readings: Iterable[Reading]) -> list[str]:
         + f" {time_ms}000000"
         for (estate, facility, device, time_ms), fields in points.items()
     ]
+
+
+def pack_lines(estate: str, facility: str, device: str, readings: Iterable[Reading],
+               ) -> list[str]:
+    """``readings_lines`` for the readings of one decoded pack, faster: they are all of
+    one device (``estate``/``facility``/``device``), and no quantity appears twice at one
+    instant (the decoder refuses such duplicates), so points group by time alone."""
+    prefix = f"{READINGS},device={device},estate={estate},facility={facility} "
+    points: dict[int, list[str]] = {}
+    for r in readings:
+        fields = points.get(r.time_ms)
+        if fields is None:
+            fields = points[r.time_ms] = []
+        fields.append(f"{r.quantity}.{r.channel}={r.value!r}" if r.channel
+                      else f"{r.quantity}={r.value!r}")
+    return [f"{prefix}{','.join(fields)} {time_ms}000000" for time_ms, fields in points.items()]

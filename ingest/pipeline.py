@@ -11,7 +11,7 @@ from typing import Final
 
 from estate.counters import CounterGuard, StepKind
 from estate.errors import TopicError
-from estate.lineprotocol import line, readings_lines
+from estate.lineprotocol import line, pack_lines
 from estate.readings import Reading, Rejection
 from estate.schema import DEAD_LETTERS
 from estate.senml import DEFAULT_LIMITS, Limits, decode_pack
@@ -60,7 +60,8 @@ def handle_message(topic: str, payload: bytes, now_ms: int, sequence: int,
     outcome.rejections = list(decoded.rejections)
     outcome.readings = (decoded.readings if counters is None
                         else _guard_counters(decoded.readings, counters, outcome))
-    outcome.lines = readings_lines(outcome.readings)
+    outcome.lines = pack_lines(parsed.device.estate, parsed.device.facility,
+                               parsed.device.device, outcome.readings)
     for offset, rejection in enumerate(outcome.rejections):
         outcome.lines.append(dead_letter_line(topic, parsed.device, rejection, payload, now_ms,
                                               sequence + offset))

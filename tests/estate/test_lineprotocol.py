@@ -15,6 +15,7 @@ from estate.lineprotocol import (
     escape_measurement,
     escape_string_field,
     line,
+    pack_lines,
     reading_line,
     readings_lines,
     stored_name,
@@ -108,6 +109,14 @@ def test_readings_lines_are_one_general_line_per_meter_and_instant(
                      t * 1_000_000) for (e, f, d, t), fields in points.items()]
     assert readings_lines(readings) == expected
 
+
+
+@given(st.lists(_readings(), max_size=30).map(
+    lambda rs: list({(r.quantity, r.channel, r.time_ms): r._replace(
+        estate="demo", facility="textile", device="main") for r in rs}.values())))
+def test_pack_lines_are_readings_lines_for_one_device(readings: list[Reading]) -> None:
+    # What a decoded pack is: one device, no quantity twice at an instant.
+    assert pack_lines("demo", "textile", "main", readings) == readings_lines(readings)
 
 def test_reading_line_example() -> None:
     r = Reading("demo", "textile", "main", "voltage", "l1", 230.1, 1_700_000_000_123)
