@@ -52,7 +52,9 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
     ingestor = Ingestor(store, ack, batch_size=settings.batch_size,
                         flush_interval_s=settings.flush_interval_s, spool=spool,
                         on_event=on_event, source=settings.client_id,
-                        late_after_s=settings.late_after_s)
+                        late_after_s=settings.late_after_s,
+                        decode_in_process=settings.decode_in_process,
+                        max_queued_bytes=settings.max_queued_bytes)
     connection = MqttConnection(
         settings.mqtt, settings.client_id,
         session=Session(clean_start=False, expiry_s=settings.session_expiry_s,

@@ -11,15 +11,16 @@ the store in the order they were received; a replayer thread drains it oldest fi
 asks for the replayed time range to be rolled up again. When the spool is full, batches
 stay unacknowledged (the broker queues behind them): nothing is dropped here.
 
-Threads: paho's network thread only enqueues; the writer thread builds batches, writes and
-acknowledges; the replayer thread drains the spool. The queue cannot grow without bound:
-the broker never has more than Receive Maximum un-acknowledged messages in flight to us.
+Threads: paho's network thread only enqueues; the decoder thread hands what arrived to the
+decoder (``ingest.decoding``: a process of its own, or this thread) and builds batches;
+the writer thread writes and acknowledges; the replayer thread drains the spool. The queue
+cannot grow without bound: the broker never has more than Receive Maximum un-acknowledged
+messages in flight to us.
 """
 
 from __future__ import annotations
 
 import logging
-import operator
 import queue
 import threading
 import time
@@ -30,14 +31,14 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from adapters.mqtt import InboundMessage
-from estate.counters import CounterGuard
 from estate.errors import StoreRejected, StoreUnavailable
 from estate.lineprotocol import line
 from estate.ports import TimeSeriesStore
 from estate.readings import Rejection
 from estate.schema import ROLLUP_REQUESTS
 from estate.senml import DEFAULT_LIMITS, Limits
-from ingest.pipeline import Outcome, dead_letter_line, handle_message
+from ingest.decoding import Decoder, ProcessDecoder, ThreadDecoder
+from ingest.pipeline import Decoded, dead_letter_line
 from ingest.spool import Segment, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,6 @@ READING_AGE = Histogram("ingest_reading_age_seconds",
                         "Age of a batch's newest reading when stored (end-to-end lag)",
                         buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 60, 300, 3600))
 
-# A reading's time, read at C speed (Reading is a NamedTuple; time_ms is its last field).
-_TIME = operator.itemgetter(6)
-
 AckFunction = Callable[[int, int], None]
 EventHandler = Callable[[str, dict[str, Any]], None]
 """Receives operational events (``spool-high``, ``spool-full``, ``spool-drained``)."""
@@ -72,11 +70,20 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 SPOOL_WARN_SHARE = 0.8
 
 
+# Dead letters are points with the sequence number in their sub-millisecond digits. The
+# decoder numbers its own below this, the writer and the replayer theirs from it up, so
+# the two never need a common lock.
+WRITER_SEQUENCE_BASE = 500_000
+# At most this many messages go to the decoder at once (a backlog after a restart would
+# otherwise make one batch of them all).
+MAX_CHUNK = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     message: InboundMessage
     received: float
-    outcome: Outcome
+    decoded: Decoded
 
 
 class _Abandoned(Exception):
@@ -89,7 +96,9 @@ class Ingestor:
     def __init__(self, store: TimeSeriesStore, ack: AckFunction, *, batch_size: int,
                  flush_interval_s: float, limits: Limits = DEFAULT_LIMITS,
                  spool: Spool | None = None, on_event: EventHandler | None = None,
-                 source: str = "ingest", late_after_s: float = 600.0) -> None:
+                 source: str = "ingest", late_after_s: float = 600.0,
+                 decode_in_process: bool = False,
+                 max_queued_bytes: int = 16 << 20) -> None:
         self._store = store
         self._ack = ack
         self._batch_size = batch_size
@@ -102,11 +111,23 @@ class Ingestor:
         # SimpleQueue: the network thread puts every message here, and the C queue costs a
         # fraction of queue.Queue's locks and condition per message.
         self._queue: queue.SimpleQueue[tuple[float, InboundMessage]] = queue.SimpleQueue()
+        # Payload bytes received and not yet taken by the decoder, and their bound: when
+        # the broker has a backlog it sends up to Receive Maximum messages ahead, which
+        # at the payload limit would be gigabytes. At the bound the network thread waits
+        # (TCP pushes back on the broker, which keeps the rest queued).
+        self._queued_bytes = 0
+        self._max_queued_bytes = max_queued_bytes
+        self._room = threading.Condition()
         self._stop = threading.Event()
         self._abandon = threading.Event()
-        self._sequence = 0
+        self._sequence = 0  # the writer's and the replayer's dead letters
         self._sequence_lock = threading.Lock()
-        self._counters = CounterGuard()
+        self._decode_sequence = 0  # the decoder's
+        self._decode_in_process = decode_in_process
+        self._decoder_impl: Decoder | None = None
+        # Lines per message, learnt as messages come: how many to decode at once so that a
+        # batch ends close to its size.
+        self._lines_per_message = 1.0
         self._spool_warned = False
         self.last_store_error: str | None = None
         # Two stages: the decoder turns messages into batches of lines while the writer
@@ -121,10 +142,19 @@ class Ingestor:
                                           daemon=True)
 
     def submit(self, message: InboundMessage) -> None:
-        """Called from the MQTT network thread for each delivered message."""
+        """Called from the MQTT network thread for each delivered message; waits while
+        the messages not yet decoded hold ``max_queued_bytes``."""
+        size = len(message.payload)
+        with self._room:
+            while (self._queued_bytes and self._queued_bytes + size > self._max_queued_bytes
+                   and not self._abandon.is_set()):
+                self._room.wait(0.1)
+            self._queued_bytes += size
         self._queue.put((time.monotonic(), message))
 
     def start(self) -> None:
+        self._decoder_impl = (ProcessDecoder(self._limits) if self._decode_in_process
+                              else ThreadDecoder(self._limits))
         self._decoder.start()
         self._writer.start()
         if self._spool is not None:
@@ -147,6 +177,8 @@ class Ingestor:
         self._abandon.set()
         if self._replayer.is_alive():
             self._replayer.join(timeout_s)
+        if self._decoder_impl is not None:
+            self._decoder_impl.close()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -162,11 +194,11 @@ class Ingestor:
         return self._queue.qsize()
 
     def _take_sequence(self, count: int) -> int:
-        """Reserve ``count`` dead-letter sequence numbers (three threads write dead letters)."""
+        """Reserve ``count`` dead-letter sequence numbers for the writer or the replayer."""
         with self._sequence_lock:
             first = self._sequence
             self._sequence += count
-            return first
+            return WRITER_SEQUENCE_BASE + first % WRITER_SEQUENCE_BASE
 
     # The decoder thread.
     def _decode(self) -> None:
@@ -207,6 +239,8 @@ class Ingestor:
                 return
 
     def _collect(self) -> list[_Pending]:
+        """Decode what arrives into one batch: full, or as old as the flush interval."""
+        assert self._decoder_impl is not None
         batch: list[_Pending] = []
         lines = 0
         deadline: float | None = None
@@ -215,28 +249,40 @@ class Ingestor:
             if timeout <= 0:
                 break
             try:
-                received, message = self._queue.get(timeout=timeout)
+                chunk = [self._queue.get(timeout=timeout)]
             except queue.Empty:
                 if deadline is None and self._stop.is_set():
                     break
                 continue
             if deadline is None:
                 deadline = time.monotonic() + self._flush_interval_s
-            now_ms = time.time_ns() // 1_000_000
-            # Dead letters number themselves from the current sequence, under the lock the
-            # writer and the replayer take their numbers with, so no two share one.
-            with self._sequence_lock:
-                outcome = handle_message(message.topic, message.payload, now_ms,
-                                         self._sequence, self._limits, self._counters)
-                self._sequence += len(outcome.rejections)
-            batch.append(_Pending(message, received, outcome))
-            lines += len(outcome.lines)
+            # Everything that arrived meanwhile, as far as the batch has room.
+            room = max(1, min(MAX_CHUNK, int((self._batch_size - lines)
+                                             / self._lines_per_message)))
+            while len(chunk) < room:
+                try:
+                    chunk.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            with self._room:
+                self._queued_bytes -= sum(len(m.payload) for _, m in chunk)
+                self._room.notify()
+            decoded = self._decoder_impl([(m.topic, m.payload) for _, m in chunk],
+                                         time.time_ns() // 1_000_000,
+                                         self._decode_sequence % WRITER_SEQUENCE_BASE)
+            chunk_lines = 0
+            for (received, message), result in zip(chunk, decoded, strict=True):
+                batch.append(_Pending(message, received, result))
+                chunk_lines += len(result.lines)
+                self._decode_sequence += len(result.rejections)
+            lines += chunk_lines
+            self._lines_per_message = max(0.1, chunk_lines / len(chunk))
         MESSAGES.inc(len(batch))
         QUEUE_DEPTH.set(self._queue.qsize())
         return batch
 
     def _deliver(self, batch: list[_Pending]) -> None:
-        lines = [text for p in batch for text in p.outcome.lines]
+        lines = [text for p in batch for text in p.decoded.lines]
         extra = []
         late = self._late_range(batch)
         if late is not None:
@@ -260,13 +306,13 @@ class Ingestor:
         self._acknowledge(batch, len(lines))
 
     def _late_range(self, batch: list[_Pending]) -> tuple[int, int] | None:
+        """The range of the batch's late readings, widened to whole messages (a message
+        with a late reading counts from its first reading up to the cutoff)."""
         cutoff = time.time_ns() // 1_000_000 - self._late_after_ms
-        oldest = min((min(map(_TIME, p.outcome.readings)) for p in batch if p.outcome.readings),
-                     default=cutoff)
-        if oldest >= cutoff:
+        late = [p.decoded for p in batch if p.decoded.readings and p.decoded.first_ms < cutoff]
+        if not late:
             return None
-        late = [t for p in batch for t in map(_TIME, p.outcome.readings) if t < cutoff]
-        return min(late), max(late)
+        return min(d.first_ms for d in late), max(min(d.last_ms, cutoff - 1) for d in late)
 
     def _rollup_request(self, start_ms: int, end_ms: int) -> str:
         """A request to recompute rollups over [start_ms, end_ms] (end inclusive)."""
@@ -304,20 +350,21 @@ class Ingestor:
         """Isolate the messages the store refuses; dead-letter them, keep the rest."""
         for pending in batch:
             try:
-                self._store.write_lines(pending.outcome.lines)
+                self._store.write_lines(pending.decoded.lines)
             except StoreRejected as exc:
                 rejection = Rejection("store-rejected", str(exc))
                 self._store.write_lines([dead_letter_line(
                     pending.message.topic, None, rejection, pending.message.payload,
                     time.time_ns() // 1_000_000, self._take_sequence(1))])
-                pending.outcome.readings.clear()
-                pending.outcome.rejections[:] = [rejection]
+                pending.decoded.readings = 0
+                pending.decoded.rejections[:] = [rejection]
 
     def _to_spool(self, batch: list[_Pending], lines: list[str]) -> None:
         assert self._spool is not None
-        times = [t for p in batch for t in map(_TIME, p.outcome.readings)]
+        stored = [p.decoded for p in batch if p.decoded.readings]
         now_ms = time.time_ns() // 1_000_000
-        start_ms, end_ms = (min(times), max(times)) if times else (now_ms, now_ms)
+        start_ms, end_ms = ((min(d.first_ms for d in stored), max(d.last_ms for d in stored))
+                            if stored else (now_ms, now_ms))
         full_since: float | None = None
         while True:
             try:
@@ -346,18 +393,17 @@ class Ingestor:
         now = time.monotonic()
         if line_count:
             BATCH_LINES.observe(line_count)
-        newest = max((max(map(_TIME, p.outcome.readings)) for p in batch
-                      if p.outcome.readings), default=None)
+        newest = max((p.decoded.last_ms for p in batch if p.decoded.readings), default=None)
         if newest is not None:
             READING_AGE.observe(max(0.0, time.time() - newest / 1000))
-        READINGS.inc(sum(len(pending.outcome.readings) for pending in batch))
+        READINGS.inc(sum(pending.decoded.readings for pending in batch))
         for pending in batch:
-            for reading, kind in pending.outcome.counter_events:
+            for reading, kind in pending.decoded.counter_events:
                 COUNTER_EVENTS.labels(kind.value).inc()
                 log.warning("register %s of %s/%s/%s: %s to %g %s at %d", reading.quantity,
                             reading.estate, reading.facility, reading.device, kind.value,
                             reading.value, reading.unit, reading.time_ms)
-            for rejection in pending.outcome.rejections:
+            for rejection in pending.decoded.rejections:
                 REJECTED.labels(rejection.reason).inc()
                 log.info("dead letter %s on %s: %s", rejection.reason, pending.message.topic,
                          rejection.detail)

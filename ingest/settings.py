@@ -52,3 +52,10 @@ class IngestSettings(BaseSettings):
     # forward) fall outside the rollup job's trailing window: ingest asks for their range to
     # be rolled up again. Matches the 1-minute rollups' trailing window (docs/rollups.md).
     late_after_s: float = Field(600.0, gt=0)
+    # Decode in a process of its own, beside the network thread, rather than in a thread
+    # that competes with it for Python's GIL: about 1.4 times the throughput of one worker
+    # on two cores (BENCHMARKS.md). False suits a one-core machine or a small estate.
+    decode_in_process: bool = True
+    # Payload bytes received and not yet decoded, at most: bounds memory when the broker
+    # has a backlog to send (BENCHMARKS.md: ingest's peak RSS).
+    max_queued_bytes: int = Field(16 << 20, ge=1 << 16)
