@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.influxdb_v1 import InfluxV1Store  # noqa: E402
-from adapters.mqtt import InboundMessage, MqttConnection  # noqa: E402
+from adapters.mqtt import InboundMessage, MqttConnection, Session  # noqa: E402
 from estate.lineprotocol import reading_line, readings_lines  # noqa: E402
 from estate.readings import Reading  # noqa: E402
 from estate.schema import READINGS  # noqa: E402
@@ -162,10 +162,22 @@ class IngestRun:
     cpu_s: dict[str, float]  # CPU seconds each process used during the run
 
 
+def _family(pid: int) -> list[int]:
+    """A process and its children (ingest's decoding process), recursively."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            pids += _family(int(child))
+    return pids
+
+
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its live children so far."""
+    total = 0
+    for member in _family(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _metric(port: int, name: str) -> float:
@@ -180,10 +192,14 @@ def _metric(port: int, name: str) -> float:
 
 
 def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Peak resident memory of a process and its children, added up (an upper bound of
+    their peak together)."""
+    total = 0.0
+    for member in _family(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
@@ -253,6 +269,7 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
         for proc in processes:
             proc.wait(60)
         store.close()
+        _end_sessions(mqtt_port, [f"bench-{database}-{k}" for k in range(workers)])
         if count != readings:
             raise RuntimeError(f"InfluxDB holds {count} readings, {readings} were published")
         return IngestRun(readings / elapsed, len(items) / elapsed, rss, latencies, cpu)
@@ -261,6 +278,22 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
             if proc.poll() is None:  # a failed run must not leave ingest behind
                 proc.kill()
                 proc.wait(60)
+
+
+def _end_sessions(port: int, client_ids: list[str]) -> None:
+    """End the persistent sessions of a run's workers, as when a worker is retired.
+
+    Left alone, the broker would keep queueing every later message for them until they
+    expire (an hour): each later run would make the broker store a copy per departed
+    worker, and measure that instead of ingest.
+    """
+    for client_id in client_ids:
+        # A clean start discards the old session; with no expiry, the new one ends with
+        # this connection.
+        connection = MqttConnection(MqttSettings(port=port), client_id,
+                                    session=Session(clean_start=True, expiry_s=0))
+        connection.connect()
+        connection.close()
 
 
 def _probe(port: int, store: InfluxV1Store, latencies: list[float],
@@ -365,8 +398,10 @@ def main() -> None:
               f"({single_rate / raw_mqtt:.0%} of raw QoS 1 delivery)")
         _print_cpu(results1[0], single_messages)
         half = batched_rate / 2 / 50
-        paced = run_ingest(broker.port, influx.url, batched[: int(half * 15)],
-                           int(half * 15) * 50, work, servers, rate=half, probe=True)
+        # 15 s of load at half rate; a load of its own, long enough whatever the rate.
+        paced_load = payloads(args.meters, int(half * 15), 50, base_ms + 3_600_000)
+        paced = run_ingest(broker.port, influx.url, paced_load, len(paced_load) * 50, work,
+                           servers, rate=half, probe=True)
         p50, p99 = pct(paced.latencies_ms, 0.5), pct(paced.latencies_ms, 0.99)
         rss = max(rss, paced.peak_rss_mb)
         print(f"latency at half rate ({half * 50:,.0f} readings/s), publish -> queryable, "
