@@ -71,23 +71,46 @@ class Session:
 
 
 class _Client(paho.Client):
-    """paho's client, reading every packet that has arrived each time the socket is ready.
+    """paho's client, reading the socket in large pieces and every packet that has arrived
+    each time it is ready.
 
     paho 2.x reads one packet per ``select()`` when it has no QoS 2 or outgoing messages
-    pending, which is exactly a subscriber's case: every message then costs a system call
-    and a wake-up of the network thread, and each wake-up has to win the GIL back from
-    the threads doing the work. Reading until the socket has nothing more cut ingest's CPU
-    per single-reading message by about a sixth (BENCHMARKS.md). paho has no setting for
-    this, so this overrides its ``loop_read`` with the same body and a larger bound; it
-    relies on paho internals of 2.1 and 2.2 (the pin in pyproject.toml), and a test
-    checks they are there.
+    pending, which is exactly a subscriber's case, and each packet in three ``recv`` calls
+    (type, length, body). Every system call hands Python's GIL over and has to win it back
+    from the threads doing the work, so a subscriber's network thread spent most of its
+    time waiting. Here the socket is read 64 KiB at a time into a buffer that paho's reads
+    are served from, and ``loop_read`` goes on until both are empty (BENCHMARKS.md has the
+    effect). paho has no setting for either, so this overrides ``loop_read`` (same body,
+    another bound) and ``_sock_recv``; it relies on paho internals of 2.1 and 2.2 (the pin
+    in pyproject.toml), and tests/adapters/test_mqtt.py checks both behaviours.
     """
 
     # Enough to empty a socket buffer of small messages without starving the writes.
     READ_BURST = 1000
+    RECV_BYTES = 65536
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._buffer = b""
+        self._buffer_at = 0
+        self._buffer_socket: object = None  # the socket the buffered bytes came from
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._buffer_socket is not self._sock:  # a new connection: drop the old bytes
+            self._buffer, self._buffer_at, self._buffer_socket = b"", 0, self._sock
+        if self._buffer_at >= len(self._buffer):
+            # paho's own read (its TLS and closed-socket handling), in a large piece.
+            data = super()._sock_recv(self.RECV_BYTES)
+            if not data:
+                return data
+            self._buffer, self._buffer_at = data, 0
+        start = self._buffer_at
+        self._buffer_at = min(start + bufsize, len(self._buffer))
+        return self._buffer[start:self._buffer_at]
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        for _ in range(max(max_packets, self.READ_BURST)):
+        packets = 0
+        while True:
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = self._packet_read()
@@ -95,7 +118,12 @@ class _Client(paho.Client):
                 return self._loop_rc_handle(rc)
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
+            packets += 1
+            # Stop for the writes now and then, but never with bytes left in the buffer:
+            # select() would not wake for them.
+            if packets >= max(max_packets, self.READ_BURST) and \
+                    self._buffer_at >= len(self._buffer):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 def _check(rc: MQTTErrorCode | int, action: str) -> None:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from adapters.mqtt import InboundMessage, MqttConnection
 from estate.settings import MqttSettings
@@ -88,8 +89,28 @@ def test_one_read_takes_every_message_that_has_arrived(mqtt_settings: MqttSettin
         for k in range(50):
             sender.publish(topic, str(k).encode(), qos=1).wait_for_publish(5)
         time.sleep(0.3)  # all 50 are in our socket's buffer now
+        counting = _CountingSocket(client._sock)
+        client._sock = counting  # type: ignore[assignment]
         client.loop_read()
         assert received == [str(k).encode() for k in range(50)]
+        # In large pieces: not three reads a packet as paho does on its own.
+        assert 1 <= counting.reads <= 3
+        client._sock = counting.sock
     finally:
         sender.close()
         client.disconnect()
+
+
+class _CountingSocket:
+    """A socket that counts its reads."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock, self.reads = sock, 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        data: bytes = self.sock.recv(size)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
