@@ -20,14 +20,17 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Protocol
 
 from estate.counters import CounterGuard
+from estate.errors import TopicError
+from estate.readings import Rejection
 from estate.senml import DEFAULT_LIMITS, Limits
-from ingest.pipeline import Decoded, decode_messages
+from estate.topics import DeviceId, parse_topic
+from ingest.pipeline import Decoded, dead_letter_line, decode_messages
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,18 @@ def _serve(connection: Connection, limits: Limits) -> None:
         connection.send(decode_messages(messages, now_ms, sequence, limits, counters))
 
 
+def _crashed(topic: str, payload: bytes, why: str, now_ms: int, sequence: int) -> Decoded:
+    """The dead letter of a message that ended the decoding process."""
+    try:
+        device: DeviceId | None = parse_topic(topic).device
+    except TopicError:
+        device = None
+    rejection = Rejection("decoder-crashed", f"decoding this message ended the decoding "
+                          f"process ({why}), twice")
+    return Decoded([dead_letter_line(topic, device, rejection, payload, now_ms, sequence)],
+                   0, 0, 0, [rejection], [])
+
+
 def _exit_with(parent: int) -> None:
     """End this process when the service is gone, whatever keeps the pipe open: an
     orphaned decoder would otherwise wait for work forever."""
@@ -80,27 +95,39 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
+class _ChildDied(Exception):
+    pass
+
+
+Serve = Callable[[Connection, Limits], None]
+
+
 class ProcessDecoder:
     """Decodes in one child process, over a pipe.
 
     A call blocks until the child answers, with the GIL released, so the network thread
     runs meanwhile. A plain pipe rather than a ``ProcessPoolExecutor``: the executor's
     queue, feeder and result threads cost a GIL hand-over each per call, which made
-    ingest slower on single-reading messages. If the child dies, a new one is started and
-    the messages are decoded again there: nothing is acknowledged before it is stored, so
-    nothing is lost; the new child starts without the register history (as after a
-    restart of the service).
+    ingest slower on single-reading messages.
+
+    If the child dies, a new one is started and the messages are decoded again there, one
+    at a time: a message that ends the child every time is dead-lettered
+    (``decoder-crashed``) and the others are kept. Nothing is acknowledged before it is
+    stored, so nothing is lost; the new child starts without the register history (as
+    after a restart of the service). ``serve`` is the child's main loop (tests give one
+    that dies on a chosen payload).
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, serve: Serve | None = None) -> None:
         self._limits = limits
+        self._serve = serve or _serve
         self._connection, self._process = self._start()
 
     def _start(self) -> tuple[Connection, BaseProcess]:
         # spawn, not fork: the service has threads (paho's, the HTTP server's) by now.
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, self._limits),
+        process = context.Process(target=self._serve, args=(theirs, self._limits),
                                   name="ingest-decoder", daemon=True)
         process.start()
         theirs.close()
@@ -109,18 +136,34 @@ class ProcessDecoder:
         return ours, process
 
     def __call__(self, messages: Messages, now_ms: int, sequence: int) -> list[Decoded]:
-        while True:
+        try:
+            return self._ask(messages, now_ms, sequence)
+        except _ChildDied as died:
+            log.error("the decoding process ended (%s) on a chunk of %d messages; decoding "
+                      "them again one by one", died, len(messages))
+        decoded = []
+        for topic, payload in messages:
             try:
-                self._connection.send((list(messages), now_ms, sequence))
-                decoded: list[Decoded] = self._connection.recv()
-                return decoded
-            except (EOFError, OSError):
-                log.error("the decoding process ended unexpectedly (exit code %s); starting "
-                          "another and decoding its %d messages again",
-                          self._process.exitcode, len(messages))
-                self._connection.close()
-                self._process.join(5)
-                self._connection, self._process = self._start()
+                result = self._ask([(topic, payload)], now_ms, sequence)[0]
+            except _ChildDied as died:
+                result = _crashed(topic, payload, str(died), now_ms, sequence)
+                log.error("dead letter decoder-crashed on %s: %s", topic, died)
+            sequence += len(result.rejections)
+            decoded.append(result)
+        return decoded
+
+    def _ask(self, messages: Messages, now_ms: int, sequence: int) -> list[Decoded]:
+        """The child's answer; a new child, and ``_ChildDied``, if it died meanwhile."""
+        try:
+            self._connection.send((list(messages), now_ms, sequence))
+            decoded: list[Decoded] = self._connection.recv()
+            return decoded
+        except (EOFError, OSError) as exc:
+            self._connection.close()
+            self._process.join(5)
+            code = self._process.exitcode
+            self._connection, self._process = self._start()
+            raise _ChildDied(f"exit code {code}") from exc
 
     @property
     def pid(self) -> int:

@@ -11,12 +11,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import Any
 
 import orjson
 import pytest
 
 from adapters.mqtt import InboundMessage
-from ingest.decoding import ProcessDecoder, ThreadDecoder
+from estate.senml import Limits
+from ingest.decoding import ProcessDecoder, ThreadDecoder, _serve
 from ingest.service import Ingestor
 
 TOPIC = "estate/v1/demo/metal/main/telemetry"
@@ -64,6 +67,45 @@ def test_a_dead_decoding_process_is_replaced(in_process: ProcessDecoder) -> None
     assert decoded[0].readings == 2
     assert in_process.pid not in (0, first)
 
+
+
+class _DieOnBoom:
+    """The decoding process's end of the pipe, ending the process on a payload b"boom"
+    (a stand-in for an input that would crash it: none is known)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def recv(self) -> Any:
+        request = self.connection.recv()
+        if request is not None and any(payload == b"boom" for _, payload in request[0]):
+            os._exit(3)
+        return request
+
+    def send(self, answer: Any) -> None:
+        self.connection.send(answer)
+
+
+def _serve_dying_on_boom(connection: Connection, limits: Limits) -> None:
+    _serve(_DieOnBoom(connection), limits)  # type: ignore[arg-type]
+
+
+def test_a_message_that_ends_the_decoder_every_time_is_dead_lettered() -> None:
+    decoder = ProcessDecoder(serve=_serve_dying_on_boom)
+    try:
+        first = decoder.pid
+        plain = (TOPIC, _pack({"bt": NOW_MS / 1000, "n": "power", "u": "kW", "v": 3.0}))
+        decoded = decoder([MESSAGES[0], (TOPIC, b"boom"), plain], NOW_MS, 40)
+        # The others are kept; the one that ends the process each time is a dead letter.
+        assert [d.readings for d in decoded] == [2, 0, 1]
+        assert [r.reason for r in decoded[1].rejections] == ["decoder-crashed"]
+        assert "exit code 3" in decoded[1].rejections[0].detail
+        assert decoded[1].lines[0].startswith(
+            "dead_letter,device=main,estate=demo,facility=metal,reason=decoder-crashed ")
+        assert decoder.pid not in (0, first)
+        assert decoder(MESSAGES[:1], NOW_MS, 0)[0].readings == 2  # and it goes on
+    finally:
+        decoder.close()
 
 def test_the_decoding_process_ends_when_the_service_is_killed() -> None:
     service = subprocess.Popen(
