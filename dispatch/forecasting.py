@@ -41,9 +41,8 @@ from dispatch.forecast import (
     forecast_demand,
     regular_times,
 )
-from dispatch.rollups import POLICY_LONG, READING_15M, ensure_rollup_policies
+from dispatch.rollups import POLICY_LONG, READING_15M, try_rollup_policies
 from dispatch.settings import ForecastSettings, RollupSettings
-from estate.errors import StoreRejected
 from estate.lineprotocol import line
 from estate.model import EstateSpec, load_estate
 from estate.ports import TimeSeriesStore
@@ -263,12 +262,7 @@ class ForecastJob:
         """Forecast from the current quarter-hour on, from the history before it."""
         now_ms = time.time_ns() // _NS_PER_MS if now_ms is None else now_ms
         if not self._policies_ready:
-            try:
-                ensure_rollup_policies(self._store, self._db, self._rollups.retention_1m,
-                                       self._rollups.retention_long)
-            except StoreRejected as exc:
-                log.warning("cannot create the retention policies (%s); they must exist "
-                            "already (docs/rollups.md)", exc)
+            try_rollup_policies(self._store, self._db, self._rollups)
             self._policies_ready = True
         start = now_ms - now_ms % STEP_MS
         history = read_demand(self._store, self._spec, start - self._settings.weeks * WEEK_MS,

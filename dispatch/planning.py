@@ -50,7 +50,7 @@ from dispatch.optimiser.problem import Asset as OptimiserAsset
 from dispatch.optimiser.problem import FloatArray
 from dispatch.plans import PLAN_POLICY, SavedPlan, plan_lines, save_plan, send_step_commands
 from dispatch.registry.models import Asset, CapacityLimit, Estate, Facility, Meter, Tariff
-from dispatch.rollups import ensure_rollup_policies
+from dispatch.rollups import try_rollup_policies
 from dispatch.settings import PlanningSettings, RollupSettings
 from estate.assets import (
     BatterySpec,
@@ -61,7 +61,6 @@ from estate.assets import (
     ThermalStorageSpec,
     parse_clock,
 )
-from estate.errors import StoreRejected
 from estate.ports import TimeSeriesStore
 from estate.retention import quote_identifier
 from estate.schema import READINGS
@@ -558,10 +557,5 @@ class PlanJob:
     def _ensure_policies(self) -> None:
         if self._policies_ready:
             return
-        try:
-            ensure_rollup_policies(self._store, self._db, self._rollups.retention_1m,
-                                   self._rollups.retention_long)
-        except StoreRejected as exc:
-            log.warning("cannot create the retention policies (%s); they must exist "
-                        "already (docs/rollups.md)", exc)
+        try_rollup_policies(self._store, self._db, self._rollups)
         self._policies_ready = True

@@ -91,6 +91,20 @@ def ensure_rollup_policies(store: TimeSeriesStore, database: str, retention_1m: 
         ensure_retention_policy(store, database, name, duration)
 
 
+def try_rollup_policies(store: TimeSeriesStore, database: str, settings: RollupSettings,
+                        ) -> None:
+    """``ensure_rollup_policies`` where the store allows it; a warning where it refuses.
+
+    InfluxDB 3 has no retention policy statements: its administrator makes the databases.
+    If they are missing too, the writes will say so.
+    """
+    try:
+        ensure_rollup_policies(store, database, settings.retention_1m, settings.retention_long)
+    except StoreRejected as exc:
+        log.warning("cannot create the rollup retention policies (%s); they must exist "
+                    "already (docs/rollups.md)", exc)
+
+
 # Window arithmetic.
 
 def align_down(t_ms: int, window_ms: int) -> int:
@@ -237,14 +251,7 @@ class Rollups:
     def run(self, now_ms: int | None = None) -> RunSummary:
         now_ms = time.time_ns() // _NS_PER_MS if now_ms is None else now_ms
         if not self._policies_ready:
-            try:
-                ensure_rollup_policies(self._store, self._db, self._settings.retention_1m,
-                                       self._settings.retention_long)
-            except StoreRejected as exc:
-                # InfluxDB 3 has no retention policy statements: its administrator makes
-                # the databases. If they are missing too, the writes will say so.
-                log.warning("cannot create the rollup retention policies (%s); they must "
-                            "exist already (docs/rollups.md)", exc)
+            try_rollup_policies(self._store, self._db, self._settings)
             self._policies_ready = True
         progress = self._load_progress(now_ms)
         saved = progress.fields()
