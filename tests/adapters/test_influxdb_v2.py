@@ -277,6 +277,7 @@ def test_a_closed_port_is_unavailable_at_once() -> None:
     assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.servers
 def test_a_server_that_never_answers_times_out_after_timeout_s() -> None:
     # A listening socket nobody accepts on: the kernel completes the TCP handshake and
     # then nothing ever answers the request.

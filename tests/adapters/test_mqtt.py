@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adapters.mqtt import InboundMessage, MqttConnection
 from estate.settings import MqttSettings
 from launcher.servers import Mosquitto
@@ -42,6 +44,7 @@ def test_each_connection_draws_its_own_reconnect_delays() -> None:
     assert len({first for first, _ in delays}) == len(delays), "two connections in step"
 
 
+@pytest.mark.servers
 def test_a_connection_comes_back_after_a_broker_restart_with_its_subscription(
         tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "broker")

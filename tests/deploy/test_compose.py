@@ -411,6 +411,7 @@ def test_the_stack_will_not_start_without_the_passwords() -> None:
     assert "run estate broker-credentials" in result.stderr
 
 
+@pytest.mark.servers
 def test_the_broker_config_works_in_a_real_mosquitto(tmp_path: Path) -> None:
     """The deploy config, with the container's paths and port swapped for local ones."""
     security = write_broker_security(load_estate(SAMPLE_ESTATE), tmp_path / "broker")

@@ -54,6 +54,7 @@ def _interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
     return process.returncode, out.decode(errors="replace")
 
 
+@pytest.mark.servers
 def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
     influx = free_port()
     ports = {"web": free_port(), "mqtt": free_port(), "influx": influx, "ingest": free_port()}
