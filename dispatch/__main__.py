@@ -20,20 +20,20 @@ from sqlalchemy import Engine
 
 from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
-from dispatch.commands import CommandSender, CommandStore
-from dispatch.forecasting import ForecastJob, nominal_kw
-from dispatch.freshness import check_freshness
-from dispatch.live import LiveState
-from dispatch.planning import PlanJob
+from dispatch.control.sender import CommandSender, CommandStore
+from dispatch.jobs.freshness import check_freshness
+from dispatch.jobs.rollups import Rollups
+from dispatch.planning.assembly import PlanJob
+from dispatch.planning.forecasts import ForecastJob, nominal_kw
 from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.jobstore import JOBSTORE_ALIAS, registry_jobstore
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.lock import LeaseKeeper, SchedulerLease
-from dispatch.rollups import Rollups
 from dispatch.scheduler import Job, Scheduler, before_each_step
 from dispatch.settings import DispatchSettings
 from dispatch.web.app import create_app
-from dispatch.web.forecast import forecast_router
+from dispatch.web.forecast_view import forecast_router
+from dispatch.web.live import LiveState
 from dispatch.web.plans import plans_router
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging

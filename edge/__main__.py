@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from edge.commands import CommandHandler
+from edge.command_handler import CommandHandler
 from edge.modbus_server import SimulatedModbusServers
 from edge.publisher import Publisher
 from edge.scale import simulator_for

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.mqtt import MqttConnection, Session, Will
-from edge.commands import CommandHandler, CommandTarget, ModbusExecutor, ModbusTarget
+from edge.command_handler import CommandHandler, CommandTarget, ModbusExecutor, ModbusTarget
 from edge.modbus import ModbusGateway, ModbusMeter
 from edge.outbox import Bounds, Outbox, OutboxMetrics
 from edge.publisher import Publisher, status_payload

@@ -1,5 +1,5 @@
 """The simulator's devices answer commands: the estate's battery, genset and pumps, as
-described in the estate file's assets, are driven as simulated assets (``edge.commands``),
+described in the estate file's assets, are driven as simulated assets (``edge.command_handler``),
 so an approved plan's setpoints reach something that says accepted, done or why not.
 
 Deferrable loads, chillers and PV have no simulated executor: their commands find no device
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.commands import (
+from edge.command_handler import (
     CommandHandler,
     CommandTarget,
     SimulatedAssetExecutor,

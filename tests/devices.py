@@ -9,7 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from adapters.mqtt import MqttConnection
-from edge.commands import CommandHandler, CommandTarget, SimulatedAssetExecutor, SimulatedBattery
+from edge.command_handler import (
+    CommandHandler,
+    CommandTarget,
+    SimulatedAssetExecutor,
+    SimulatedBattery,
+)
 from estate.commands import CommandPolicy
 from estate.settings import MqttSettings
 from estate.topics import DeviceId

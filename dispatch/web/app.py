@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
 
-from dispatch.freshness import FRESHNESS
-from dispatch.live import LiveState
+from dispatch.jobs.freshness import FRESHNESS
+from dispatch.web.live import LiveState
 from estate.errors import StoreError
 from estate.model import MEASURES, EstateSpec
 from estate.ports import TimeSeriesStore

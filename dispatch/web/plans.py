@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatch.commands import CommandSender
-from dispatch.plans import (
+from dispatch.control.approval import (
     PlanConflict,
     PlanNotFound,
     approve,
@@ -25,6 +24,7 @@ from dispatch.plans import (
     plan_commands,
     reject,
 )
+from dispatch.control.sender import CommandSender
 from dispatch.settings import PlanningSettings
 
 # An operator's name as the audit log keeps it ("operator:<name>"): the audit column holds

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from adapters.mqtt import MqttConnection
-from dispatch.commands import CommandSender, CommandStore
+from dispatch.control.sender import CommandSender, CommandStore
 from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.models import AuditEntry, Command
-from edge.commands import (
+from edge.command_handler import (
     CommandHandler,
     CommandTarget,
     SimulatedAssetExecutor,

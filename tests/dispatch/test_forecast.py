@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from dispatch.forecast import (
+from dispatch.planning.demand_model import (
     DAY_MS,
     HOUR_MS,
     STEP_MS,

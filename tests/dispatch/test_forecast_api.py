@@ -9,10 +9,10 @@ import numpy as np
 from fastapi import FastAPI
 
 from adapters.influxdb_v1 import InfluxV1Store
-from dispatch.forecast import STEP_MS
-from dispatch.forecasting import ESTATE_SCOPE, ForecastJob
+from dispatch.planning.demand_model import STEP_MS
+from dispatch.planning.forecasts import ESTATE_SCOPE, ForecastJob
 from dispatch.settings import ForecastSettings
-from dispatch.web.forecast import forecast_router
+from dispatch.web.forecast_view import forecast_router
 from estate.settings import InfluxSettings
 from tests.conftest import served
 from tests.dispatch.test_forecasting import SPEC, demand, now_quarter, write_history

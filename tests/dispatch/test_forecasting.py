@@ -14,8 +14,15 @@ import pytest
 from rich.console import Console
 
 from adapters.influxdb_v1 import InfluxV1Store
-from dispatch.forecast import STEP_MS, WEEK_MS, IntArray, Method, local_calendar
-from dispatch.forecasting import (
+from dispatch.jobs.rollups import (
+    POLICY_LONG,
+    READING_15M,
+    ensure_rollup_policies,
+    rollup_line,
+    series_prefix,
+)
+from dispatch.planning.demand_model import STEP_MS, WEEK_MS, IntArray, Method, local_calendar
+from dispatch.planning.forecasts import (
     ESTATE_SCOPE,
     FORECAST_POLICY,
     FORECASTS,
@@ -24,13 +31,6 @@ from dispatch.forecasting import (
     backtest_command,
     load_forecast,
     read_demand,
-)
-from dispatch.rollups import (
-    POLICY_LONG,
-    READING_15M,
-    ensure_rollup_policies,
-    rollup_line,
-    series_prefix,
 )
 from estate.lineprotocol import readings_lines
 from estate.model import SAMPLE_ESTATE, EstateSpec, FacilitySpec, MeterSpec, load_estate

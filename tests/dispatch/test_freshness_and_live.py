@@ -9,8 +9,8 @@ import orjson
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import InboundMessage
-from dispatch.freshness import FRESHNESS, check_freshness, find_stale
-from dispatch.live import LiveState
+from dispatch.jobs.freshness import FRESHNESS, check_freshness, find_stale
+from dispatch.web.live import LiveState
 from estate.lineprotocol import reading_line
 from estate.readings import Reading
 from estate.senml import encode_readings

@@ -24,17 +24,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
 from dispatch.__main__ import build_web
-from dispatch.commands import CommandSender, CommandStore
-from dispatch.forecast import STEP_MS
-from dispatch.forecasting import nominal_kw
-from dispatch.planning import PlanJob
-from dispatch.plans import PlanNotFound, approve, get_plan
+from dispatch.control.approval import PlanNotFound, approve, get_plan
+from dispatch.control.sender import CommandSender, CommandStore
+from dispatch.planning.assembly import PlanJob
+from dispatch.planning.demand_model import STEP_MS
+from dispatch.planning.forecasts import nominal_kw
 from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.models import Asset, Command
 from dispatch.settings import DispatchSettings, PlanningSettings
 from dispatch.web.plans import plans_router
-from edge.commands import (
+from edge.command_handler import (
     CommandHandler,
     CommandTarget,
     SimulatedAssetExecutor,

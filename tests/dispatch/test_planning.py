@@ -20,22 +20,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import run_worker
-from dispatch.forecast import STEP_MS
-from dispatch.forecasting import ESTATE_SCOPE, ForecastJob, nominal_kw
+from dispatch.control.approval import PLAN_POLICY
 from dispatch.optimiser.problem import Asset as OptimiserAsset
-from dispatch.planning import (
+from dispatch.planning.assembly import (
     SHARED,
     PlanJob,
     clear_sky_kw,
     deferrable_window,
     horizon_start_ms,
 )
-from dispatch.plans import PLAN_POLICY
+from dispatch.planning.demand_model import STEP_MS
+from dispatch.planning.forecasts import ESTATE_SCOPE, ForecastJob, nominal_kw
 from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.models import Asset, AuditEntry, Command, Plan
 from dispatch.settings import DispatchSettings, ForecastSettings, PlanningSettings
-from edge.commands import SimulatedBattery
+from edge.command_handler import SimulatedBattery
 from edge.publisher import Publisher, publish_range, run_realtime
 from edge.simulator import EstateSimulator
 from estate.assets import DeferrableLoadSpec

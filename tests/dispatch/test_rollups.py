@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import run_worker
-from dispatch.consumption import Consumption, consumption_by_window
-from dispatch.rollups import (
+from dispatch.jobs.consumption import Consumption, consumption_by_window
+from dispatch.jobs.rollups import (
     CONSUMPTION_1H,
     CONSUMPTION_15M,
     HOUR_MS,
@@ -615,7 +615,7 @@ def test_windows_older_than_a_policy_keeps_are_dropped_without_stopping_the_job(
     store.write_lines([line(ROLLUP_REQUESTS, {"source": "ingest-1"},
                             {"start_ms": h5, "end_ms": h5 + 59 * MINUTE_MS},
                             time.time_ns() - 60 * 10**9)])
-    caplog.set_level(logging.WARNING, logger="dispatch.rollups")
+    caplog.set_level(logging.WARNING, logger="dispatch.jobs.rollups")
     summary = Rollups(store, db, RollupSettings(retention_1m="1h")).run()
     assert summary.requests == 1
     assert "dropped" in caplog.text

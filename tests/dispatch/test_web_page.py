@@ -11,13 +11,13 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from adapters.influxdb_v1 import InfluxV1Store
-from dispatch.forecasting import nominal_kw
-from dispatch.planning import PlanJob
+from dispatch.planning.assembly import PlanJob
+from dispatch.planning.forecasts import nominal_kw
 from dispatch.registry.db import make_engine, session_factory
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.models import Plan
 from dispatch.settings import PlanningSettings
-from edge.commands import SimulatedBattery
+from edge.command_handler import SimulatedBattery
 from edge.publisher import Publisher
 from edge.simulator import EstateSimulator
 from estate.model import SAMPLE_ESTATE, load_estate

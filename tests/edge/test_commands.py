@@ -20,7 +20,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from adapters.mqtt import InboundMessage, MqttConnection
-from edge.commands import (
+from edge.command_handler import (
     CommandHandler,
     CommandLog,
     CommandTarget,

@@ -8,7 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
-from dispatch.commands import CommandSender, CommandStore
+from dispatch.control.sender import CommandSender, CommandStore
 from dispatch.registry.db import make_engine, session_factory, upgrade
 from edge.__main__ import run as run_simulator
 from edge.settings import EdgeSettings

@@ -31,9 +31,9 @@ import numpy as np
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatch.commands import CommandSender, CommandStore
+from dispatch.control.sender import CommandSender, CommandStore
+from dispatch.jobs.rollups import POLICY_LONG
 from dispatch.registry.models import Asset, AuditEntry, Command, Plan
-from dispatch.rollups import POLICY_LONG
 from estate.commands import MalformedCommand, ParamValue
 from estate.errors import BrokerError
 from estate.lineprotocol import line
@@ -43,7 +43,7 @@ from estate.topics import DeviceId
 if TYPE_CHECKING:
     from dispatch.optimiser import EstateProblem, Schedule
     from dispatch.optimiser import Plan as OptimisedPlan
-    from dispatch.planning import Assembly
+    from dispatch.planning.assembly import Assembly
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Load forecasts from a series' own quarter-hourly history, and their backtest.
 
-Pure: numpy and the standard library's zoneinfo, no I/O. ``dispatch.forecasting`` reads the
+Pure: numpy and the standard library's zoneinfo, no I/O. ``dispatch.planning.forecasts`` reads the
 history from the store and writes the forecasts back; docs/forecasting.md tells the story.
 
 The method, for a regular 15-minute series of demand (kW, NaN for gaps):

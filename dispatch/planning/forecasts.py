@@ -1,6 +1,6 @@
 """Load forecasts per facility and for the estate: history from the store, forecasts back.
 
-The arithmetic is ``dispatch.forecast`` (pure); this module does the I/O around it:
+The arithmetic is ``dispatch.planning.demand_model`` (pure); this module does the I/O around it:
 
     reading_15m (rollup_long, "mean" of each incomer's power)  ─┐
     reading (raw, only where the rollups do not reach yet)  ────┴─► demand per facility
@@ -27,7 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.influx import make_store
-from dispatch.forecast import (
+from dispatch.jobs.rollups import POLICY_LONG, READING_15M, try_rollup_policies
+from dispatch.planning.demand_model import (
     DAY_MS,
     NEAR_ZERO_SHARE,
     STEP_MS,
@@ -41,7 +42,6 @@ from dispatch.forecast import (
     forecast_demand,
     regular_times,
 )
-from dispatch.rollups import POLICY_LONG, READING_15M, try_rollup_policies
 from dispatch.settings import ForecastSettings, RollupSettings
 from estate.lineprotocol import line
 from estate.model import EstateSpec, load_estate

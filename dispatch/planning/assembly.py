@@ -7,7 +7,7 @@
 
 ``assemble`` is the problem assembly (every fallback it takes is a note that goes into the
 plan's explanation); ``PlanJob`` is the scheduler's job; storage, approval and commands are
-``dispatch.plans``. docs/planning.md tells the whole story.
+``dispatch.control.approval``. docs/planning.md tells the whole story.
 """
 
 from __future__ import annotations
@@ -27,8 +27,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatch.commands import CommandSender
-from dispatch.forecasting import ESTATE_SCOPE, load_forecast, rollup_power_means
+from dispatch.control.approval import (
+    PLAN_POLICY,
+    SavedPlan,
+    plan_lines,
+    save_plan,
+    send_step_commands,
+)
+from dispatch.control.sender import CommandSender
+from dispatch.jobs.rollups import try_rollup_policies
 from dispatch.optimiser import (
     PV,
     Battery,
@@ -48,9 +55,8 @@ from dispatch.optimiser import (
 from dispatch.optimiser import Plan as OptimisedPlan
 from dispatch.optimiser.problem import Asset as OptimiserAsset
 from dispatch.optimiser.problem import FloatArray
-from dispatch.plans import PLAN_POLICY, SavedPlan, plan_lines, save_plan, send_step_commands
+from dispatch.planning.forecasts import ESTATE_SCOPE, load_forecast, rollup_power_means
 from dispatch.registry.models import Asset, CapacityLimit, Estate, Facility, Meter, Tariff
-from dispatch.rollups import try_rollup_policies
 from dispatch.settings import PlanningSettings, RollupSettings
 from estate.assets import (
     BatterySpec,

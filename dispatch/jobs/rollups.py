@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from dispatch.consumption import consumption_by_window
+from dispatch.jobs.consumption import consumption_by_window
 from dispatch.settings import RollupSettings
 from estate.errors import StoreRejected
 from estate.lineprotocol import FieldValue, line

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from dispatch.forecast import STEP_MS
-from dispatch.forecasting import ESTATE_SCOPE, load_forecast, read_demand
+from dispatch.planning.demand_model import STEP_MS
+from dispatch.planning.forecasts import ESTATE_SCOPE, load_forecast, read_demand
 from estate.errors import StoreError
 from estate.model import EstateSpec
 from estate.ports import TimeSeriesStore
