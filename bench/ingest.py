@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from adapters.influxdb_v1 import InfluxV1Store  # noqa: E402
 from adapters.mqtt import InboundMessage, MqttConnection, Session  # noqa: E402
 from estate.lineprotocol import reading_line, readings_lines  # noqa: E402
+from estate.ports import Where  # noqa: E402
 from estate.readings import Reading  # noqa: E402
 from estate.schema import READINGS  # noqa: E402
 from estate.senml import decode_pack, encode_readings  # noqa: E402
@@ -262,7 +263,7 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
         publisher.join(60)
         # The load generator shares the machine: its CPU (all threads, paho's included).
         cpu["publisher"] = publish_cpu.value
-        count = count_readings(store, '"estate" = $e', {"e": ESTATE})
+        count = count_readings(store, where=Where({"estate": ESTATE}))
         rss = max(_peak_rss_mb(proc.pid) for proc in processes)
         for proc in processes:
             proc.terminate()

@@ -75,7 +75,7 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
         with session_factory(engine).begin() as session:
             load_into_registry(session, spec)  # it logs what it changed
     sender = _command_sender(settings, "worker", spec.id, engine)
-    planner = PlanJob(store, settings.influx.database, session_factory(engine), spec.id,
+    planner = PlanJob(store, session_factory(engine), spec.id,
                       settings.planning, sender=sender, nominal_kw=nominal_kw(spec),
                       rollups=settings.rollups, manage_policies=settings.influx.api == "v1")
     scheduler = Scheduler([
@@ -84,10 +84,10 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
             settings.freshness_every_s,
             # Right after start-up every meter looks stale: give them time to report.
             first_run_after_s=settings.stale_after_s),
-        Job("rollups", Rollups(store, settings.influx.database, settings.rollups,
+        Job("rollups", Rollups(store, settings.rollups,
                                manage_policies=settings.influx.api == "v1"),
             settings.rollups.every_s),
-        Job("forecasts", ForecastJob(store, settings.influx.database, spec, settings.forecast,
+        Job("forecasts", ForecastJob(store, spec, settings.forecast,
                                      rollups=settings.rollups,
                                      manage_policies=settings.influx.api == "v1"),
             settings.forecast.every_s,

@@ -1,8 +1,8 @@
 """Rollups of the raw readings (1 minute, 15 minutes, 1 hour) and register consumption.
 
 One scheduled job, no continuous queries and no ``SELECT ... INTO`` (InfluxDB 3 has
-neither): it reads aggregates with InfluxQL ``GROUP BY time()`` through the store port and
-writes the rollup points back as line protocol into longer retention policies. A point's
+neither): it reads aggregates over windows through the store port and writes the rollup
+points back as line protocol into longer retention policies. A point's
 identity (measurement, tags, window start) makes a recomputed window overwrite itself, so
 any window may be computed as often as needed. docs/rollups.md tells the whole story.
 
@@ -33,9 +33,9 @@ from dispatch.jobs.consumption import consumption_by_window
 from dispatch.settings import RollupSettings
 from estate.errors import StoreRejected
 from estate.lineprotocol import FieldValue, line
-from estate.ports import Series, TimeSeriesStore
-from estate.retention import ensure_retention_policy, quote_identifier
-from estate.schema import READINGS, ROLLUP_REQUESTS, split_field_key
+from estate.ports import Aggregate, Aggregation, Point, SeriesRef, TimeRange, TimeSeriesStore, Where
+from estate.schema import ROLLUP_REQUESTS, split_field_key
+from estate.stored import METER_TAGS, RAW_READINGS
 from estate.units import QUANTITIES, Kind
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,6 @@ REQUEST_SOURCE: Final = "rollups"
 TAG_KEYS: Final = ("estate", "facility", "device", "quantity", "channel")
 _QUANTITY_NAMES: Final = tuple(sorted(QUANTITIES))
 COUNTERS: Final = tuple(sorted(q.name for q in QUANTITIES.values() if q.kind is Kind.COUNTER))
-_GROUP_TAGS: Final = ", ".join(f'"{k}"' for k in TAG_KEYS)
-_METER_TAGS: Final = '"estate", "facility", "device"'
-"""The tags of the raw readings: the quantity and channel are in the field's name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +71,10 @@ class Level:
     source: Level | None  # None: the raw readings
     consumption: bool = False
 
+    @property
+    def series(self) -> SeriesRef:
+        return SeriesRef(self.measurement, self.policy)
+
 
 READING_1M: Final = Level("reading_1m", MINUTE_MS, POLICY_1M, None)
 READING_15M: Final = Level("reading_15m", QUARTER_MS, POLICY_LONG, READING_1M)
@@ -84,22 +85,21 @@ LEVELS: Final = (READING_1M, READING_15M, READING_1H, CONSUMPTION_15M, CONSUMPTI
 """Every level, each after the level it is computed from."""
 
 
-def ensure_rollup_policies(store: TimeSeriesStore, database: str, retention_1m: str = "90d",
+def ensure_rollup_policies(store: TimeSeriesStore, retention_1m: str = "90d",
                            retention_long: str = "INF") -> None:
     """Create the rollup retention policies, or bring their durations in line with settings."""
     for name, duration in ((POLICY_1M, retention_1m), (POLICY_LONG, retention_long)):
-        ensure_retention_policy(store, database, name, duration)
+        store.ensure_retention(name, duration)
 
 
-def try_rollup_policies(store: TimeSeriesStore, database: str, settings: RollupSettings,
-                        ) -> None:
+def try_rollup_policies(store: TimeSeriesStore, settings: RollupSettings) -> None:
     """``ensure_rollup_policies`` where the store allows it; a warning where it refuses.
 
     InfluxDB 3 has no retention policy statements: its administrator makes the databases.
     If they are missing too, the writes will say so.
     """
     try:
-        ensure_rollup_policies(store, database, settings.retention_1m, settings.retention_long)
+        ensure_rollup_policies(store, settings.retention_1m, settings.retention_long)
     except StoreRejected as exc:
         log.warning("cannot create the rollup retention policies (%s); they must exist "
                     "already (docs/rollups.md)", exc)
@@ -233,12 +233,11 @@ class RunSummary:
 class Rollups:
     """The rollup job; call it (the scheduler does) or ``run(now_ms)`` it."""
 
-    def __init__(self, store: TimeSeriesStore, database: str, settings: RollupSettings, *,
+    def __init__(self, store: TimeSeriesStore, settings: RollupSettings, *,
                  manage_policies: bool = True) -> None:
         """``manage_policies``: create the retention policies (InfluxDB 1.x); on 2.x the
         administrator makes a bucket for each instead (docs/rollups.md)."""
         self._store = store
-        self._db = database
         self._settings = settings
         self._policies_ready = not manage_policies
         self._trailing_ms = {MINUTE_MS: round(settings.trailing_1m_s * 1000),
@@ -251,7 +250,7 @@ class Rollups:
     def run(self, now_ms: int | None = None) -> RunSummary:
         now_ms = time.time_ns() // _NS_PER_MS if now_ms is None else now_ms
         if not self._policies_ready:
-            try_rollup_policies(self._store, self._db, self._settings)
+            try_rollup_policies(self._store, self._settings)
             self._policies_ready = True
         progress = self._load_progress(now_ms)
         saved = progress.fields()
@@ -292,23 +291,27 @@ class Rollups:
         # (10,000 meters' power, 10 minutes: 6 s), so this keeps each query well inside
         # the store's timeout and each answer a fraction of the whole. The raw readings hold
         # a field per quantity and channel; the rollups a point per quantity and channel.
-        queries: list[tuple[str, dict[str, str], dict[str, str]]]
+        source: SeriesRef
+        queries: list[tuple[list[Aggregation], Where, tuple[str, ...], dict[str, str]]]
         if level.source is None:
-            queries = [(aggregate_query(level, self._db, key), {}, dict(
+            source = RAW_READINGS
+            queries = [(raw_aggregations(key), Where(), METER_TAGS, dict(
                 zip(("quantity", "channel"), split_field_key(key), strict=True)))
                 for key in self._raw_fields()]
         else:
-            query = aggregate_query(level, self._db)
-            queries = [(query, {"quantity": q}, {}) for q in _QUANTITY_NAMES]
+            source = level.source.series
+            queries = [(rollup_aggregations(level), Where({"quantity": q}), TAG_KEYS, {})
+                       for q in _QUANTITY_NAMES]
         written = 0
         for s, e in spans(start_ms, end_ms, step):
-            for query, params, tags in queries:
-                series = self._store.query(query, params | {"start": s * _NS_PER_MS,
-                                                            "end": e * _NS_PER_MS})
-                lines = [rollup_line(prefix, fields, t_ms)
-                         for one in series
-                         for prefix in (series_prefix(level.measurement, {**one.tags, **tags}),)
-                         for t_ms, fields in _rows(one, level.consumption)]
+            for aggregations, where, group_by, tags in queries:
+                points = self._store.window_aggregates(source, aggregations, TimeRange(s, e),
+                                                       level.window_ms, where=where,
+                                                       group_by=group_by)
+                lines = [rollup_line(series_prefix(level.measurement, {**p.tags, **tags}),
+                                     fields, p.time_ms)
+                         for p in points
+                         if (fields := _fields(p, level.consumption)) is not None]
                 self._write(lines, level.policy)
                 written += len(lines)
         return written
@@ -316,9 +319,7 @@ class Rollups:
     def _raw_fields(self, counters: bool = False) -> list[str]:
         """The fields of the raw readings (every ``quantity[.channel]`` ever written), or
         those of registers; names of unknown quantities are left alone."""
-        names = [str(row[0]) for s in self._store.query(
-                     f"SHOW FIELD KEYS FROM {quote_identifier(READINGS)}")
-                 for row in s.values]
+        names = self._store.field_names(RAW_READINGS)
         wanted = COUNTERS if counters else _QUANTITY_NAMES
         return sorted(n for n in names if split_field_key(n)[0] in wanted)
 
@@ -336,28 +337,22 @@ class Rollups:
         lookback_ms = round(self._settings.previous_reading_lookback_s * 1000)
         written = 0
         for field_name in self._raw_fields(counters=True):
-            field = quote_identifier(field_name)
             names = dict(zip(("quantity", "channel"), split_field_key(field_name), strict=True))
             previous: dict[tuple[str, ...], float | None] = {
-                _key(s.tags): float(s.values[0][1])
-                for s in self._store.query(
-                    f"SELECT last({field}) FROM {quote_identifier(READINGS)} "
-                    f"WHERE time >= $from AND time < $start GROUP BY {_METER_TAGS}",
-                    {"from": (start_ms - lookback_ms) * _NS_PER_MS,
-                     "start": start_ms * _NS_PER_MS})
-                if s.values and s.values[0][1] is not None}
+                _key(latest.tags): float(value)
+                for latest in self._store.latest_values(
+                    RAW_READINGS, [field_name], TimeRange(start_ms - lookback_ms, start_ms),
+                    group_by=METER_TAGS)
+                if isinstance(value := latest.values.get(field_name), int | float)}
             for s, e in spans(start_ms, end_ms, self._settings.raw_query_span_s * 1000):
                 lines = []
-                for one in self._store.query(
-                        f"SELECT {field} FROM {quote_identifier(READINGS)} "
-                        f"WHERE time >= $start AND time < $end GROUP BY {_METER_TAGS}",
-                        {"start": s * _NS_PER_MS, "end": e * _NS_PER_MS}):
-                    key = _key(one.tags)
-                    windows, previous[key] = consumption_by_window(
-                        previous.get(key),
-                        ((int(t), float(v)) for t, v in one.values if v is not None),
-                        QUARTER_MS)
-                    prefix = series_prefix(CONSUMPTION_15M.measurement, {**one.tags, **names})
+                for tags, values in _by_group(self._store.points(
+                        RAW_READINGS, TimeRange(s, e), fields=[field_name],
+                        group_by=METER_TAGS), field_name):
+                    key = _key(tags)
+                    windows, previous[key] = consumption_by_window(previous.get(key), values,
+                                                                   QUARTER_MS)
+                    prefix = series_prefix(CONSUMPTION_15M.measurement, {**tags, **names})
                     lines += [rollup_line(prefix, c.fields(), w)
                               for w, c in sorted(windows.items())]
                 self._write(lines, CONSUMPTION_15M.policy)
@@ -372,11 +367,10 @@ class Rollups:
         until_ms = now_ms - round(self._settings.request_settle_s * 1000)
         if until_ms <= after_ms:
             return
-        rows = [row for s in self._store.query(
-                    f'SELECT "start_ms", "end_ms" FROM "{ROLLUP_REQUESTS}" '
-                    "WHERE time >= $after AND time < $until",
-                    {"after": after_ms * _NS_PER_MS, "until": until_ms * _NS_PER_MS})
-                for row in s.values]
+        rows = [(p.time_ms, p.fields.get("start_ms"), p.fields.get("end_ms"))
+                for p in self._store.points(SeriesRef(ROLLUP_REQUESTS),
+                                            TimeRange(after_ms, until_ms),
+                                            fields=["start_ms", "end_ms"])]
         if not rows:
             return
         ranges = []
@@ -399,19 +393,13 @@ class Rollups:
                      sum(e - s for s, e in rest))
         summary.requests += len(rows)
         summary.requeued += len(rest)
-        progress.requests_ms = max(int(row[0]) for row in rows)
+        progress.requests_ms = max(row[0] for row in rows)
 
     def _load_progress(self, now_ms: int) -> Progress:
-        select = ", ".join(f"last({quote_identifier(n)}) AS {quote_identifier(n)}"
-                           for n in progress_names())
-        series = self._store.query(
-            f"SELECT {select} FROM {_qualified(self._db, POLICY_LONG, ROLLUP_WATERMARK)} "
-            "WHERE time >= $since",
-            {"since": (now_ms - round(self._settings.max_age_s * 1000)) * _NS_PER_MS})
-        if not series or not series[0].values:
-            return Progress()
-        return Progress.from_fields(dict(zip(series[0].columns, series[0].values[0],
-                                             strict=True)))
+        found = self._store.latest_values(
+            SeriesRef(ROLLUP_WATERMARK, POLICY_LONG), progress_names(),
+            TimeRange(now_ms - round(self._settings.max_age_s * 1000)))
+        return Progress.from_fields(found[0].values) if found else Progress()
 
     def _write(self, lines: list[str], policy: str | None) -> None:
         size = self._settings.write_batch_lines
@@ -426,31 +414,21 @@ class Rollups:
                 log.warning("rollup points older than %s's duration dropped: %s", policy, exc)
 
 
-def aggregate_query(level: Level, database: str, raw_field: str = "") -> str:
-    """The InfluxQL that computes ``level`` from its source for one quantity, time-bounded,
-    empty windows left out. The mean is not asked for: it is ``sum / count`` at every level.
+def raw_aggregations(raw_field: str) -> list[Aggregation]:
+    """What a 1-minute window keeps of the raw readings' field ``quantity[.channel]``. The
+    mean is not asked for: it is ``sum / count`` at every level."""
+    return [Aggregation(name, Aggregate(name), raw_field)
+            for name in ("sum", "count", "min", "max", "last")]
 
-    From the raw readings the quantity is the field ``raw_field`` (``quantity[.channel]``);
-    from a rollup it is the ``$quantity`` parameter."""
-    if level.source is None:
-        if not raw_field:
-            raise ValueError("the raw readings are rolled up one field at a time")
-        f = quote_identifier(raw_field)
-        return (f'SELECT sum({f}) AS "sum", count({f}) AS "count", min({f}) AS "min", '
-                f'max({f}) AS "max", last({f}) AS "last" FROM {quote_identifier(READINGS)} '
-                "WHERE time >= $start AND time < $end "
-                f"GROUP BY time({level.window_ms // MINUTE_MS}m), {_METER_TAGS} fill(none)")
-    else:
-        source = _qualified(database, level.source.policy, level.source.measurement)
-        if level.consumption:
-            select = ('sum("value") AS "value", sum("resets") AS "resets", '
-                      'sum("rollovers") AS "rollovers", sum("backwards") AS "backwards"')
-        else:
-            select = ('sum("sum") AS "sum", sum("count") AS "count", min("min") AS "min", '
-                      'max("max") AS "max", last("last") AS "last"')
-    return (f'SELECT {select} FROM {source} WHERE "quantity" = $quantity AND '
-            "time >= $start AND time < $end "
-            f"GROUP BY time({level.window_ms // MINUTE_MS}m), {_GROUP_TAGS} fill(none)")
+
+def rollup_aggregations(level: Level) -> list[Aggregation]:
+    """What a window of ``level`` keeps of the windows of its source level."""
+    if level.consumption:
+        return [Aggregation(name, Aggregate.SUM, name)
+                for name in ("value", "resets", "rollovers", "backwards")]
+    return [Aggregation("sum", Aggregate.SUM, "sum"), Aggregation("count", Aggregate.SUM, "count"),
+            Aggregation("min", Aggregate.MIN, "min"), Aggregation("max", Aggregate.MAX, "max"),
+            Aggregation("last", Aggregate.LAST, "last")]
 
 
 def series_prefix(measurement: str, tags: Mapping[str, str]) -> str:
@@ -477,28 +455,31 @@ def rollup_line(prefix: str, fields: Mapping[str, float | int], t_ms: int) -> st
     return f"{prefix} {','.join(parts)} {t_ms * _NS_PER_MS}"
 
 
-def _rows(series: Series, consumption: bool) -> Iterable[tuple[int, dict[str, float | int]]]:
-    """The window start and the fields of each row of an aggregate answer."""
-    index = {c: i for i, c in enumerate(series.columns)}
-    for row in series.values:
-        if any(v is None for v in row):
-            continue
-        if consumption:
-            yield int(row[0]), {"value": float(row[index["value"]]),
-                                "resets": int(row[index["resets"]]),
-                                "rollovers": int(row[index["rollovers"]]),
-                                "backwards": int(row[index["backwards"]])}
-        else:
-            total, count = float(row[index["sum"]]), int(row[index["count"]])
-            yield int(row[0]), {"mean": total / count, "min": float(row[index["min"]]),
-                                "max": float(row[index["max"]]),
-                                "last": float(row[index["last"]]), "sum": total,
-                                "count": count}
+def _fields(point: Point, consumption: bool) -> dict[str, float | int] | None:
+    """The fields of a rollup point from an aggregate answer; None for a window with a
+    missing aggregate."""
+    n = {k: v for k, v in point.fields.items() if isinstance(v, int | float)}
+    if len(n) < len(point.fields):
+        return None
+    if consumption:
+        return {"value": float(n["value"]), "resets": int(n["resets"]),
+                "rollovers": int(n["rollovers"]), "backwards": int(n["backwards"])}
+    total, count = float(n["sum"]), int(n["count"])
+    return {"mean": total / count, "min": float(n["min"]), "max": float(n["max"]),
+            "last": float(n["last"]), "sum": total, "count": count}
+
+
+def _by_group(points: Iterable[Point], field_name: str,
+              ) -> list[tuple[Mapping[str, str], list[tuple[int, float]]]]:
+    """The points' values of ``field_name`` per group, in time order."""
+    groups: dict[tuple[str, ...], tuple[Mapping[str, str], list[tuple[int, float]]]] = {}
+    for p in points:
+        value = p.fields.get(field_name)
+        entry = groups.setdefault(_key(p.tags), (p.tags, []))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            entry[1].append((p.time_ms, float(value)))
+    return list(groups.values())
 
 
 def _key(tags: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(tags.get(k, "") for k in TAG_KEYS)
-
-
-def _qualified(database: str, policy: str, measurement: str) -> str:
-    return ".".join(quote_identifier(part) for part in (database, policy, measurement))

@@ -67,9 +67,8 @@ from estate.assets import (
     ThermalStorageSpec,
     parse_clock,
 )
-from estate.ports import TimeSeriesStore
-from estate.retention import quote_identifier
-from estate.schema import READINGS
+from estate.ports import TimeRange, TimeSeriesStore, Where
+from estate.stored import RAW_READINGS
 
 log = logging.getLogger(__name__)
 
@@ -171,24 +170,18 @@ def _per_version(rows: Sequence[Tariff], value: Callable[[Tariff], float], start
 def latest_values(store: TimeSeriesStore, estate: str, devices: Sequence[tuple[str, str]],
                   now_ms: int) -> dict[tuple[str, str], dict[str, float]]:
     """The latest power (kW) and state of charge (%) of each device in the last hour."""
-    if not devices:
-        return {}
-    clauses = " OR ".join(f'("facility" = $f{i} AND "device" = $d{i})'
-                          for i in range(len(devices)))
-    params: dict[str, str | int] = {"estate": estate,
-                                    "since": (now_ms - TELEMETRY_MAX_AGE_MS) * _NS_PER_MS}
-    for i, (facility, device) in enumerate(devices):
-        params[f"f{i}"], params[f"d{i}"] = facility, device
-    series = store.query(
-        'SELECT last("power") AS "power", last("state_of_charge") AS "soc" FROM '
-        f'{quote_identifier(READINGS)} WHERE "estate" = $estate AND time >= $since AND '
-        f'({clauses}) GROUP BY "facility", "device"', params)
+    found = store.latest_values(
+        RAW_READINGS, ["power", "state_of_charge"], TimeRange(now_ms - TELEMETRY_MAX_AGE_MS),
+        where=Where({"estate": estate},
+                    any_of=[{"facility": f, "device": d} for f, d in devices]),
+        group_by=("facility", "device"))
     out: dict[tuple[str, str], dict[str, float]] = {}
-    for s in series:
-        key = (s.tags.get("facility", ""), s.tags.get("device", ""))
-        for record in s.records():
-            out[key] = {k: float(record[k]) for k in ("power", "soc")
-                        if isinstance(record.get(k), int | float)}
+    for latest in found:
+        key = (latest.tags.get("facility", ""), latest.tags.get("device", ""))
+        out[key] = {name: float(value) for name, value in
+                    (("power", latest.values.get("power")),
+                     ("soc", latest.values.get("state_of_charge")))
+                    if isinstance(value, int | float) and not isinstance(value, bool)}
     return out
 
 
@@ -487,13 +480,12 @@ class PlanJob:
     without it a re-plan runs at once in the caller's thread.
     """
 
-    def __init__(self, store: TimeSeriesStore, database: str, sessions: sessionmaker[Session],
+    def __init__(self, store: TimeSeriesStore, sessions: sessionmaker[Session],
                  estate_id: str, settings: PlanningSettings, *,
                  sender: CommandSender | None = None,
                  nominal_kw: Mapping[str, float] | None = None,
                  rollups: RollupSettings | None = None, manage_policies: bool = True) -> None:
         self._store = store
-        self._db = database
         self._sessions = sessions
         self._estate = estate_id
         self._settings = settings
@@ -563,5 +555,5 @@ class PlanJob:
     def _ensure_policies(self) -> None:
         if self._policies_ready:
             return
-        try_rollup_policies(self._store, self._db, self._rollups)
+        try_rollup_policies(self._store, self._rollups)
         self._policies_ready = True

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from importlib.resources import files
@@ -22,9 +24,8 @@ from dispatch.jobs.freshness import FRESHNESS
 from dispatch.web.live import LiveState
 from estate.errors import StoreError
 from estate.model import MEASURES, EstateSpec
-from estate.ports import TimeSeriesStore
-from estate.schema import READINGS, field_key
-from estate.stored import readings_from_series
+from estate.ports import SeriesRef, TimeRange, TimeSeriesStore, Where
+from estate.stored import METER_TAGS, RAW_READINGS, reading_fields, readings_from_points
 from estate.topics import IDENTIFIER_PATTERN
 from estate.units import QUANTITIES
 
@@ -36,6 +37,8 @@ MAX_ROWS_PER_SERIES = 50_000
 MAX_RANGE = timedelta(days=31)
 # The live stream pushes changes at most this often; meters report every few seconds.
 STREAM_PERIOD_S = 1.0
+# The freshness answer is the newest check of the last hour: the worker checks every 30 s.
+HOUR_MS = 3_600_000
 
 Ident = Annotated[str | None, Query(pattern=IDENT)]
 
@@ -118,59 +121,42 @@ def create_app(spec: EstateSpec, store: TimeSeriesStore, live: LiveState,
             raise HTTPException(422, f"at most {MAX_RANGE.days} days per request")
         if quantity is not None and quantity not in QUANTITIES:
             raise HTTPException(422, f"unknown quantity {quantity!r}")
-        conditions = ['"estate" = $estate', "time >= $start", "time < $end"]
-        params: dict[str, str | int] = {
-            "estate": spec.id,
-            "start": int(start.timestamp() * 1_000_000) * 1000,
-            "end": int(end.timestamp() * 1_000_000) * 1000,
-        }
+        tags = {"estate": spec.id}
         for name, value in (("facility", facility), ("device", device)):
             if value is not None:
-                conditions.append(f'"{name}" = ${name}')
-                params[name] = value
+                tags[name] = value
+        span = TimeRange(int(start.timestamp() * 1000), int(end.timestamp() * 1000))
         try:
-            series = store.query(
-                f'SELECT {_reading_fields(quantity, channel)} FROM "{READINGS}" '
-                f'WHERE {" AND ".join(conditions)} '
-                f'GROUP BY "estate", "facility", "device" LIMIT {limit}', params)
+            fields = None
+            if quantity is not None or channel is not None:
+                fields = reading_fields(store.field_names(RAW_READINGS), quantity, channel)
+            points = store.points(RAW_READINGS, span, fields=fields, where=Where(tags),
+                                  group_by=METER_TAGS, limit_per_group=limit)
         except StoreError as exc:
             raise HTTPException(503, f"the time-series store is unavailable: {exc}") from exc
-        truncated = any(len(s.values) >= limit for s in series)
+        per_meter = Counter(tuple(p.tags.get(k, "") for k in METER_TAGS) for p in points)
+        truncated = any(n >= limit for n in per_meter.values())
         rows = [{"time_ms": r.time_ms, "facility": r.facility, "device": r.device,
                  "quantity": r.quantity, "channel": r.channel, "value": r.value,
                  "unit": QUANTITIES[r.quantity].unit if r.quantity in QUANTITIES else ""}
-                for r in readings_from_series(series)]
+                for r in readings_from_points(points)]
         return {"estate": spec.id, "count": len(rows), "truncated": truncated,
                 "readings": rows}
 
     @app.get("/api/freshness")
     def freshness() -> dict[str, Any]:
         """The scheduler's latest check of which meters stopped reporting."""
+        now_ms = time.time_ns() // 1_000_000
         try:
-            series = store.query(
-                f'SELECT last("stale") AS "stale", "expected", "stale_devices" FROM '
-                f'"{FRESHNESS}" WHERE "estate" = $estate AND time > now() - 1h',
-                {"estate": spec.id})
+            newest = store.newest_points(SeriesRef(FRESHNESS), TimeRange(now_ms - HOUR_MS),
+                                         fields=["stale", "expected", "stale_devices"],
+                                         where=Where({"estate": spec.id}))
         except StoreError as exc:
             raise HTTPException(503, f"the time-series store is unavailable: {exc}") from exc
-        if not series or not series[0].values:
+        if not newest:
             return {"checked_ms": None, "expected": None, "stale": []}
-        record = series[0].records()[0]
-        stale_text = record.get("stale_devices") or ""
-        return {"checked_ms": record["time"], "expected": record["expected"],
+        stale_text = str(newest[0].fields.get("stale_devices") or "")
+        return {"checked_ms": newest[0].time_ms, "expected": newest[0].fields.get("expected"),
                 "stale": [s for s in stale_text.split(",") if s]}
 
     return app
-
-
-def _reading_fields(quantity: str | None, channel: str | None) -> str:
-    """The fields of ``READINGS`` to select: one per quantity and channel, as a field key
-    or an InfluxQL regular expression (both names were validated against their alphabets,
-    so only the dot needs escaping)."""
-    if quantity is not None and channel is not None:
-        return f'"{field_key(quantity, channel)}"'
-    if quantity is not None:
-        return f"/^{quantity}(\\.|$)/"
-    if channel is not None:
-        return "/\\." + channel.replace(".", "\\.") + "$/"
-    return "*"

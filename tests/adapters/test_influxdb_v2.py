@@ -28,9 +28,9 @@ from pydantic import SecretStr
 from adapters.influx import make_store
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.influxdb_v2 import InfluxV2Store
+from adapters.influxql import Series
 from estate.errors import ConfigError, StoreMisconfigured, StoreRejected, StoreUnavailable
 from estate.lineprotocol import line
-from estate.ports import Series
 from estate.settings import InfluxSettings
 from launcher.servers import free_port
 

@@ -27,7 +27,7 @@ def test_forecast_and_actual_side_by_side(store: InfluxV1Store,
     end = now_quarter()
     write_history(store, influx_settings.database, end, weeks=2)
     # Issued a day ago, so the last day has both a forecast and a measurement.
-    ForecastJob(store, influx_settings.database, SPEC, ForecastSettings()).run(
+    ForecastJob(store, SPEC, ForecastSettings()).run(
         now_ms=end - 96 * STEP_MS + 60_000)
     app = FastAPI()
     app.include_router(forecast_router(SPEC, store))

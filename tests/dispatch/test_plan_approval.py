@@ -95,7 +95,7 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
     app = FastAPI()
     app.include_router(plans_router(sessions, SPEC.id, SETTINGS, sender))
     # With a sender, as in the worker: assets in auto control mode get commands at once.
-    job = PlanJob(store, influx_settings.database, sessions, SPEC.id, SETTINGS,
+    job = PlanJob(store, sessions, SPEC.id, SETTINGS,
                   sender=sender, nominal_kw=nominal_kw(SPEC))
     try:
         with served(app) as url:
@@ -293,7 +293,7 @@ def test_the_web_view_serves_the_plans_of_the_registry(
     sessions = session_factory(engine)
     with sessions.begin() as session:
         load_into_registry(session, SPEC)
-    outcome = PlanJob(store, influx_settings.database, sessions, SPEC.id, SETTINGS).run()
+    outcome = PlanJob(store, sessions, SPEC.id, SETTINGS).run()
     assert outcome is not None
     parts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings,
                                        registry_url=url))

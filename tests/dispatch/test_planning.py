@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.influxdb_v1 import InfluxV1Store
+from adapters.influxql import Series
 from dispatch.__main__ import run_worker
 from dispatch.control.approval import PLAN_POLICY
 from dispatch.optimiser.problem import Asset as OptimiserAsset
@@ -40,7 +41,6 @@ from edge.publisher import Publisher, publish_range, run_realtime
 from edge.simulator import EstateSimulator
 from estate.assets import DeferrableLoadSpec
 from estate.model import SAMPLE_ESTATE, load_estate
-from estate.ports import Series
 from estate.schema import PLANS
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
@@ -125,9 +125,9 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
         registry: sessionmaker[Session]) -> None:
     end = now_quarter()
     write_history(store, influx_settings.database, end, weeks=2)
-    ForecastJob(store, influx_settings.database, SPEC, ForecastSettings()).run(
+    ForecastJob(store, SPEC, ForecastSettings()).run(
         now_ms=end + 60_000)
-    job = PlanJob(store, influx_settings.database, registry, SPEC.id, SETTINGS,
+    job = PlanJob(store, registry, SPEC.id, SETTINGS,
                   nominal_kw=nominal_kw(SPEC))
     outcome = job.run(now_ms=end + 60_000)
     assert outcome is not None
@@ -217,7 +217,7 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
 def test_an_event_replans_at_once_with_its_reason_as_the_trigger(
         store: InfluxV1Store, influx_settings: InfluxSettings,
         registry: sessionmaker[Session]) -> None:
-    job = PlanJob(store, influx_settings.database, registry, SPEC.id, SETTINGS,
+    job = PlanJob(store, registry, SPEC.id, SETTINGS,
                   nominal_kw=nominal_kw(SPEC))
     asked: list[str] = []
     job.request_soon = lambda: asked.append("soon")

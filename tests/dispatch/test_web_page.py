@@ -87,7 +87,7 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
     with sessions.begin() as session:
         load_into_registry(session, spec)
     battery = DeviceId(spec.id, "utilities", "battery")
-    made = PlanJob(store, influx_settings.database, sessions, spec.id,
+    made = PlanJob(store, sessions, spec.id,
                    PlanningSettings(time_limit_s=30), nominal_kw=nominal_kw(spec)).run()
     assert made is not None
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

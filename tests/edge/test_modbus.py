@@ -25,6 +25,7 @@ from edge.modbus import ModbusGateway, ModbusMeter, decode, plan_blocks, poll
 from edge.publisher import Publisher
 from edge.registers import GENERIC_THREE_PHASE, WORDS, MeterMap, Point, load_map
 from estate.errors import ConfigError
+from estate.ports import Where
 from estate.settings import MqttSettings
 from estate.stored import select_readings
 from estate.topics import DeviceId
@@ -176,7 +177,7 @@ def test_poll_reads_the_real_server(meter_map: MeterMap) -> None:
 
 def _stored(store: InfluxV1Store, estate: str) -> dict[str, dict[tuple[str, str], Any]]:
     by_device: dict[str, dict[tuple[str, str], Any]] = {}
-    for r in select_readings(store, '"estate" = $estate', {"estate": estate}):
+    for r in select_readings(store, where=Where({"estate": estate})):
         by_device.setdefault(r.device, {})[(r.quantity, r.channel)] = {
             "value": r.value, "time": r.time_ms}
     return by_device

@@ -69,7 +69,7 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_good_ones_kept(
     reasons = sorted(s.tags["reason"] for s in store.query(
         f'SELECT count("record") FROM "{DEAD_LETTERS}" GROUP BY "reason"'))
     assert reasons == ["future-time", "identity-mismatch", "malformed-json", "non-finite"]
-    flow = select_readings(store, fields='"water_flow"')
+    flow = select_readings(store, quantity="water_flow")
     assert [r.value for r in flow] == [pytest.approx(7.2)]
 
 
