@@ -50,15 +50,29 @@ def _check_secrets(settings: DispatchSettings) -> None:
                            settings.influx.token)
 
 
+@dataclass
+class CommandLink:
+    """A command sender and the connection it sends on, which it does not own."""
+
+    sender: CommandSender
+    connection: MqttConnection
+
+    def close(self) -> None:
+        self.sender.close()
+        self.connection.close()
+
+
 def _command_sender(settings: DispatchSettings, role: str, estate: str,
-                    engine: Engine) -> CommandSender:
+                    engine: Engine) -> CommandLink:
     """A command sender connecting in the background: a broker that is away at start-up
     delays commands (they time out meanwhile), it does not turn them off."""
-    sender = CommandSender(settings.mqtt, f"estate-{role}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                           CommandStore(session_factory(engine)), estates=[estate],
+    connection = MqttConnection(settings.mqtt,
+                                f"estate-{role}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    sender = CommandSender(connection, CommandStore(session_factory(engine)), estates=[estate],
                            actor=f"dispatch:{role}")
-    sender.start(wait=False)
-    return sender
+    sender.start()
+    connection.connect_async()
+    return CommandLink(sender, connection)
 
 
 def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
@@ -74,9 +88,9 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     if settings.registry_load_estate:
         with session_factory(engine).begin() as session:
             load_into_registry(session, spec)  # it logs what it changed
-    sender = _command_sender(settings, "worker", spec.id, engine)
+    commands = _command_sender(settings, "worker", spec.id, engine)
     planner = PlanJob(store, session_factory(engine), spec.id,
-                      settings.planning, sender=sender, nominal_kw=nominal_kw(spec),
+                      settings.planning, sender=commands.sender, nominal_kw=nominal_kw(spec),
                       rollups=settings.rollups, manage_policies=settings.influx.api == "v1")
     scheduler = Scheduler([
         Job("meter-freshness",
@@ -113,7 +127,7 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     stop.wait()
     keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
-    sender.close()
+    commands.close()
     engine.dispose()
     store.close()
 
@@ -127,13 +141,13 @@ class WebParts:
     store: TimeSeriesStore
     live: LiveState
     engine: Engine | None = None
-    sender: CommandSender | None = None
+    commands: CommandLink | None = None
 
     def close(self) -> None:
         self.mqtt.close()
         self.store.close()
-        if self.sender is not None:
-            self.sender.close()
+        if self.commands is not None:
+            self.commands.close()
         if self.engine is not None:
             self.engine.dispose()
 
@@ -145,10 +159,9 @@ def build_web(settings: DispatchSettings) -> WebParts:
     store = make_store(settings.influx)
     live = LiveState(spec.id)
     # Every replica needs every message: a plain (not shared), non-persistent subscription.
-    mqtt = MqttConnection(settings.mqtt, f"estate-web-{os.getpid()}-{id(live):x}",
-                          on_message=live.handle)
+    mqtt = MqttConnection(settings.mqtt, f"estate-web-{os.getpid()}-{id(live):x}")
     for channel in (Channel.TELEMETRY, Channel.STATUS):
-        mqtt.subscribe(subscription(channel, estate=spec.id), qos=0)
+        mqtt.subscribe(subscription(channel, estate=spec.id), live.handle, qos=0)
     mqtt.connect_async()
     app = create_app(spec, store, live, mqtt_connected=lambda: mqtt.connected)
     app.include_router(forecast_router(spec, store))
@@ -156,9 +169,10 @@ def build_web(settings: DispatchSettings) -> WebParts:
     # Migrations are idempotent: whichever of web and worker starts first brings the
     # schema up to date.
     upgrade(engine)
-    sender = _command_sender(settings, "web", spec.id, engine)
-    app.include_router(plans_router(session_factory(engine), spec.id, settings.planning, sender))
-    return WebParts(app, mqtt, store, live, engine, sender)
+    commands = _command_sender(settings, "web", spec.id, engine)
+    app.include_router(plans_router(session_factory(engine), spec.id, settings.planning,
+                                    commands.sender))
+    return WebParts(app, mqtt, store, live, engine, commands)
 
 
 def run_web(settings: DispatchSettings) -> None:

@@ -47,13 +47,13 @@ def run(settings: EdgeSettings, stop: threading.Event | None = None) -> None:
             handler = simulated_command_handler(spec, settings.command_log_path)
             # The simulator reports its own status as a device of the estate's "edge" facility.
             publisher = Publisher(settings.mqtt, settings.client_id,
-                                  DeviceId(spec.id, "edge", settings.client_id),
-                                  on_message=handler.on_message if handler else None)
-            publisher.start(simulator.devices)
+                                  DeviceId(spec.id, "edge", settings.client_id))
             if handler is not None:
+                # Before connecting: the subscriptions go out with the connection.
                 handler.start(publisher.connection)
                 log.info("answering commands for %s", ", ".join(
                     f"{d.facility}/{d.device}" for d in handler.devices))
+            publisher.start(simulator.devices)
         log.info("simulating %d meters of %s every %.1f s%s%s", len(simulator.devices),
                  spec.name, settings.interval_s, ", publishing" if publisher else "",
                  f", Modbus on ports {servers.ports}" if servers else "")

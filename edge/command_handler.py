@@ -7,8 +7,9 @@ command id and every answer given is kept in a small SQLite file (``CommandLog``
 edge's own audit trail, which also makes the handler idempotent: a command id seen before
 is answered again from the log and never executed twice, across restarts too.
 
-Messages arrive on paho's network thread and are carried out one at a time on the
-handler's own worker thread, so a slow Modbus write never stalls the MQTT connection.
+Messages are queued as they arrive (``Handling.INLINE``: the queue is the handler's own) and
+carried out one at a time on the handler's own worker thread, so a slow Modbus write never
+stalls the MQTT connection, and ``stop`` can finish the command in hand.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from adapters.mqtt import InboundMessage, MqttConnection
 from estate.commands import (
     CommandPolicy,
     CommandRequest,
@@ -41,6 +41,7 @@ from estate.commands import (
     decode_request,
 )
 from estate.errors import ConfigError, ContractError
+from estate.ports import Handling, InboundMessage, Messaging
 from estate.topics import Channel, DeviceId, parse_topic
 
 log = logging.getLogger(__name__)
@@ -423,9 +424,8 @@ _STOP: Final = object()
 class CommandHandler:
     """Answers commands for ``targets``; the edge's side of docs/commands.md.
 
-    Wiring: create the handler, create the ``MqttConnection`` with
-    ``on_message=handler.on_message``, connect it, then ``handler.start(connection)``,
-    which subscribes to each device's ``cmd/req`` and starts the worker.
+    Wiring: create the handler, then ``handler.start(messaging)``, which subscribes to each
+    device's ``cmd/req`` and starts the worker, before or after the connection is made.
     """
 
     def __init__(self, targets: Sequence[CommandTarget], log_path: Path, *,
@@ -436,7 +436,7 @@ class CommandHandler:
         self.log = CommandLog(log_path)
         self._clock = clock
         self._queue: queue.Queue[InboundMessage | object] = queue.Queue()
-        self._connection: MqttConnection | None = None
+        self._connection: Messaging | None = None
         self._manual_ack = False
         self._worker: threading.Thread | None = None
 
@@ -445,10 +445,10 @@ class CommandHandler:
         return list(self._targets)
 
     def on_message(self, message: InboundMessage) -> None:
-        """The connection's message handler (paho's thread): queue for the worker."""
+        """The subscription's handler, on the network thread: queue for the worker."""
         self._queue.put(message)
 
-    def start(self, connection: MqttConnection, *, manual_ack: bool = False) -> None:
+    def start(self, connection: Messaging, *, manual_ack: bool = False) -> None:
         """Subscribe to every device's ``cmd/req`` and start carrying commands out.
 
         ``manual_ack``: the connection's session acknowledges by hand; each request is then
@@ -464,7 +464,8 @@ class CommandHandler:
                             logged.response_topic, logged.correlation_data, answer)
             self._reply(logged.response_topic, answer, logged.correlation_data)
         for device in self._targets:
-            connection.subscribe(device.topic(Channel.COMMAND_REQUEST), qos=1)
+            connection.subscribe(device.topic(Channel.COMMAND_REQUEST), self.on_message, qos=1,
+                                 handling=Handling.INLINE)
         self._worker = threading.Thread(target=self._work, name="edge-commands", daemon=True)
         self._worker.start()
 
@@ -578,7 +579,7 @@ class CommandHandler:
     def _reply(self, topic: str, answer: CommandResponse, correlation: bytes | None) -> None:
         if self._connection is None:
             raise RuntimeError("CommandHandler.start() was not called")
-        self._connection.publish(topic, answer.encode(), qos=1, correlation_data=correlation)
+        self._connection.respond(topic, answer.encode(), correlation_data=correlation)
 
     def _device(self, path: str) -> DeviceId:
         estate, facility, device = path.split("/")

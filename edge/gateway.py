@@ -8,8 +8,9 @@
                    a message leaves the outbox only once the broker acknowledged it
 
 While the broker is away the poll loop carries on and the outbox grows (within its
-bounds, ``edge.outbox``); paho reconnects with exponential backoff, the sender replays
-the backlog oldest first, and a restarted gateway replays whatever its predecessor left.
+bounds, ``edge.outbox``); the connection comes back with exponential backoff, the sender
+replays the backlog oldest first, and a restarted gateway replays whatever its predecessor
+left.
 The MQTT session is persistent (clean start off, session expiry), and the gateway
 publishes retained births for itself and its meters on every connection, with a Last
 Will that marks the gateway offline if it vanishes (docs/contract.md section 7).
@@ -33,12 +34,11 @@ from typing import Any, Final, cast
 from wsgiref.simple_server import WSGIServer
 
 import orjson
-import paho.mqtt.client as paho
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.mqtt import MqttConnection, Session, Will
+from adapters.mqtt import MqttConnection
 from edge.command_handler import CommandHandler, CommandTarget, ModbusExecutor, ModbusTarget
 from edge.modbus import ModbusGateway, ModbusMeter
 from edge.outbox import Bounds, Outbox, OutboxMetrics
@@ -48,6 +48,7 @@ from edge.settings import GatewaySettings
 from estate.commands import CommandPolicy
 from estate.errors import BrokerError, ConfigError, TopicError
 from estate.lifecycle import stop_on_signals
+from estate.ports import Delivery, Messaging, Session, Will
 from estate.readings import Reading
 from estate.senml import encode_readings
 from estate.settings import refuse_default_secrets
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 
 # Messages published but not yet acknowledged. Enough to replay a backlog at broker speed
 # (one round trip per window), small enough that an outage never moves the backlog from
-# disk into paho's memory.
+# disk into the MQTT client's memory.
 SEND_WINDOW: Final = 100
 # How long a graceful stop keeps forwarding the backlog before leaving it in the outbox.
 FLUSH_TIMEOUT_S: Final = 5.0
@@ -273,13 +274,13 @@ class Poller:
 class Sender:
     """Forwards the outbox to the broker, oldest first, deleting what the broker acked."""
 
-    def __init__(self, outbox: Outbox, connection: MqttConnection,
+    def __init__(self, outbox: Outbox, connection: Messaging,
                  births: Callable[[], None], wakeup: threading.Event) -> None:
         self._outbox = outbox
         self._connection = connection
         self._births = births
         self._wakeup = wakeup
-        self._in_flight: deque[tuple[int, paho.MQTTMessageInfo]] = deque()
+        self._in_flight: deque[tuple[int, Delivery]] = deque()
         self._last_id = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -309,9 +310,9 @@ class Sender:
                 if connected and len(self._in_flight) < SEND_WINDOW and self._send():
                     continue
                 if self._in_flight:
-                    # Paho keeps un-acknowledged messages over a reconnection and sends them
-                    # again itself, so waiting here is all a lost connection needs.
-                    self._in_flight[0][1].wait_for_publish(0.05)
+                    # The connection keeps un-acknowledged messages over a reconnection and
+                    # sends them again itself, so waiting here is all a lost one needs.
+                    self._in_flight[0][1].wait(0.05)
                 else:
                     self._wakeup.wait(0.2)
                     self._wakeup.clear()
@@ -341,7 +342,7 @@ class Sender:
     def _settle(self) -> None:
         """Delete what the broker acknowledged (PUBACKs arrive in publication order)."""
         done: list[int] = []
-        while self._in_flight and self._in_flight[0][1].is_published():
+        while self._in_flight and self._in_flight[0][1].delivered:
             done.append(self._in_flight.popleft()[0])
         self._outbox.ack(done)
 
@@ -381,8 +382,7 @@ class Gateway:
             settings.mqtt, settings.client_id,
             session=Session(clean_start=False, expiry_s=settings.session_expiry_s,
                             manual_ack=self.commands is not None),
-            will=Will(self.identity.topic(Channel.STATUS), orjson.dumps({"state": "offline"})),
-            on_message=self.commands.on_message if self.commands is not None else None)
+            will=Will(self.identity.topic(Channel.STATUS), orjson.dumps({"state": "offline"})))
         self.metrics.connected.set_function(lambda: float(self.connection.connected))
         self.sender = Sender(self.outbox, self.connection, self._births, self.poller.queued)
         self._metrics_server: WSGIServer | None = None
@@ -396,7 +396,7 @@ class Gateway:
         self.sender.start()
         if self.commands is not None:
             # Before connecting: the subscriptions then go out with the first connection,
-            # and answers owed from before a crash wait in paho until it is up.
+            # and answers owed from before a crash wait in the connection until it is up.
             self.commands.start(self.connection, manual_ack=True)
             log.info("gateway %s takes commands for %s; command log %s",
                      self.identity.base_name,
@@ -430,8 +430,8 @@ class Gateway:
             infos = [self.connection.publish(d.topic(Channel.STATUS), status_payload("offline"),
                                              qos=1, retain=True)
                      for d in [*self.devices, self.identity]]
-            for info in infos:
-                info.wait_for_publish(2)
+            for delivery in infos:
+                delivery.wait(2)
         self.connection.close()
         self.poller.close()
         self.outbox.close()

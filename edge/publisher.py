@@ -8,8 +8,9 @@ import time
 
 import orjson
 
-from adapters.mqtt import MessageHandler, MqttConnection, Session, Will
+from adapters.mqtt import MqttConnection
 from edge.simulator import EstateSimulator
+from estate.ports import Session, Will
 from estate.readings import Reading
 from estate.senml import encode_readings
 from estate.settings import MqttSettings
@@ -25,15 +26,13 @@ def status_payload(state: str) -> bytes:
 class Publisher:
     """A gateway's MQTT side: births, telemetry packs, and offline notices on shutdown."""
 
-    def __init__(self, mqtt: MqttSettings, client_id: str, gateway: DeviceId,
-                 on_message: MessageHandler | None = None) -> None:
+    def __init__(self, mqtt: MqttSettings, client_id: str, gateway: DeviceId) -> None:
         self._gateway = gateway
         # The Last Will marks the gateway offline if it vanishes; its devices' own retained
         # status stays as last published.
         self.connection = MqttConnection(
             mqtt, client_id, session=Session(clean_start=False, expiry_s=3600),
-            will=Will(gateway.topic(Channel.STATUS), orjson.dumps({"state": "offline"})),
-            on_message=on_message)
+            will=Will(gateway.topic(Channel.STATUS), orjson.dumps({"state": "offline"})))
 
     def start(self, devices: list[DeviceId]) -> None:
         self.connection.connect()
@@ -49,8 +48,8 @@ class Publisher:
     def stop(self, devices: list[DeviceId]) -> None:
         infos = [self.connection.publish(d.topic(Channel.STATUS), status_payload("offline"),
                                          qos=1, retain=True) for d in [*devices, self._gateway]]
-        for info in infos:
-            info.wait_for_publish(5)
+        for delivery in infos:
+            delivery.wait(5)
         self.connection.close()
 
 

@@ -3,16 +3,17 @@
 Each port has one adapter per backend in the ``adapters`` package, handed to the services
 by their composition roots; the services never import a backend library themselves.
 
-A port speaks the domain's words, never a backend's query language: the time-series store
-is asked for the points of a series over a time range, the newest values per meter,
-aggregates over windows, counts and retention, so InfluxQL is written in ``adapters`` only
-and a store with another language (InfluxDB 3's SQL) is one new adapter
-(docs/influxdb.md).
+A port speaks the domain's words, never a backend's query language or types: the
+time-series store is asked for the points of a series over a time range, the newest values
+per meter, aggregates over windows, counts and retention, so InfluxQL is written in
+``adapters`` only and a store with another language (InfluxDB 3's SQL) is one new adapter
+(docs/influxdb.md). Messaging publishes, subscribes and carries requests and responses,
+with its own delivery handle; paho's types, errors and network thread stay behind it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -155,3 +156,124 @@ class TimeSeriesStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+# --- messaging ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message as the broker delivered it; ``mid`` and ``qos`` are what ``ack`` needs.
+    A request carries the topic its answer goes to and the data that correlates them."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+MessageHandler = Callable[[InboundMessage], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The Last Will the broker publishes if this client vanishes."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """How the broker should treat this client's session.
+
+    A persistent session (``clean_start=False`` with an expiry) keeps subscriptions and
+    un-acknowledged QoS 1 messages across disconnections and broker restarts.
+    """
+
+    clean_start: bool = True
+    expiry_s: int = 0
+    # How many un-acknowledged QoS 1 messages the broker may have in flight to us. An
+    # ingest worker that acks after a batch is written needs at least a batch of them.
+    receive_maximum: int = 65535
+    manual_ack: bool = False
+
+
+class Handling(StrEnum):
+    """Where a subscription's handler runs."""
+
+    WORKER = "worker"
+    """On the connection's own worker thread, one message at a time in arrival order: a
+    slow handler (a database write, a device command) delays its own messages, never the
+    connection. The default."""
+    INLINE = "inline"
+    """On the network thread itself, for a handler that only puts the message in a queue
+    of its own (ingest's raw enqueue, at hundreds of thousands of readings a second): it
+    must not do I/O or wait on anything that does."""
+
+
+class Delivery(Protocol):
+    """How a publication is getting on: our own handle, whatever library carries it."""
+
+    @property
+    def delivered(self) -> bool:
+        """The broker has it: acknowledged (QoS 1), or written to the connection (QoS 0).
+        A publication made while disconnected is delivered after the reconnection."""
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for ``delivered``; never raises."""
+
+
+class Messaging(Protocol):
+    """Publish, subscribe, request and respond over a broker (MQTT 5).
+
+    Subscriptions are kept: they are made again after every reconnection. Errors are
+    ``estate.errors.BrokerError``.
+    """
+
+    @property
+    def connected(self) -> bool:
+        """The broker accepted the connection and it has not dropped since."""
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect and wait until the broker accepted us; ``BrokerError`` otherwise."""
+
+    def connect_async(self) -> None:
+        """Start connecting in the background; retries until the broker is there."""
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for the connection; True once connected."""
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` until the broker acknowledged every subscription on
+        the current connection; True once it has (readiness: from then on nothing published
+        to them is missed)."""
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1, *,
+                  handling: Handling = Handling.WORKER) -> None:
+        """Receive what is published to ``topic_filter`` (shared: ``$share/group/...``)."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                ) -> Delivery:
+        """Queue a publication; with QoS 1 it is kept and sent again over a reconnection."""
+
+    def request(self, topic: str, payload: bytes, *, response_topic: str,
+                correlation_data: bytes, qos: int = 1) -> Delivery:
+        """Publish a request whose answers go to ``response_topic`` (to which the caller
+        subscribes), each carrying ``correlation_data``."""
+
+    def respond(self, topic: str, payload: bytes, *, correlation_data: bytes | None,
+                qos: int = 1) -> Delivery:
+        """Publish an answer to a request: on its response topic, with its correlation
+        data."""
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a message of a manually acknowledged session."""
+
+    def close(self) -> None:
+        """Disconnect cleanly (no Last Will), stop the threads."""

@@ -1,19 +1,23 @@
 """In-memory implementations of OUR OWN ports, for the fast tier's logic tests.
 
-``InMemoryTimeSeriesStore`` implements ``estate.ports.TimeSeriesStore``. They are test
-doubles of the ports the services are written against, not of Mosquitto or InfluxDB:
-nothing that claims to prove delivery or storage rests on them. The adapters are proven
-against the real servers (tests/adapters/), and every end-to-end path runs against them.
+``InMemoryTimeSeriesStore`` implements ``estate.ports.TimeSeriesStore`` and
+``InMemoryMessaging`` implements ``estate.ports.Messaging``. They are test doubles of the
+ports the services are written against, not of Mosquitto or InfluxDB: nothing that claims
+to prove delivery or storage rests on them. The adapters are proven against the real
+servers (tests/adapters/), and every end-to-end path runs against them.
 
 What they keep of the real semantics, because the logic under test relies on it: a point's
 identity (measurement, tags, time) makes a rewritten point overwrite its fields; an absent
-tag reads as ``""``; windows are aligned to the epoch and empty ones left out.
+tag reads as ``""``; windows are aligned to the epoch and empty ones left out; a message
+handler runs off the caller's thread unless it asked for the network thread (INLINE).
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from estate.errors import StoreRejected
@@ -21,8 +25,12 @@ from estate.ports import (
     EVERYWHERE,
     Aggregate,
     Aggregation,
+    Delivery,
     FieldValue,
+    Handling,
+    InboundMessage,
     LatestValues,
+    MessageHandler,
     Point,
     SeriesRef,
     TimeRange,
@@ -241,3 +249,140 @@ class InMemoryTimeSeriesStore:
 
     def close(self) -> None:
         pass
+
+
+# --- messaging -----------------------------------------------------------------------------
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT's matching of ``topic`` against a filter (``$share/group/`` ignored)."""
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2]
+    wanted, levels = topic_filter.split("/"), topic.split("/")
+    for i, part in enumerate(wanted):
+        if part == "#":
+            return True
+        if i >= len(levels) or (part != "+" and part != levels[i]):
+            return False
+    return len(wanted) == len(levels)
+
+
+@dataclass
+class Published:
+    """A publication the double recorded: what a broker would have received."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+class InMemoryDelivery:
+    """``estate.ports.Delivery`` that the test decides: delivered at once by default."""
+
+    def __init__(self, delivered: bool) -> None:
+        self._event = threading.Event()
+        if delivered:
+            self._event.set()
+
+    @property
+    def delivered(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._event.wait(timeout_s)
+
+    def acknowledge(self) -> None:
+        self._event.set()
+
+
+@dataclass
+class InMemoryMessaging:
+    """``estate.ports.Messaging`` in memory: publications are recorded, messages are
+    injected by the test with ``inject``. ``acknowledge`` False leaves publications
+    undelivered until the test acknowledges them (a broker that is away)."""
+
+    acknowledge: bool = True
+    published: list[Published] = field(default_factory=list)
+    deliveries: list[InMemoryDelivery] = field(default_factory=list)
+    acked: list[int] = field(default_factory=list)
+    handler_threads: list[str] = field(default_factory=list)
+    _subscriptions: list[tuple[str, MessageHandler, Handling]] = field(default_factory=list)
+    _connected: bool = False
+    _mids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        self._connected = True
+
+    def connect_async(self) -> None:
+        self._connected = True
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        return self._connected
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1, *,
+                  handling: Handling = Handling.WORKER) -> None:
+        self._subscriptions.append((topic_filter, handler, handling))
+
+    def subscriptions(self) -> list[str]:
+        return [f for f, _, _ in self._subscriptions]
+
+    def _record(self, message: Published) -> InMemoryDelivery:
+        self.published.append(message)
+        delivery = InMemoryDelivery(self.acknowledge)
+        self.deliveries.append(delivery)
+        return delivery
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                ) -> Delivery:
+        return self._record(Published(topic, payload, qos, retain))
+
+    def request(self, topic: str, payload: bytes, *, response_topic: str,
+                correlation_data: bytes, qos: int = 1) -> Delivery:
+        return self._record(Published(topic, payload, qos, False, response_topic,
+                                      correlation_data))
+
+    def respond(self, topic: str, payload: bytes, *, correlation_data: bytes | None,
+                qos: int = 1) -> Delivery:
+        return self._record(Published(topic, payload, qos, False, None, correlation_data))
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+    def close(self) -> None:
+        self._connected = False
+
+    def inject(self, topic: str, payload: bytes, *, qos: int = 1,
+               correlation_data: bytes | None = None, response_topic: str | None = None,
+               ) -> int:
+        """Deliver a message to the matching subscriptions as a broker would, and return
+        when every handler is done. A WORKER handler runs on a thread of its own, never
+        the caller's, as on the real connection; returns how many handlers ran."""
+        message = InboundMessage(topic, payload, qos, False, next(self._mids), response_topic,
+                                 correlation_data)
+        ran = 0
+        for topic_filter, handler, handling in list(self._subscriptions):
+            if not topic_matches(topic_filter, topic):
+                continue
+            ran += 1
+            if handling is Handling.INLINE:
+                self._run(handler, message)
+            else:
+                worker = threading.Thread(target=self._run, args=(handler, message),
+                                          name="in-memory-messaging-worker")
+                worker.start()
+                worker.join()
+        return ran
+
+    def _run(self, handler: MessageHandler, message: InboundMessage) -> None:
+        self.handler_threads.append(threading.current_thread().name)
+        handler(message)

@@ -27,7 +27,6 @@ from typing import Any, Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.mqtt import InboundMessage, MqttConnection
 from dispatch.registry.models import AuditEntry, Command
 from estate.commands import (
     FINAL_STATES,
@@ -42,7 +41,7 @@ from estate.commands import (
     state_for,
 )
 from estate.errors import ContractError
-from estate.settings import MqttSettings
+from estate.ports import Delivery, InboundMessage, Messaging
 from estate.topics import Channel, DeviceId, parse_topic, subscription
 
 log = logging.getLogger(__name__)
@@ -198,14 +197,19 @@ def _path(device: DeviceId) -> str:
 class CommandSender:
     """Sends commands to devices and follows them to a final state.
 
-    ``start()`` connects, subscribes to the answers of ``estates`` and starts the sweeper
-    thread; ``send()`` records and publishes a command; the scheduler may also call
+    ``start()`` subscribes to the answers of ``estates`` on ``messaging`` and starts the
+    sweeper thread; ``send()`` records and publishes a command; the scheduler may also call
     ``sweep()``. A command without a final answer at its deadline plus ``answer_grace_s``
     becomes ``timed_out``: the deadline bounds when a device may *start* a command, the
-    grace covers carrying it out and the answer's way back.
+    grace covers carrying it out and the answer's way back. The connection belongs to the
+    caller, who connects and closes it.
+
+    Answers are recorded on the connection's worker thread, never its network thread: a
+    registry that waits for a lock (SQLite, up to its busy timeout) delays the answers
+    behind it, not the connection's acknowledgements and keep-alives.
     """
 
-    def __init__(self, settings: MqttSettings, client_id: str, store: CommandStore, *,
+    def __init__(self, messaging: Messaging, store: CommandStore, *,
                  estates: Sequence[str], actor: str = "dispatch",
                  answer_grace_s: float = 10.0, sweep_interval_s: float = 1.0,
                  publish_timeout_s: float = 5.0, clock: Callable[[], int] = now_ms) -> None:
@@ -217,31 +221,27 @@ class CommandSender:
         self._publish_timeout_s = publish_timeout_s
         self._clock = clock
         self._changed = threading.Condition()
-        self._inflight: dict[str, Any] = {}  # command id -> paho's MQTTMessageInfo
+        self._inflight: dict[str, Delivery] = {}
         self._inflight_lock = threading.Lock()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
-        self._connection = MqttConnection(settings, client_id, on_message=self._on_message)
+        self._messaging = messaging
 
-    def start(self, timeout_s: float = 10.0, wait: bool = True) -> None:
-        """Subscribe to the answers and connect: within ``timeout_s`` (``BrokerError``
-        otherwise), or with ``wait`` False in the background, retrying until the broker is
-        there (a command sent meanwhile stays pending and times out)."""
+    def start(self) -> None:
+        """Subscribe to the answers and start the sweeper. While the connection is down a
+        command sent stays pending until it is delivered, or times out."""
         for estate in self._estates:
-            self._connection.subscribe(subscription(Channel.COMMAND_RESPONSE, estate), qos=1)
-        if wait:
-            self._connection.connect(timeout_s)
-        else:
-            self._connection.connect_async()
+            self._messaging.subscribe(subscription(Channel.COMMAND_RESPONSE, estate),
+                                      self._on_message, qos=1)
         self._sweeper = threading.Thread(target=self._sweep_loop, name="command-sweeper",
                                          daemon=True)
         self._sweeper.start()
 
     def close(self) -> None:
+        """Stop the sweeper (the connection stays the caller's)."""
         self._stop.set()
         if self._sweeper is not None:
             self._sweeper.join(10)
-        self._connection.close()
 
     def send(self, device: DeviceId, action: str, params: Mapping[str, ParamValue] | None = None,
              *, requested_by: str, deadline_ms: int | None = None, timeout_s: float = 60.0,
@@ -276,19 +276,16 @@ class CommandSender:
                                      round(existing.deadline_at.timestamp() * 1000),
                                      request.issued_by)
             payload = request.encode()
-        info = self._connection.publish(
-            device.topic(Channel.COMMAND_REQUEST), payload, qos=1,
+        delivery = self._messaging.request(
+            device.topic(Channel.COMMAND_REQUEST), payload,
             response_topic=device.topic(Channel.COMMAND_RESPONSE),
             correlation_data=request.id.encode("ascii"))
         with self._inflight_lock:
-            self._inflight[request.id] = info
-        if wait:
-            try:
-                info.wait_for_publish(self._publish_timeout_s)
-            except (RuntimeError, ValueError) as exc:
-                log.warning("command %s: no PUBACK yet (%s); paho sends it on reconnection",
-                            request.id, exc)
-        if info.is_published():
+            self._inflight[request.id] = delivery
+        if wait and not delivery.wait(self._publish_timeout_s):
+            log.warning("command %s: the broker has not acknowledged it within %s s; it is "
+                        "sent again on reconnection", request.id, self._publish_timeout_s)
+        if delivery.delivered:
             self._mark_sent(request.id)
         return request.id
 
@@ -338,7 +335,7 @@ class CommandSender:
         """Record ``sent`` for commands the broker acknowledged since they were published
         (``send`` without waiting); a command already further along is left as it is."""
         with self._inflight_lock:
-            published = [c for c, info in self._inflight.items() if info.is_published()]
+            published = [c for c, delivery in self._inflight.items() if delivery.delivered]
         for command_id in published:
             record = self.store.get(command_id)
             if record is not None and record.status is CommandState.PENDING:
@@ -349,7 +346,7 @@ class CommandSender:
                            at_ms=self._clock()):
             self._notify()
 
-    def _forget(self, command_id: str) -> Any:
+    def _forget(self, command_id: str) -> Delivery | None:
         with self._inflight_lock:
             return self._inflight.pop(command_id, None)
 
@@ -357,7 +354,7 @@ class CommandSender:
         with self._changed:
             self._changed.notify_all()
 
-    # paho's network thread calls this.
+    # The connection's worker thread calls this.
     def _on_message(self, message: InboundMessage) -> None:
         try:
             self._answer(message)
@@ -389,11 +386,11 @@ class CommandSender:
         now = self._clock()
         to = state_for(response.status)
         with self._inflight_lock:
-            info = (self._inflight.pop(command_id, None) if to in FINAL_STATES
-                    else self._inflight.get(command_id))
-        # paho handles the PUBACK before any answer on the same connection, so the command
+            delivery = (self._inflight.pop(command_id, None) if to in FINAL_STATES
+                        else self._inflight.get(command_id))
+        # A connection handles the PUBACK before any answer that follows it, so the command
         # is recorded as sent before it is recorded as answered.
-        if info is not None and info.is_published():
+        if delivery is not None and delivery.delivered:
             self._mark_sent(command_id)
         if self.store.move(command_id, to, actor=actor, at_ms=now,
                            reason=response.reason or None, detail=response.detail or None):

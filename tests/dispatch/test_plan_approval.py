@@ -82,16 +82,16 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
             {"start": {}, "stop": {}, "set_power_kw": {"kw": {"min": 0, "max": 400}}}),
             simulated),
     ], tmp_path / "edge_commands.sqlite")
-    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
-                          on_message=handler.on_message)
+    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}")
     edge.connect()
     handler.start(edge)
-    # One client's packets are handled in order: after this PUBACK its SUBSCRIBEs hold.
-    edge.publish(f"plantest/barrier/{uuid.uuid4().hex}", b"", qos=1).wait_for_publish(5)
-    sender = CommandSender(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}",
-                           CommandStore(sessions), estates=[SPEC.id], actor="dispatch:test",
-                           answer_grace_s=0, sweep_interval_s=0.1)
+    assert edge.wait_subscribed(10), "the edge's subscriptions"
+    dispatch = MqttConnection(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}")
+    sender = CommandSender(dispatch, CommandStore(sessions), estates=[SPEC.id],
+                           actor="dispatch:test", answer_grace_s=0, sweep_interval_s=0.1)
     sender.start()
+    dispatch.connect()
+    assert dispatch.wait_subscribed(10), "the sender's subscription to the answers"
     app = FastAPI()
     app.include_router(plans_router(sessions, SPEC.id, SETTINGS, sender))
     # With a sender, as in the worker: assets in auto control mode get commands at once.
@@ -102,6 +102,7 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
             yield ControlRoom(url, sessions, job, simulated, sender)
     finally:
         sender.close()
+        dispatch.close()
         handler.stop()
         edge.close()
         engine.dispose()
@@ -298,7 +299,7 @@ def test_the_web_view_serves_the_plans_of_the_registry(
     parts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings,
                                        registry_url=url))
     try:
-        assert parts.sender is not None
+        assert parts.commands is not None
         with served(parts.app) as web:
             listed = httpx.get(f"{web}/api/plans", params={"limit": 5}, timeout=10).json()
             assert [p["id"] for p in listed["plans"]] == [outcome.saved.id]

@@ -368,8 +368,8 @@ def retained_states(mqtt: MqttSettings, expected: int) -> dict[str, str]:
         device = parse_topic(message.topic).device
         states[f"{device.facility}/{device.device}"] = orjson.loads(message.payload)["state"]
 
-    reader = MqttConnection(mqtt, f"status-{uuid.uuid4().hex[:8]}", on_message=record)
-    reader.subscribe(subscription(Channel.STATUS, estate=ESTATE), qos=1)
+    reader = MqttConnection(mqtt, f"status-{uuid.uuid4().hex[:8]}")
+    reader.subscribe(subscription(Channel.STATUS, estate=ESTATE), record, qos=1)
     reader.connect()
     try:
         wait_until(lambda: len(states) >= expected, 30, "retained status messages")

@@ -99,7 +99,7 @@ def running(settings: GatewaySettings) -> Iterator[Gateway]:
         # Mosquitto handles one client's packets in order: once this PUBACK is back, the
         # SUBSCRIBE sent on connecting is in force.
         gateway.connection.publish(f"gwtest/barrier/{uuid.uuid4().hex}", b"",
-                                   qos=1).wait_for_publish(10)
+                                   qos=1).wait(10)
         yield gateway
     finally:
         stop.set()

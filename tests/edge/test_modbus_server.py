@@ -219,9 +219,8 @@ def test_estate_simulate_serves_modbus_and_publishes(meter_map: MeterMap,
         received.append(message.topic)
         got_one.set()
 
-    listener = MqttConnection(mqtt_settings, f"listen-{uuid.uuid4().hex[:8]}",
-                              on_message=handle)
-    listener.subscribe(estate_topic, 1)
+    listener = MqttConnection(mqtt_settings, f"listen-{uuid.uuid4().hex[:8]}")
+    listener.subscribe(estate_topic, handle, 1)
     listener.connect()
     port = free_port()
     settings = EdgeSettings(mqtt=mqtt_settings, interval_s=0.2, modbus_port=port,

@@ -186,8 +186,8 @@ def test_why_a_single_worker_uses_a_plain_subscription(own_broker: Mosquitto) ->
             received[client_id] += 1
 
         session = Session(clean_start=False, expiry_s=600)
-        subscriber = MqttConnection(mqtt, client_id, session=session, on_message=count)
-        subscriber.subscribe(topic_filter, 1)
+        subscriber = MqttConnection(mqtt, client_id, session=session)
+        subscriber.subscribe(topic_filter, count, 1)
         subscriber.connect()
         time.sleep(0.3)
         subscriber.close()
@@ -195,9 +195,10 @@ def test_why_a_single_worker_uses_a_plain_subscription(own_broker: Mosquitto) ->
         own_broker.start()
         publisher = MqttConnection(mqtt, f"pub-{client_id}")
         publisher.connect()
-        publisher.publish("probe/t", b"x", qos=1).wait_for_publish(5)
+        publisher.publish("probe/t", b"x", qos=1).wait(5)
         publisher.close()
-        subscriber = MqttConnection(mqtt, client_id, session=session, on_message=count)
+        subscriber = MqttConnection(mqtt, client_id, session=session)
+        subscriber.subscribe(topic_filter, count, 1)
         subscriber.connect()
         time.sleep(1.0)
         subscriber.close()
@@ -212,9 +213,9 @@ def test_a_full_spool_holds_acknowledgements_and_says_so_then_loses_nothing(
     # The smallest spool allowed (1 MiB) fills with about 10,000 readings.
     settings = ingest_settings(influx=influx, spool_max_bytes=1 << 20)
     events: list[dict] = []
-    watcher = MqttConnection(mqtt_settings, f"watch-{uuid.uuid4().hex[:8]}",
-                             on_message=lambda m: events.append(orjson.loads(m.payload)))
-    watcher.subscribe(f"estate/system/ingest/{settings.client_id}/events", 1)
+    watcher = MqttConnection(mqtt_settings, f"watch-{uuid.uuid4().hex[:8]}")
+    watcher.subscribe(f"estate/system/ingest/{settings.client_id}/events",
+                      lambda m: events.append(orjson.loads(m.payload)), 1)
     watcher.connect()
     start_ingest(settings)
     store = InfluxV1Store(influx)

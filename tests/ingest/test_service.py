@@ -59,7 +59,7 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_good_ones_kept(
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
     for topic, payload in messages:
-        client.publish(topic, payload, qos=1).wait_for_publish(5)
+        client.publish(topic, payload, qos=1).wait(5)
     client.close()
 
     assert _wait(store, READINGS, 3) == 3
@@ -79,7 +79,7 @@ def test_a_redelivered_message_overwrites_itself(
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
     for _ in range(3):
-        client.publish("estate/v1/demo/foods/main/telemetry", payload, qos=1).wait_for_publish(5)
+        client.publish("estate/v1/demo/foods/main/telemetry", payload, qos=1).wait(5)
     client.close()
     time.sleep(1.0)
     assert _count(store, READINGS) == 1
@@ -93,7 +93,7 @@ def test_late_readings_ask_for_their_range_to_be_rolled_up_again(
     fresh = orjson.dumps([{"bt": time.time(), "n": "power", "u": "kW", "v": 3.0}])
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
-    client.publish("estate/v1/demo/metal/main/telemetry", payload, qos=1).wait_for_publish(5)
+    client.publish("estate/v1/demo/metal/main/telemetry", payload, qos=1).wait(5)
     client.close()
     assert _wait(store, READINGS, 2) == 2
     requests = store.query(f'SELECT "start_ms", "end_ms" FROM "{ROLLUP_REQUESTS}"')
@@ -102,7 +102,7 @@ def test_late_readings_ask_for_their_range_to_be_rolled_up_again(
     # Fresh readings ask for nothing.
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
-    client.publish("estate/v1/demo/metal/main/telemetry", fresh, qos=1).wait_for_publish(5)
+    client.publish("estate/v1/demo/metal/main/telemetry", fresh, qos=1).wait(5)
     client.close()
     assert _wait(store, READINGS, 3) == 3
     assert len(store.query(f'SELECT "start_ms" FROM "{ROLLUP_REQUESTS}"')[0].values) == 1
@@ -120,7 +120,7 @@ def test_points_the_store_refuses_become_dead_letters_not_silence(
     for device in ("a", "b"):
         payload = orjson.dumps([{"bt": now, "n": "power", "u": "kW", "v": 5.0}])
         client.publish(f"estate/v1/demo/metal/{device}/telemetry", payload,
-                       qos=1).wait_for_publish(5)
+                       qos=1).wait(5)
     client.close()
     assert _wait(store, DEAD_LETTERS, 2) == 2
     letters = store.query(f'SELECT "detail", "topic" FROM "{DEAD_LETTERS}" '
