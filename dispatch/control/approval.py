@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.control.sender import CommandSender, CommandStore
 from dispatch.jobs.rollups import POLICY_LONG
-from dispatch.registry.models import Asset, AuditEntry, Command, Plan
+from dispatch.registry.models import AssetRow, AuditRow, CommandRow, PlanRow
 from estate.commands import MalformedCommand, ParamValue
 from estate.errors import BrokerError
 from estate.lineprotocol import line
@@ -199,16 +199,16 @@ def save_plan(sessions: sessionmaker[Session], assembly: Assembly, result: Optim
     auto = bool(commanded) and all(a.control_mode == "auto" for a in commanded)
     with sessions.begin() as session:
         row = session.scalars(
-            select(Plan).where(Plan.estate_id == assembly.estate_id,
-                               Plan.horizon_start == start)
-            .order_by(Plan.id.desc())).first()
+            select(PlanRow).where(PlanRow.estate_id == assembly.estate_id,
+                               PlanRow.horizon_start == start)
+            .order_by(PlanRow.id.desc())).first()
         if row is not None and row.status not in ("draft", "superseded"):
             if not trigger.startswith("event:"):
                 return SavedPlan(row.id, row.status, False, row.summary.get("revision", 1))
             row = None
         revision = 1 if row is None else int(row.summary.get("revision", 0)) + 1
         if row is None:
-            row = Plan(estate_id=assembly.estate_id, created_at=at)
+            row = PlanRow(estate_id=assembly.estate_id, created_at=at)
             session.add(row)
         series = asset_series(problem, result.schedule)
         row.horizon_start = start
@@ -229,10 +229,10 @@ def save_plan(sessions: sessionmaker[Session], assembly: Assembly, result: Optim
         row.setpoints = {name: _round(values) for name, (values, _, _) in series.items()}
         row.summary = _summary(assembly, result, at, revision)
         session.flush()
-        session.execute(update(Plan).where(Plan.estate_id == assembly.estate_id,
-                                           Plan.status == "draft", Plan.id != row.id)
+        session.execute(update(PlanRow).where(PlanRow.estate_id == assembly.estate_id,
+                                           PlanRow.status == "draft", PlanRow.id != row.id)
                         .values(status="superseded"))
-        session.add(AuditEntry(at=at, actor="dispatch", action=f"plan.{row.status}",
+        session.add(AuditRow(at=at, actor="dispatch", action=f"plan.{row.status}",
                                subject_type=SUBJECT, subject_id=str(row.id),
                                detail={"trigger": trigger, "revision": revision,
                                        "solver_status": row.solver_status,
@@ -275,7 +275,7 @@ def command_id(plan_id: int, asset_id: str, step: int, action: str,
     return str(uuid.uuid5(COMMAND_NAMESPACE, key))
 
 
-def current_step(row: Plan, now_ms: int) -> int:
+def current_step(row: PlanRow, now_ms: int) -> int:
     """The step ``now_ms`` falls in (0 before the horizon starts)."""
     start_ms = int(row.horizon_start.timestamp() * 1000)
     steps = len(next(iter(row.setpoints.values()), []))
@@ -283,11 +283,12 @@ def current_step(row: Plan, now_ms: int) -> int:
                    max(steps - 1, 0)))
 
 
-def step_commands(session: Session, row: Plan, step: int, *, only_auto: bool = False
+def step_commands(session: Session, row: PlanRow, step: int, *, only_auto: bool = False
                   ) -> list[PlannedCommand]:
     """The commands that put every commandable asset at its setpoint of ``step``."""
     assets = {a.id: a for a in session.scalars(
-        select(Asset).where(Asset.estate_id == row.estate_id, Asset.id.in_(row.setpoints)))}
+        select(AssetRow).where(AssetRow.estate_id == row.estate_id,
+                               AssetRow.id.in_(row.setpoints)))}
     out: list[PlannedCommand] = []
     for asset_id, values in sorted(row.setpoints.items()):
         asset = assets.get(asset_id)
@@ -310,7 +311,7 @@ def send_step_commands(sessions: sessionmaker[Session], sender: CommandSender, p
     new command: a final one is left alone, an open one is published again.
     """
     with sessions() as session:
-        row = session.get(Plan, plan_id)
+        row = session.get(PlanRow, plan_id)
         if row is None:
             raise PlanNotFound(f"no plan {plan_id}")
         planned = step_commands(session, row, current_step(row, now_ms), only_auto=only_auto)
@@ -329,13 +330,13 @@ def send_step_commands(sessions: sessionmaker[Session], sender: CommandSender, p
 
 # --- approval ---
 
-def _newer(session: Session, row: Plan) -> Plan | None:
+def _newer(session: Session, row: PlanRow) -> PlanRow | None:
     return session.scalars(
-        select(Plan).where(Plan.estate_id == row.estate_id, Plan.id != row.id,
-                           or_(Plan.horizon_start > row.horizon_start,
-                               and_(Plan.horizon_start == row.horizon_start,
-                                    Plan.id > row.id)))
-        .order_by(Plan.horizon_start.desc(), Plan.id.desc())).first()
+        select(PlanRow).where(PlanRow.estate_id == row.estate_id, PlanRow.id != row.id,
+                           or_(PlanRow.horizon_start > row.horizon_start,
+                               and_(PlanRow.horizon_start == row.horizon_start,
+                                    PlanRow.id > row.id)))
+        .order_by(PlanRow.horizon_start.desc(), PlanRow.id.desc())).first()
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,9 +347,9 @@ class Approval:
     commands: tuple[str, ...]
 
 
-def _plan_of(session: Session, plan_id: int, estate_id: str | None) -> Plan:
+def _plan_of(session: Session, plan_id: int, estate_id: str | None) -> PlanRow:
     """The plan, if it exists and (when ``estate_id`` is given) belongs to that estate."""
-    row = session.get(Plan, plan_id)
+    row = session.get(PlanRow, plan_id)
     if row is None or (estate_id is not None and row.estate_id != estate_id):
         raise PlanNotFound(f"no plan {plan_id}" + (f" in estate {estate_id!r}"
                                                    if estate_id is not None else ""))
@@ -388,11 +389,11 @@ def approve(sessions: sessionmaker[Session], sender: CommandSender, plan_id: int
                 raise PlanConflict(f"the first step of plan {plan_id} ended at "
                                    f"{first_end.isoformat()}: it is too late to approve it")
             moved = session.execute(
-                update(Plan).where(Plan.id == plan_id, Plan.status == "draft")
+                update(PlanRow).where(PlanRow.id == plan_id, PlanRow.status == "draft")
                 .values(status="approved", approved_by=operator, approved_at=now))
             if moved.rowcount != 1:  # type: ignore[attr-defined]
                 raise PlanConflict(f"plan {plan_id} changed while it was being approved")
-        session.add(AuditEntry(at=now, actor=actor,
+        session.add(AuditRow(at=now, actor=actor,
                                action="plan.approve_again" if already else "plan.approved",
                                subject_type=SUBJECT, subject_id=str(plan_id),
                                detail={"status_before": row.status if already else "draft"}))
@@ -401,22 +402,22 @@ def approve(sessions: sessionmaker[Session], sender: CommandSender, plan_id: int
         # setpoints over those that newer plans have sent since.
         with sessions() as session:
             ids = session.scalars(
-                select(Command.id).where(Command.plan_id == plan_id,
-                                         Command.requested_by.like("operator:%"))
-                .order_by(Command.created_at, Command.id)).all()
-            approved = session.scalars(select(AuditEntry.detail).where(
-                AuditEntry.subject_type == SUBJECT, AuditEntry.subject_id == str(plan_id),
-                AuditEntry.action == "plan.approved")).first()
+                select(CommandRow.id).where(CommandRow.plan_id == plan_id,
+                                         CommandRow.requested_by.like("operator:%"))
+                .order_by(CommandRow.created_at, CommandRow.id)).all()
+            approved = session.scalars(select(AuditRow.detail).where(
+                AuditRow.subject_type == SUBJECT, AuditRow.subject_id == str(plan_id),
+                AuditRow.action == "plan.approved")).first()
         step = int((approved or {}).get("step", 0))
         return Approval(plan_id, True, step, tuple(ids))
     with sessions() as session:
-        fresh = session.get(Plan, plan_id)
+        fresh = session.get(PlanRow, plan_id)
         assert fresh is not None
         step = current_step(fresh, now_ms)
     with sessions.begin() as session:
-        entry = session.scalars(select(AuditEntry).where(
-            AuditEntry.subject_type == SUBJECT, AuditEntry.subject_id == str(plan_id),
-            AuditEntry.action == "plan.approved").order_by(AuditEntry.id.desc())).first()
+        entry = session.scalars(select(AuditRow).where(
+            AuditRow.subject_type == SUBJECT, AuditRow.subject_id == str(plan_id),
+            AuditRow.action == "plan.approved").order_by(AuditRow.id.desc())).first()
         if entry is not None:
             entry.detail = {**entry.detail, "step": step}
     sent = send_step_commands(sessions, sender, plan_id, now_ms=now_ms, deadline_s=deadline_s,
@@ -435,11 +436,12 @@ def reject(sessions: sessionmaker[Session], plan_id: int, operator: str, *, now_
         if row.status != "draft":
             raise PlanConflict(f"plan {plan_id} is {row.status}: only a draft plan can be "
                                "rejected")
-        moved = session.execute(update(Plan).where(Plan.id == plan_id, Plan.status == "draft")
+        moved = session.execute(update(PlanRow)
+                                .where(PlanRow.id == plan_id, PlanRow.status == "draft")
                                 .values(status="rejected"))
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise PlanConflict(f"plan {plan_id} changed while it was being rejected")
-        session.add(AuditEntry(at=now, actor=f"operator:{operator}", action="plan.rejected",
+        session.add(AuditRow(at=now, actor=f"operator:{operator}", action="plan.rejected",
                                subject_type=SUBJECT, subject_id=str(plan_id),
                                detail={"reason": reason or None}))
 
@@ -450,7 +452,7 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def plan_overview(row: Plan) -> dict[str, Any]:
+def plan_overview(row: PlanRow) -> dict[str, Any]:
     """The figures of a plan the list shows."""
     def diff(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else b - a
@@ -468,7 +470,7 @@ def plan_overview(row: Plan) -> dict[str, Any]:
             "approved_by": row.approved_by, "approved_at": _iso(row.approved_at)}
 
 
-def plan_detail(row: Plan) -> dict[str, Any]:
+def plan_detail(row: PlanRow) -> dict[str, Any]:
     """Everything about a plan: the overview, the explanation, setpoints per asset."""
     start = row.horizon_start
     steps = len(next(iter(row.setpoints.values()), []))
@@ -485,8 +487,8 @@ def plan_detail(row: Plan) -> dict[str, Any]:
 def list_plans(sessions: sessionmaker[Session], estate_id: str, limit: int
                ) -> list[dict[str, Any]]:
     with sessions() as session:
-        rows = session.scalars(select(Plan).where(Plan.estate_id == estate_id)
-                               .order_by(Plan.id.desc()).limit(limit))
+        rows = session.scalars(select(PlanRow).where(PlanRow.estate_id == estate_id)
+                               .order_by(PlanRow.id.desc()).limit(limit))
         return [plan_overview(r) for r in rows]
 
 
@@ -495,9 +497,9 @@ def get_plan(sessions: sessionmaker[Session], plan_id: int,
     with sessions() as session:
         row = _plan_of(session, plan_id, estate_id)
         detail = plan_detail(row)
-        audit = session.scalars(select(AuditEntry).where(
-            AuditEntry.subject_type == SUBJECT, AuditEntry.subject_id == str(plan_id))
-            .order_by(AuditEntry.id))
+        audit = session.scalars(select(AuditRow).where(
+            AuditRow.subject_type == SUBJECT, AuditRow.subject_id == str(plan_id))
+            .order_by(AuditRow.id))
         detail["audit"] = [{"at": _iso(a.at), "actor": a.actor, "action": a.action,
                             "detail": a.detail} for a in audit]
         return detail
@@ -509,9 +511,9 @@ def plan_commands(sessions: sessionmaker[Session], plan_id: int,
     store = CommandStore(sessions)
     with sessions() as session:
         _plan_of(session, plan_id, estate_id)
-        rows: Sequence[Command] = list(session.scalars(
-            select(Command).where(Command.plan_id == plan_id)
-            .order_by(Command.created_at, Command.id)))
+        rows: Sequence[CommandRow] = list(session.scalars(
+            select(CommandRow).where(CommandRow.plan_id == plan_id)
+            .order_by(CommandRow.created_at, CommandRow.id)))
     return [{"id": c.id, "asset": c.asset_id, "device": f"{c.facility_id}/{c.device_id}",
              "action": c.action, "params": c.params, "status": c.status, "reason": c.reason,
              "detail": c.detail, "requested_by": c.requested_by,

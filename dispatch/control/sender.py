@@ -27,7 +27,7 @@ from typing import Any, Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dispatch.registry.models import AuditEntry, Command
+from dispatch.registry.models import AuditRow, CommandRow
 from estate.commands import (
     FINAL_STATES,
     CommandRequest,
@@ -92,7 +92,7 @@ class AuditRecord:
     detail: Mapping[str, Any]
 
 
-def _record(row: Command) -> CommandRecord:
+def _record(row: CommandRow) -> CommandRecord:
     return CommandRecord(row.id, DeviceId(row.estate_id, row.facility_id, row.device_id),
                          row.action, row.params, CommandState(row.status), row.reason,
                          row.detail, row.requested_by, row.asset_id, row.plan_id, row.created_at,
@@ -109,15 +109,15 @@ class CommandStore:
                asset_id: str | None = None, plan_id: int | None = None) -> bool:
         """Record a new command as ``pending``; False if its id exists already."""
         with self._sessions.begin() as session:
-            if session.get(Command, request.id) is not None:
+            if session.get(CommandRow, request.id) is not None:
                 return False
-            session.add(Command(
+            session.add(CommandRow(
                 id=request.id, estate_id=device.estate, facility_id=device.facility,
                 device_id=device.device, asset_id=asset_id, action=request.action,
                 params=dict(request.params), plan_id=plan_id,
                 status=CommandState.PENDING.value, requested_by=request.issued_by,
                 created_at=_at(at_ms), deadline_at=_at(request.deadline_ms)))
-            session.add(AuditEntry(
+            session.add(AuditRow(
                 at=_at(at_ms), actor=request.issued_by, action=f"command.{CommandState.PENDING}",
                 subject_type=SUBJECT, subject_id=request.id,
                 detail={"to": CommandState.PENDING.value, "device": _path(device),
@@ -133,7 +133,7 @@ class CommandStore:
         False when the command is unknown, already final, or further along than ``to``.
         """
         with self._sessions.begin() as session:
-            row = session.get(Command, command_id)
+            row = session.get(CommandRow, command_id)
             if row is None:
                 return False
             current = CommandState(row.status)
@@ -148,11 +148,11 @@ class CommandStore:
                 values["answered_at"] = _at(at_ms)
             # Compare-and-set: another dispatch process may have moved it since the read.
             moved = session.execute(
-                update(Command).where(Command.id == command_id,
-                                      Command.status == current.value).values(**values))
+                update(CommandRow).where(CommandRow.id == command_id,
+                                      CommandRow.status == current.value).values(**values))
             if moved.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            session.add(AuditEntry(
+            session.add(AuditRow(
                 at=_at(at_ms), actor=actor, action=f"command.{to}", subject_type=SUBJECT,
                 subject_id=command_id,
                 detail={"from": current.value, "to": to.value, "reason": reason or None,
@@ -163,30 +163,30 @@ class CommandStore:
              detail: Mapping[str, Any]) -> None:
         """An audit row that changes no state (an answer that came too late)."""
         with self._sessions.begin() as session:
-            session.add(AuditEntry(at=_at(at_ms), actor=actor, action=action,
+            session.add(AuditRow(at=_at(at_ms), actor=actor, action=action,
                                    subject_type=SUBJECT, subject_id=command_id,
                                    detail=dict(detail)))
 
     def get(self, command_id: str) -> CommandRecord | None:
         with self._sessions() as session:
-            row = session.get(Command, command_id)
+            row = session.get(CommandRow, command_id)
             return None if row is None else _record(row)
 
     def overdue(self, before_ms: int) -> list[str]:
         """Ids of commands without a final state whose deadline is before ``before_ms``."""
         with self._sessions() as session:
             return list(session.scalars(
-                select(Command.id).where(Command.status.in_(_OPEN_STATES),
-                                         Command.deadline_at < _at(before_ms))
-                .order_by(Command.deadline_at)))
+                select(CommandRow.id).where(CommandRow.status.in_(_OPEN_STATES),
+                                         CommandRow.deadline_at < _at(before_ms))
+                .order_by(CommandRow.deadline_at)))
 
     def audit(self, command_id: str) -> list[AuditRecord]:
         """The command's audit rows, oldest first."""
         with self._sessions() as session:
             rows = session.scalars(
-                select(AuditEntry).where(AuditEntry.subject_type == SUBJECT,
-                                         AuditEntry.subject_id == command_id)
-                .order_by(AuditEntry.id))
+                select(AuditRow).where(AuditRow.subject_type == SUBJECT,
+                                         AuditRow.subject_id == command_id)
+                .order_by(AuditRow.id))
             return [AuditRecord(r.at, r.actor, r.action, r.detail) for r in rows]
 
 

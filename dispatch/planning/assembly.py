@@ -56,7 +56,14 @@ from dispatch.optimiser import Plan as OptimisedPlan
 from dispatch.optimiser.problem import Asset as OptimiserAsset
 from dispatch.optimiser.problem import FloatArray
 from dispatch.planning.forecasts import ESTATE_SCOPE, load_forecast, rollup_power_means
-from dispatch.registry.models import Asset, CapacityLimit, Estate, Facility, Meter, Tariff
+from dispatch.registry.models import (
+    AssetRow,
+    CapacityLimitRow,
+    EstateRow,
+    FacilityRow,
+    MeterRow,
+    TariffRow,
+)
 from dispatch.settings import PlanningSettings, RollupSettings
 from estate.assets import (
     BatterySpec,
@@ -148,7 +155,7 @@ def _valid(valid_from: date, valid_to: date | None, day: date) -> bool:
 
 # --- tariffs and limits ---
 
-def tariff_versions(rows: Sequence[Tariff]) -> list[TariffVersion]:
+def tariff_versions(rows: Sequence[TariffRow]) -> list[TariffVersion]:
     """Registry tariff rows as the optimiser's versions (minutes -> hours, mask -> days)."""
     return [TariffVersion(
         valid_from=row.valid_from, valid_until=row.valid_to,
@@ -158,7 +165,7 @@ def tariff_versions(rows: Sequence[Tariff]) -> list[TariffVersion]:
                       for p in row.periods)) for row in rows]
 
 
-def _per_version(rows: Sequence[Tariff], value: Callable[[Tariff], float], start: datetime,
+def _per_version(rows: Sequence[TariffRow], value: Callable[[TariffRow], float], start: datetime,
                  steps: int, step_hours: float) -> FloatArray:
     """A per-step array of a value that each version holds as one number."""
     versions = [TariffVersion(r.valid_from, r.valid_to, (), value(r)) for r in rows]
@@ -293,7 +300,7 @@ class _Parts:
     held_kw: dict[str, float] = field(default_factory=dict)
 
 
-def _add_asset(row: Asset, spec: Any, facility: str, parts: _Parts, start: datetime,
+def _add_asset(row: AssetRow, spec: Any, facility: str, parts: _Parts, start: datetime,
                steps: int, step_minutes: int, telemetry: Mapping[str, float],
                notes: list[str]) -> bool:
     """Turn one registry asset into the optimiser's; False if it has no part in this
@@ -366,7 +373,7 @@ def assemble(session: Session, store: TimeSeriesStore, estate_id: str,
              settings: PlanningSettings, now_ms: int,
              nominal_kw: Mapping[str, float] | None = None) -> Assembly:
     """The problem for the horizon starting at the next step boundary after ``now_ms``."""
-    estate = session.get(Estate, estate_id)
+    estate = session.get(EstateRow, estate_id)
     if estate is None:
         raise PlanningError(f"estate {estate_id!r} is not in the registry "
                             "(estate registry load)")
@@ -380,18 +387,19 @@ def assemble(session: Session, store: TimeSeriesStore, estate_id: str,
     nominal = dict(nominal_kw or {})
 
     facilities = list(session.scalars(
-        select(Facility).where(Facility.estate_id == estate_id, Facility.retired_at.is_(None))
-        .order_by(Facility.id)))
+        select(FacilityRow).where(FacilityRow.estate_id == estate_id,
+                                  FacilityRow.retired_at.is_(None))
+        .order_by(FacilityRow.id)))
     assets = list(session.scalars(
-        select(Asset).where(Asset.estate_id == estate_id, Asset.retired_at.is_(None))
-        .order_by(Asset.id)))
+        select(AssetRow).where(AssetRow.estate_id == estate_id, AssetRow.retired_at.is_(None))
+        .order_by(AssetRow.id)))
     meters = list(session.scalars(
-        select(Meter).where(Meter.estate_id == estate_id, Meter.retired_at.is_(None),
-                            Meter.incomer.is_(True), Meter.kind == "electricity")))
-    tariffs = [t for t in session.scalars(select(Tariff).where(Tariff.estate_id == estate_id))
+        select(MeterRow).where(MeterRow.estate_id == estate_id, MeterRow.retired_at.is_(None),
+                            MeterRow.incomer.is_(True), MeterRow.kind == "electricity")))
+    tariffs = [t for t in session.scalars(select(TariffRow).where(TariffRow.estate_id == estate_id))
                if t.valid_from <= last_day and (t.valid_to is None or t.valid_to > first_day)]
     limits = [c for c in session.scalars(
-        select(CapacityLimit).where(CapacityLimit.estate_id == estate_id))
+        select(CapacityLimitRow).where(CapacityLimitRow.estate_id == estate_id))
         if _valid(c.valid_from, c.valid_to, first_day)]
     if not tariffs:
         raise PlanningError(f"estate {estate_id}: no tariff is valid from {first_day}")

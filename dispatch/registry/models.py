@@ -102,7 +102,7 @@ def _one_of(column: str, allowed: tuple[str, ...], name: str) -> CheckConstraint
 
 # --- the estate description (loaded from YAML by ``dispatch.registry.loader``) ---
 
-class Estate(Base):
+class EstateRow(Base):
     __tablename__ = "estates"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -110,11 +110,11 @@ class Estate(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     contracted_capacity_kw: Mapped[float] = mapped_column(Float)
 
-    facilities: Mapped[list[Facility]] = relationship(
+    facilities: Mapped[list[FacilityRow]] = relationship(
         back_populates="estate", cascade="all, delete-orphan", passive_deletes=True)
 
 
-class Facility(Base):
+class FacilityRow(Base):
     """A tenant. ``retired_at``: removed from the estate file, kept for history."""
 
     __tablename__ = "facilities"
@@ -126,10 +126,10 @@ class Facility(Base):
     sector: Mapped[str] = mapped_column(String(200), default="")
     retired_at: Mapped[datetime | None]
 
-    estate: Mapped[Estate] = relationship(back_populates="facilities")
+    estate: Mapped[EstateRow] = relationship(back_populates="facilities")
 
 
-class Meter(Base):
+class MeterRow(Base):
     __tablename__ = "meters"
     __table_args__ = (
         ForeignKeyConstraint(["estate_id", "facility_id"],
@@ -145,7 +145,7 @@ class Meter(Base):
     retired_at: Mapped[datetime | None]
 
 
-class Asset(Base):
+class AssetRow(Base):
     """A flexible asset the optimiser dispatches.
 
     ``facility_id`` None: a shared estate asset (at the estate's grid connection).
@@ -173,7 +173,7 @@ class Asset(Base):
     retired_at: Mapped[datetime | None]
 
 
-class Tariff(Base):
+class TariffRow(Base):
     """One version of a named tariff, valid over ``[valid_from, valid_to)`` (local dates)."""
 
     __tablename__ = "tariffs"
@@ -190,12 +190,12 @@ class Tariff(Base):
     export_price: Mapped[float] = mapped_column(Float, default=0.0)
     export_limit_kw: Mapped[float | None] = mapped_column(Float)
 
-    periods: Mapped[list[TariffPeriod]] = relationship(
+    periods: Mapped[list[TariffPeriodRow]] = relationship(
         back_populates="tariff", cascade="all, delete-orphan", passive_deletes=True,
-        order_by="TariffPeriod.position")
+        order_by="TariffPeriodRow.position")
 
 
-class TariffPeriod(Base):
+class TariffPeriodRow(Base):
     """A price by local wall-clock minutes ``[start_minute, end_minute)`` on some weekdays.
 
     ``days_mask`` bit 0 is Monday; an end at or before the start wraps past midnight.
@@ -218,10 +218,10 @@ class TariffPeriod(Base):
     end_minute: Mapped[int]
     energy_price: Mapped[float] = mapped_column(Float)
 
-    tariff: Mapped[Tariff] = relationship(back_populates="periods")
+    tariff: Mapped[TariffRow] = relationship(back_populates="periods")
 
 
-class CapacityLimit(Base):
+class CapacityLimitRow(Base):
     """An import limit: ``facility_id`` None for the whole estate, else a tenant sub-limit."""
 
     __tablename__ = "capacity_limits"
@@ -242,7 +242,7 @@ class CapacityLimit(Base):
 
 # --- what dispatch produces ---
 
-class Plan(Base):
+class PlanRow(Base):
     """An optimised schedule for a horizon and what became of it.
 
     ``setpoints`` maps each asset id to one value per step (kW, or the kind's unit);
@@ -279,7 +279,7 @@ class Plan(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-class Command(Base):
+class CommandRow(Base):
     """A remote command to a device (MQTT request/response) and its outcome."""
 
     __tablename__ = "commands"
@@ -304,7 +304,7 @@ class Command(Base):
     answered_at: Mapped[datetime | None]
 
 
-class AuditEntry(Base):
+class AuditRow(Base):
     """Who did what to which subject, and when: one row per action, never updated."""
 
     __tablename__ = "audit_log"
@@ -321,7 +321,7 @@ class AuditEntry(Base):
 
 # --- the scheduler ---
 
-class SchedulerLease(Base):
+class LeaseRow(Base):
     """The single-active-scheduler lock (``dispatch.registry.lock``): one row per lease."""
 
     __tablename__ = "scheduler_leases"

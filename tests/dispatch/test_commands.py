@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select
 from adapters.mqtt import MqttConnection
 from dispatch.control.sender import CommandSender, CommandStore
 from dispatch.registry.db import make_engine, session_factory, upgrade
-from dispatch.registry.models import AuditEntry, Command
+from dispatch.registry.models import AuditRow, CommandRow
 from edge.command_handler import (
     CommandHandler,
     CommandTarget,
@@ -91,8 +91,8 @@ def _trail(room: Room, command_id: str) -> list[tuple[str, str, str | None]]:
 
 def _audit_count(room: Room, command_id: str) -> int:
     with room.engine.connect() as connection:
-        count = connection.scalar(select(func.count()).select_from(AuditEntry)
-                                  .where(AuditEntry.subject_id == command_id))
+        count = connection.scalar(select(func.count()).select_from(AuditRow)
+                                  .where(AuditRow.subject_id == command_id))
     assert isinstance(count, int)
     return count
 
@@ -247,8 +247,8 @@ def test_sending_a_known_id_again_does_not_repeat_a_final_command(room: Room) ->
                             command_id=command_id) == command_id
     assert _audit_count(room, command_id) == rows
     with room.engine.connect() as connection:
-        assert connection.scalar(select(func.count()).select_from(Command)
-                                 .where(Command.id == command_id)) == 1
+        assert connection.scalar(select(func.count()).select_from(CommandRow)
+                                 .where(CommandRow.id == command_id)) == 1
 
 
 def test_an_answer_held_up_by_the_registry_stalls_nothing_else(

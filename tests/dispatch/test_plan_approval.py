@@ -31,7 +31,7 @@ from dispatch.planning.demand_model import STEP_MS
 from dispatch.planning.forecasts import nominal_kw
 from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.loader import load_into_registry
-from dispatch.registry.models import Asset, Command
+from dispatch.registry.models import AssetRow, CommandRow
 from dispatch.settings import DispatchSettings, PlanningSettings
 from dispatch.web.plans import plans_router
 from edge.command_handler import (
@@ -123,7 +123,7 @@ def _commands(url: str, plan_id: int, timeout_s: float = 30) -> list[dict[str, A
 
 def _count_commands(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
-        count = session.scalar(select(func.count()).select_from(Command))
+        count = session.scalar(select(func.count()).select_from(CommandRow))
     assert isinstance(count, int)
     return count
 
@@ -244,7 +244,7 @@ def test_a_rejected_plan_sends_nothing_and_cannot_be_approved(room: ControlRoom)
 
 def _control_mode(sessions: sessionmaker[Session], mode: str, *assets: str) -> None:
     with sessions.begin() as session:
-        session.execute(update(Asset).where(Asset.id.in_(assets)).values(control_mode=mode))
+        session.execute(update(AssetRow).where(AssetRow.id.in_(assets)).values(control_mode=mode))
 
 
 def test_assets_in_auto_mode_get_their_setpoints_without_an_approval(

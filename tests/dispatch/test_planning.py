@@ -34,7 +34,7 @@ from dispatch.planning.demand_model import STEP_MS
 from dispatch.planning.forecasts import ESTATE_SCOPE, ForecastJob, nominal_kw
 from dispatch.registry.db import make_engine, session_factory, upgrade
 from dispatch.registry.loader import load_into_registry
-from dispatch.registry.models import Asset, AuditEntry, Command, Plan
+from dispatch.registry.models import AssetRow, AuditRow, CommandRow, PlanRow
 from dispatch.settings import DispatchSettings, ForecastSettings, PlanningSettings
 from edge.command_handler import SimulatedBattery
 from edge.publisher import Publisher, publish_range, run_realtime
@@ -109,9 +109,9 @@ def registry(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def _plan_rows(sessions: sessionmaker[Session]) -> list[Plan]:
+def _plan_rows(sessions: sessionmaker[Session]) -> list[PlanRow]:
     with sessions() as session:
-        return list(session.scalars(select(Plan).order_by(Plan.id)))
+        return list(session.scalars(select(PlanRow).order_by(PlanRow.id)))
 
 
 def _series_counts(store: InfluxV1Store, quantity: str) -> dict[str, int]:
@@ -209,8 +209,8 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
     assert [(r.id, r.status) for r in _plan_rows(registry)] == [
         (row.id, "superseded"), (later.saved.id, "draft")]
     with registry() as session:
-        audit = session.scalar(select(func.count()).select_from(AuditEntry)
-                               .where(AuditEntry.subject_type == "plan"))
+        audit = session.scalar(select(func.count()).select_from(AuditRow)
+                               .where(AuditRow.subject_type == "plan"))
     assert audit == 3
 
 
@@ -278,7 +278,7 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
     sessions = session_factory(engine)
     with sessions.begin() as session:
         load_into_registry(session, SPEC)
-        session.execute(update(Asset).where(Asset.id == "battery")
+        session.execute(update(AssetRow).where(AssetRow.id == "battery")
                         .values(control_mode="auto"))
     battery = DeviceId(SPEC.id, "utilities", "battery")
     # The registry already holds the estate, with the battery's mode changed: keep it.
@@ -292,7 +292,7 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
         worker.start()
         try:
             deadline = time.monotonic() + 120
-            rows: list[Plan] = []
+            rows: list[PlanRow] = []
             while time.monotonic() < deadline:
                 rows = _plan_rows(sessions)
                 if sum(r.summary.get("revision", 0) for r in rows) >= 3 and \
@@ -315,8 +315,8 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
     # The battery's state of charge came from the simulator through MQTT and ingest.
     assert "no state of charge" not in newest.explanation
     with sessions() as session:
-        runs = session.scalars(select(AuditEntry.at).where(AuditEntry.subject_type == "plan")
-                               .order_by(AuditEntry.id)).all()
+        runs = session.scalars(select(AuditRow.at).where(AuditRow.subject_type == "plan")
+                               .order_by(AuditRow.id)).all()
     assert len(runs) >= 3
     assert runs[-1] > runs[0]
     # The resulting command: the plan's first battery setpoint, carried out and answered.
@@ -333,17 +333,17 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
     assert isinstance(held, SimulatedBattery)
     assert any(held.setpoint_kw == c.params["kw"] for c in done)
     with sessions() as session:
-        trail = session.scalars(select(AuditEntry.action).where(
-            AuditEntry.subject_type == "command", AuditEntry.subject_id == command.id)
-            .order_by(AuditEntry.id)).all()
+        trail = session.scalars(select(AuditRow.action).where(
+            AuditRow.subject_type == "command", AuditRow.subject_id == command.id)
+            .order_by(AuditRow.id)).all()
     assert trail == ["command.pending", "command.sent", "command.accepted", "command.done"]
     engine.dispose()
 
 
-def _battery_commands(sessions: sessionmaker[Session], final: bool) -> list[Command]:
+def _battery_commands(sessions: sessionmaker[Session], final: bool) -> list[CommandRow]:
     """The battery's commands, oldest first (only those with a final answer)."""
     with sessions() as session:
-        commands = list(session.scalars(select(Command).where(Command.asset_id == "battery")
-                                        .order_by(Command.created_at)).all())
+        commands = list(session.scalars(select(CommandRow).where(CommandRow.asset_id == "battery")
+                                        .order_by(CommandRow.created_at)).all())
     return [c for c in commands
             if not final or c.status in ("done", "rejected", "failed", "timed_out")]

@@ -15,7 +15,7 @@ from dispatch.planning.assembly import PlanJob
 from dispatch.planning.forecasts import nominal_kw
 from dispatch.registry.db import make_engine, session_factory
 from dispatch.registry.loader import load_into_registry
-from dispatch.registry.models import Plan
+from dispatch.registry.models import PlanRow
 from dispatch.settings import PlanningSettings
 from edge.command_handler import SimulatedBattery
 from edge.publisher import Publisher
@@ -97,7 +97,7 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
             page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{made.saved.id}"]')
             assert page.locator("#approve").is_visible()
             with sessions() as session:
-                row = session.get(Plan, made.saved.id)
+                row = session.get(PlanRow, made.saved.id)
                 assert row is not None
                 cost, baseline = row.cost, row.baseline_cost
             assert cost is not None
@@ -116,7 +116,7 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
             held = simulated.asset(battery)
             assert isinstance(held, SimulatedBattery)
             with sessions() as session:
-                row = session.get(Plan, made.saved.id)
+                row = session.get(PlanRow, made.saved.id)
                 assert row is not None
                 status = (row.status, row.approved_by)
                 first_kw = round(row.setpoints["battery"][0], 1)
