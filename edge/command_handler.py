@@ -40,7 +40,7 @@ from estate.commands import (
     check,
     decode_request,
 )
-from estate.errors import ConfigError, ContractError
+from estate.errors import ConfigError, ContractError, DeviceError
 from estate.ports import Handling, InboundMessage, Messaging
 from estate.topics import Channel, DeviceId, parse_topic
 
@@ -55,7 +55,7 @@ def now_ms() -> int:
 
 # --- executors ------------------------------------------------------------------------------
 
-class ExecutionError(Exception):
+class ExecutionError(DeviceError):
     """A command could not be carried out; ``reason`` is a code of docs/commands.md."""
 
     def __init__(self, reason: Reason, detail: str) -> None:

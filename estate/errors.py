@@ -6,15 +6,32 @@
     ├── ContractError          input that breaks the wire contract (never retried)
     │   ├── TopicError         a topic outside the scheme, or an invalid identifier
     │   └── PayloadError       a payload that cannot be decoded at all
+    │       └── MalformedCommand     a command or answer the contract cannot carry
+    │                                (estate.commands)
     ├── ConfigError            settings or an estate description that cannot be used
+    │   ├── PlanningError      the registry describes no plan (no estate, no tariff)
+    │   ├── ProblemError       an optimisation problem that is not consistent
+    │   └── TariffError        tariff versions that do not cover the horizon
+    │                          (both dispatch.optimiser)
     ├── StoreError             the time-series store
     │   ├── StoreUnavailable   cannot be reached, timed out or answered 5xx: retry later
     │   │   └── StoreMisconfigured  refused our credentials or lacks the database/bucket
     │   └── StoreRejected      answered 4xx: the request itself is wrong, retrying is useless
-    └── BrokerError            the MQTT broker refused or dropped us
+    ├── BrokerError            the MQTT broker refused or dropped us
+    ├── RegistryError          the registry database failed (unreachable, locked, refused)
+    ├── PlanError              a plan cannot be found or moved as asked
+    │   ├── PlanNotFound       no such plan (in that estate)
+    │   └── PlanConflict       the plan cannot move that way now; the message says why
+    └── DeviceError            a device could not be read or commanded
+        ├── PollError          a meter's Modbus answer is an exception or unusable
+        │                      (edge.modbus)
+        └── ExecutionError     a command could not be carried out (edge.command_handler)
 
 Adapters translate their library's exceptions into this tree at exactly one place each,
-with ``raise ... from exc`` so the original stays visible in tracebacks.
+with ``raise ... from exc`` so the original stays visible in tracebacks: httpx's and
+influxdb-client's in ``adapters.influxdb_v1``/``_v2``, paho's in ``adapters.mqtt``,
+SQLAlchemy's in ``dispatch.registry.db``. The web view answers each kind with its HTTP
+status in one place (``dispatch.web.app``).
 """
 
 from __future__ import annotations
@@ -71,3 +88,27 @@ class StoreRejected(StoreError):
 
 class BrokerError(EstateError):
     """The MQTT broker refused a connection, subscription or publication."""
+
+
+class RegistryError(EstateError):
+    """The registry database failed: unreachable, locked beyond its timeout, or refusing."""
+
+
+class PlanError(EstateError):
+    """A plan cannot be found or moved as asked."""
+
+
+class PlanNotFound(PlanError):
+    """No plan with that id (in that estate)."""
+
+
+class PlanConflict(PlanError):
+    """The plan cannot move that way now; the message says why."""
+
+
+class PlanningError(ConfigError):
+    """The registry cannot describe a plan (no such estate, tariffs without prices)."""
+
+
+class DeviceError(EstateError):
+    """A device could not be read or commanded."""

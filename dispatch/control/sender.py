@@ -8,9 +8,9 @@ state in the registry (table ``commands``)::
     pending -> sent -> accepted -> done | rejected | failed
           \\________\\__________\\-> timed_out (no final answer by deadline + grace)
 
-``CommandStore`` makes each move a compare-and-set on the row plus one ``audit_log`` row in
-the same transaction, so several dispatch processes can share the registry without moving a
-command twice. docs/commands.md is the contract.
+The registry's ``CommandStore`` makes each move a compare-and-set on the row plus one
+``audit_log`` row in the same transaction, so several dispatch processes can share the
+registry without moving a command twice. docs/commands.md is the contract.
 """
 
 from __future__ import annotations
@@ -20,14 +20,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
-
-from dispatch.registry.models import AuditRow, CommandRow
+from dispatch.registry.command_store import CommandStore, device_path
+from dispatch.registry.records import CommandRecord
 from estate.commands import (
     FINAL_STATES,
     CommandRequest,
@@ -35,7 +30,6 @@ from estate.commands import (
     MalformedCommand,
     ParamValue,
     Reason,
-    can_move,
     decode_request,
     decode_response,
     state_for,
@@ -46,152 +40,10 @@ from estate.topics import Channel, DeviceId, parse_topic, subscription
 
 log = logging.getLogger(__name__)
 
-SUBJECT: Final = "command"
-_OPEN_STATES: Final = tuple(s.value for s in CommandState if s not in FINAL_STATES)
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class CommandRecord:
-    """A command as the registry holds it."""
-
-    id: str
-    device: DeviceId
-    action: str
-    params: Mapping[str, Any]
-    status: CommandState
-    reason: str | None
-    detail: str | None
-    requested_by: str
-    asset_id: str | None
-    plan_id: int | None
-    created_at: datetime
-    deadline_at: datetime
-    sent_at: datetime | None
-    answered_at: datetime | None
-
-    @property
-    def final(self) -> bool:
-        return self.status in FINAL_STATES
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One audit row of a command."""
-
-    at: datetime
-    actor: str
-    action: str
-    detail: Mapping[str, Any]
-
-
-def _record(row: CommandRow) -> CommandRecord:
-    return CommandRecord(row.id, DeviceId(row.estate_id, row.facility_id, row.device_id),
-                         row.action, row.params, CommandState(row.status), row.reason,
-                         row.detail, row.requested_by, row.asset_id, row.plan_id, row.created_at,
-                         row.deadline_at, row.sent_at, row.answered_at)
-
-
-class CommandStore:
-    """Commands and their audit trail in the registry database."""
-
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-
-    def create(self, request: CommandRequest, device: DeviceId, *, at_ms: int,
-               asset_id: str | None = None, plan_id: int | None = None) -> bool:
-        """Record a new command as ``pending``; False if its id exists already."""
-        with self._sessions.begin() as session:
-            if session.get(CommandRow, request.id) is not None:
-                return False
-            session.add(CommandRow(
-                id=request.id, estate_id=device.estate, facility_id=device.facility,
-                device_id=device.device, asset_id=asset_id, action=request.action,
-                params=dict(request.params), plan_id=plan_id,
-                status=CommandState.PENDING.value, requested_by=request.issued_by,
-                created_at=_at(at_ms), deadline_at=_at(request.deadline_ms)))
-            session.add(AuditRow(
-                at=_at(at_ms), actor=request.issued_by, action=f"command.{CommandState.PENDING}",
-                subject_type=SUBJECT, subject_id=request.id,
-                detail={"to": CommandState.PENDING.value, "device": _path(device),
-                        "action": request.action, "params": dict(request.params),
-                        "deadline_ms": request.deadline_ms, "asset_id": asset_id,
-                        "plan_id": plan_id}))
-        return True
-
-    def move(self, command_id: str, to: CommandState, *, actor: str, at_ms: int,
-             reason: str | None = None, detail: str | None = None) -> bool:
-        """Move a command to ``to`` if its life cycle allows; write the audit row.
-
-        False when the command is unknown, already final, or further along than ``to``.
-        """
-        with self._sessions.begin() as session:
-            row = session.get(CommandRow, command_id)
-            if row is None:
-                return False
-            current = CommandState(row.status)
-            if not can_move(current, to):
-                return False
-            values: dict[str, Any] = {"status": to.value}
-            if to in FINAL_STATES:
-                values |= {"reason": reason or None, "detail": detail or None}
-            if to is CommandState.SENT:
-                values["sent_at"] = _at(at_ms)
-            elif to is not CommandState.TIMED_OUT:
-                values["answered_at"] = _at(at_ms)
-            # Compare-and-set: another dispatch process may have moved it since the read.
-            moved = session.execute(
-                update(CommandRow).where(CommandRow.id == command_id,
-                                      CommandRow.status == current.value).values(**values))
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            session.add(AuditRow(
-                at=_at(at_ms), actor=actor, action=f"command.{to}", subject_type=SUBJECT,
-                subject_id=command_id,
-                detail={"from": current.value, "to": to.value, "reason": reason or None,
-                        "detail": detail or None}))
-        return True
-
-    def note(self, command_id: str, *, actor: str, action: str, at_ms: int,
-             detail: Mapping[str, Any]) -> None:
-        """An audit row that changes no state (an answer that came too late)."""
-        with self._sessions.begin() as session:
-            session.add(AuditRow(at=_at(at_ms), actor=actor, action=action,
-                                   subject_type=SUBJECT, subject_id=command_id,
-                                   detail=dict(detail)))
-
-    def get(self, command_id: str) -> CommandRecord | None:
-        with self._sessions() as session:
-            row = session.get(CommandRow, command_id)
-            return None if row is None else _record(row)
-
-    def overdue(self, before_ms: int) -> list[str]:
-        """Ids of commands without a final state whose deadline is before ``before_ms``."""
-        with self._sessions() as session:
-            return list(session.scalars(
-                select(CommandRow.id).where(CommandRow.status.in_(_OPEN_STATES),
-                                         CommandRow.deadline_at < _at(before_ms))
-                .order_by(CommandRow.deadline_at)))
-
-    def audit(self, command_id: str) -> list[AuditRecord]:
-        """The command's audit rows, oldest first."""
-        with self._sessions() as session:
-            rows = session.scalars(
-                select(AuditRow).where(AuditRow.subject_type == SUBJECT,
-                                         AuditRow.subject_id == command_id)
-                .order_by(AuditRow.id))
-            return [AuditRecord(r.at, r.actor, r.action, r.detail) for r in rows]
-
-
-def _path(device: DeviceId) -> str:
-    return f"{device.estate}/{device.facility}/{device.device}"
 
 
 class CommandSender:
@@ -382,7 +234,7 @@ class CommandSender:
             log.warning("%s answered command %s of %s: ignored", topic.device, command_id,
                         record.device)
             return
-        actor = f"device:{_path(topic.device)}"
+        actor = f"device:{device_path(topic.device)}"
         now = self._clock()
         to = state_for(response.status)
         with self._inflight_lock:

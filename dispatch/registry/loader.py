@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.registry.db import make_engine, session_factory, upgrade
+from dispatch.registry.db import Registry
 from dispatch.registry.models import (
     AssetRow,
     CapacityLimitRow,
@@ -191,13 +191,18 @@ def load_into_registry(session: Session, spec: EstateSpec,
     return summary
 
 
+def load_estate_into(registry: Registry, spec: EstateSpec) -> LoadSummary:
+    """Load ``spec`` into ``registry`` in one transaction (it logs what it changed)."""
+    with registry.writing() as session:
+        return load_into_registry(session, spec)
+
+
 def registry_command(url: str, estate_file: Path) -> LoadSummary:
     """``estate registry load``: migrate the registry at ``url``, then load the file."""
     spec = load_estate(estate_file)
-    engine = make_engine(url)
+    registry = Registry(url)
     try:
-        upgrade(engine)
-        with session_factory(engine).begin() as session:
-            return load_into_registry(session, spec)
+        registry.migrate()
+        return load_estate_into(registry, spec)
     finally:
-        engine.dispose()
+        registry.close()

@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from adapters.mqtt import MqttConnection
-from dispatch.control.sender import CommandSender, CommandStore
-from dispatch.registry.db import make_engine, session_factory, upgrade
+from dispatch.control.sender import CommandSender
+from dispatch.registry.command_store import CommandStore
+from dispatch.registry.db import Registry, make_engine, upgrade
 from dispatch.registry.models import AuditRow, CommandRow
 from edge.command_handler import (
     CommandHandler,
@@ -49,7 +50,7 @@ class Room:
 def room(mqtt_settings: MqttSettings, tmp_path: Path) -> Iterator[Room]:
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
-    store = CommandStore(session_factory(engine))
+    store = CommandStore(Registry(engine))
     estate = f"cmd{uuid.uuid4().hex[:8]}"
     battery = DeviceId(estate, "shared", "battery")
     genset = DeviceId(estate, "shared", "genset")

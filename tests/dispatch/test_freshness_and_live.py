@@ -83,13 +83,14 @@ def test_health_is_ok_with_the_store_and_feed_up(web: str) -> None:
 
 def test_health_is_503_and_says_why_when_influxdb_is_unreachable() -> None:
     from dispatch.web.app import create_app
+    from dispatch.web.deps import WebContext
     from estate.model import SAMPLE_ESTATE, load_estate
     from estate.settings import InfluxSettings
     from launcher.servers import free_port
 
     dead = InfluxV1Store(InfluxSettings(url=f"http://127.0.0.1:{free_port()}", timeout_s=2))
-    app = create_app(load_estate(SAMPLE_ESTATE), dead, LiveState("demo"),
-                     mqtt_connected=lambda: True)
+    app = create_app(WebContext(load_estate(SAMPLE_ESTATE), dead, LiveState("demo"),
+                                mqtt_connected=lambda: True))
     # In process: the test is about the app's answers, and the dead store is a closed port.
     answer = request(app, "GET", "/api/health")
     readings = request(app, "GET", "/api/readings", params={

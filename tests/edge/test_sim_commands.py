@@ -9,8 +9,9 @@ import uuid
 from pathlib import Path
 
 from adapters.mqtt import MqttConnection
-from dispatch.control.sender import CommandSender, CommandStore
-from dispatch.registry.db import make_engine, session_factory, upgrade
+from dispatch.control.sender import CommandSender
+from dispatch.registry.command_store import CommandStore
+from dispatch.registry.db import Registry, make_engine, upgrade
 from edge.__main__ import run as run_simulator
 from edge.settings import EdgeSettings
 from edge.sim_commands import simulated_command_handler
@@ -39,7 +40,7 @@ def test_the_running_simulator_carries_out_commands_and_refuses_bad_ones(
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
     room = MqttConnection(mqtt_settings, f"room-{uuid.uuid4().hex[:8]}")
-    sender = CommandSender(room, CommandStore(session_factory(engine)), estates=[SPEC.id],
+    sender = CommandSender(room, CommandStore(Registry(engine)), estates=[SPEC.id],
                            answer_grace_s=0, sweep_interval_s=0.1)
     sender.start()
     room.connect()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.control.sender import CommandSender, CommandStore
-from dispatch.registry.db import make_engine, session_factory, upgrade
+from dispatch.control.sender import CommandSender
+from dispatch.registry.command_store import CommandStore
+from dispatch.registry.db import Registry, make_engine, upgrade
 from estate.commands import CommandResponse, CommandState, ResponseStatus
 from estate.topics import Channel, DeviceId
 from tests.doubles import InMemoryMessaging
@@ -33,7 +34,7 @@ class Clock:
 def command_store(tmp_path: Path) -> Iterator[CommandStore]:
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
-    yield CommandStore(session_factory(engine))
+    yield CommandStore(Registry(engine))
     engine.dispose()
 
 
