@@ -27,7 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.influx import make_store
-from dispatch.jobs.rollups import POLICY_LONG, READING_15M, try_rollup_policies
+from dispatch.jobs.rollup_levels import POLICY_LONG, READING_15M
+from dispatch.jobs.rollups import try_rollup_policies
 from dispatch.planning.demand_model import (
     DAY_MS,
     NEAR_ZERO_SHARE,

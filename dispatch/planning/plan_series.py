@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from dispatch.jobs.rollups import POLICY_LONG
+from dispatch.jobs.rollup_levels import POLICY_LONG
 from dispatch.optimiser import EstateProblem, Schedule
 from dispatch.optimiser import Plan as OptimisedPlan
 from dispatch.planning.assembly import Assembly

@@ -14,13 +14,8 @@ import pytest
 from rich.console import Console
 
 from adapters.influxdb_v1 import InfluxV1Store
-from dispatch.jobs.rollups import (
-    POLICY_LONG,
-    READING_15M,
-    ensure_rollup_policies,
-    rollup_line,
-    series_prefix,
-)
+from dispatch.jobs.rollup_levels import POLICY_LONG, READING_15M
+from dispatch.jobs.rollups import ensure_rollup_policies, rollup_line, series_prefix
 from dispatch.planning.demand_model import STEP_MS, WEEK_MS, IntArray, Method, local_calendar
 from dispatch.planning.forecasts import (
     ESTATE_SCOPE,

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import run_worker
 from dispatch.jobs.consumption import Consumption, consumption_by_window
-from dispatch.jobs.rollups import (
+from dispatch.jobs.rollup_levels import (
     CONSUMPTION_1H,
     CONSUMPTION_15M,
     HOUR_MS,
@@ -30,25 +30,27 @@ from dispatch.jobs.rollups import (
     READING_1H,
     READING_1M,
     READING_15M,
-    REQUEST_SOURCE,
-    ROLLUP_REQUESTS,
     ROLLUP_WATERMARK,
     Level,
     Progress,
-    Rollups,
     align_down,
     align_up,
-    ensure_rollup_policies,
     merge_ranges,
     plan,
     progress_names,
-    raw_aggregations,
     request_range,
+    spans,
+    take,
+)
+from dispatch.jobs.rollups import (
+    REQUEST_SOURCE,
+    ROLLUP_REQUESTS,
+    Rollups,
+    ensure_rollup_policies,
+    raw_aggregations,
     rollup_aggregations,
     rollup_line,
     series_prefix,
-    spans,
-    take,
 )
 from dispatch.settings import DispatchSettings, RollupSettings
 from estate.errors import StoreRejected

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dispatch.control.sender import CommandSender
-from dispatch.jobs.rollups import READING_15M
+from dispatch.jobs.rollup_levels import READING_15M
 from dispatch.planning.assembly import SHARED, assemble
 from dispatch.planning.forecasts import FORECAST_POLICY, QUANTITY
 from dispatch.planning.plan_series import PLAN_POLICY
