@@ -29,17 +29,16 @@ from rich.table import Table
 from adapters.influx import make_store
 from dispatch.jobs.rollup_levels import POLICY_LONG, READING_15M
 from dispatch.jobs.rollups import try_rollup_policies
+from dispatch.planning.demand_backtest import Backtest, backtest
 from dispatch.planning.demand_model import (
     DAY_MS,
     NEAR_ZERO_SHARE,
     STEP_MS,
     WEEK_MS,
-    Backtest,
     FloatArray,
     Forecast,
     ForecastParams,
     IntArray,
-    backtest,
     forecast_demand,
     regular_times,
 )

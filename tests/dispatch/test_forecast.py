@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from dispatch.planning.demand_backtest import backtest
 from dispatch.planning.demand_model import (
     DAY_MS,
     HOUR_MS,
@@ -17,7 +18,6 @@ from dispatch.planning.demand_model import (
     FloatArray,
     IntArray,
     Method,
-    backtest,
     forecast_demand,
     local_calendar,
     regular_times,
