@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.command_handler import (
-    CommandHandler,
-    CommandTarget,
+from edge.command_executors import (
     SimulatedAssetExecutor,
     SimulatedBattery,
     SimulatedGenset,
     SimulatedPump,
 )
+from edge.command_handler import CommandHandler, CommandTarget
 from estate.assets import BatterySpec, GensetSpec, PumpTankSpec
 from estate.commands import CommandPolicy
 from estate.model import EstateSpec

@@ -9,12 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from adapters.mqtt import MqttConnection
-from edge.command_handler import (
-    CommandHandler,
-    CommandTarget,
-    SimulatedAssetExecutor,
-    SimulatedBattery,
-)
+from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery
+from edge.command_handler import CommandHandler, CommandTarget
 from estate.commands import CommandPolicy
 from estate.settings import MqttSettings
 from estate.topics import DeviceId

@@ -22,13 +22,8 @@ from dispatch.control.sender import CommandSender
 from dispatch.registry.command_store import CommandStore
 from dispatch.registry.db import Registry, make_engine, upgrade
 from dispatch.registry.models import AuditRow, CommandRow
-from edge.command_handler import (
-    CommandHandler,
-    CommandTarget,
-    SimulatedAssetExecutor,
-    SimulatedBattery,
-    SimulatedGenset,
-)
+from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery, SimulatedGenset
+from edge.command_handler import CommandHandler, CommandTarget
 from estate.commands import CommandPolicy, CommandResponse, CommandState, ResponseStatus
 from estate.settings import MqttSettings
 from estate.topics import Channel, DeviceId

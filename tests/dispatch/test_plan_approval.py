@@ -37,13 +37,8 @@ from dispatch.settings import DispatchSettings, PlanningSettings
 from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
-from edge.command_handler import (
-    CommandHandler,
-    CommandTarget,
-    SimulatedAssetExecutor,
-    SimulatedBattery,
-    SimulatedGenset,
-)
+from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery, SimulatedGenset
+from edge.command_handler import CommandHandler, CommandTarget
 from estate.commands import CommandPolicy
 from estate.errors import PlanNotFound
 from estate.model import SAMPLE_ESTATE, load_estate

@@ -31,7 +31,7 @@ from dispatch.registry.db import Registry, make_engine, upgrade
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.models import AssetRow, AuditRow, CommandRow, PlanRow
 from dispatch.settings import DispatchSettings, ForecastSettings, PlanningSettings
-from edge.command_handler import SimulatedBattery
+from edge.command_executors import SimulatedBattery
 from edge.publisher import Publisher, publish_range, run_realtime
 from edge.simulator import EstateSimulator
 from estate.assets import DeferrableLoadSpec

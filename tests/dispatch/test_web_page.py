@@ -17,7 +17,7 @@ from dispatch.registry.db import Registry, make_engine
 from dispatch.registry.loader import load_into_registry
 from dispatch.registry.models import PlanRow
 from dispatch.settings import PlanningSettings
-from edge.command_handler import SimulatedBattery
+from edge.command_executors import SimulatedBattery
 from edge.publisher import Publisher
 from edge.simulator import EstateSimulator
 from estate.model import SAMPLE_ESTATE, load_estate

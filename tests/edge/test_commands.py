@@ -20,10 +20,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from adapters.mqtt import InboundMessage, MqttConnection
-from edge.command_handler import (
-    CommandHandler,
-    CommandLog,
-    CommandTarget,
+from edge.command_executors import (
     ExecutionError,
     ModbusExecutor,
     ModbusTarget,
@@ -35,6 +32,8 @@ from edge.command_handler import (
     encode_write,
     load_command_map,
 )
+from edge.command_handler import CommandHandler, CommandTarget
+from edge.command_log import CommandLog
 from estate.commands import (
     CommandPolicy,
     CommandRequest,

@@ -34,8 +34,9 @@ from pymodbus.client import ModbusTcpClient
 from adapters.mqtt import InboundMessage, MqttConnection
 from dispatch.__main__ import build_web
 from dispatch.settings import DispatchSettings
-from edge.gateway import Gateway, load_meters
+from edge.gateway import Gateway
 from edge.gateway_cli import gateway_command
+from edge.gateway_config import load_meters
 from edge.registers import GENERIC_THREE_PHASE, load_map
 from edge.settings import GatewaySettings
 from estate.errors import ConfigError
@@ -318,7 +319,8 @@ def test_broker_down_for_a_minute_every_reading_arrives_once_and_in_order(
 _GATEWAY_PROCESS = """
 import sys, threading
 import orjson
-from edge.gateway import Gateway, load_meters
+from edge.gateway import Gateway
+from edge.gateway_config import load_meters
 from edge.settings import GatewaySettings
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.gateway import Gateway, load_command_devices, load_meters
+from edge.gateway import Gateway
 from edge.gateway_cli import gateway_command
+from edge.gateway_config import load_command_devices, load_meters
 from edge.registers import GENERIC_THREE_PHASE, load_map
 from edge.settings import GatewaySettings
 from estate.commands import CommandResponse
