@@ -237,6 +237,10 @@ class MqttConnection:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set() and not self._subscription_refused
+
     def wait_subscribed(self, timeout_s: float) -> bool:
         return self._subscribed.wait(timeout_s) and not self._subscription_refused
 

@@ -249,6 +249,10 @@ class Messaging(Protocol):
     def wait_connected(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` for the connection; True once connected."""
 
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and every subscription acknowledged by the broker (SUBACK)."""
+
     def wait_subscribed(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` until the broker acknowledged every subscription on
         the current connection; True once it has (readiness: from then on nothing published

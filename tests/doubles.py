@@ -326,6 +326,10 @@ class InMemoryMessaging:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected
 
+    @property
+    def subscribed(self) -> bool:
+        return self._connected
+
     def wait_subscribed(self, timeout_s: float) -> bool:
         return self._connected
 

@@ -132,8 +132,10 @@ def test_a_slow_handler_stalls_neither_the_connection_nor_other_subscriptions(
     connection.subscribe(f"{base}/inline", quick, handling=Handling.INLINE)
     other = MqttConnection(mqtt_settings, f"other-{uuid.uuid4().hex[:8]}")
     try:
+        assert not connection.subscribed
         connection.connect()
         assert connection.wait_subscribed(10)
+        assert connection.subscribed
         other.connect()
         assert other.publish(f"{base}/worker", b"first").wait(10)
         assert entered.wait(10), "the slow handler got its message"
