@@ -7,10 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Install the package (and only its runtime dependencies), then drop the sources.
+# Install the package and only its runtime dependencies, at the versions of
+# requirements.lock (as constraints, also for the build backend), then drop the sources.
 WORKDIR /tmp/src
 COPY . .
-RUN pip install . && cd / && rm -rf /tmp/src
+RUN PIP_CONSTRAINT=requirements.lock pip install . && cd / && rm -rf /tmp/src
 
 # Run as an unprivileged user. /var/lib/estate is its home and the mount point of the
 # dispatch state volume; creating it here makes a fresh named volume owned by this user.
