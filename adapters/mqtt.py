@@ -35,6 +35,7 @@ from adapters.handler_worker import (
 from estate.errors import BrokerError
 from estate.ports import Delivery, Handling, InboundMessage, MessageHandler, Session, Will
 from estate.settings import MqttSettings
+from estate.topics import is_filter, unshared
 
 __all__ = ["InboundMessage", "MqttConnection", "Session", "Will"]
 
@@ -69,22 +70,6 @@ class _Route:
     topic_filter: str
     handler: MessageHandler
     handling: Handling
-
-
-def _valid_filter(topic_filter: str) -> bool:
-    """MQTT's rules for a filter: not empty, ``#`` only as the last level, ``+`` alone."""
-    levels = _unshared(topic_filter).split("/")
-    return bool(topic_filter) and "\0" not in topic_filter and all(
-        ("#" not in level or (level == "#" and i == len(levels) - 1))
-        and ("+" not in level or level == "+") for i, level in enumerate(levels))
-
-
-def _unshared(topic_filter: str) -> str:
-    """The filter a shared subscription's messages match (``$share/group/filter``)."""
-    if topic_filter.startswith("$share/"):
-        parts = topic_filter.split("/", 2)
-        return parts[2] if len(parts) == 3 else ""
-    return topic_filter
 
 
 class _Client(paho.Client):
@@ -160,6 +145,7 @@ class MqttConnection:
         self._subscriptions: dict[str, int] = {}
         self._routes: list[_Route] = []
         self._by_filter: dict[str, list[_Route]] = {}  # the matcher's values
+        self._only_inline: MessageHandler | None = None
         self._matcher = MQTTMatcher()  # type: ignore[no-untyped-call]
         self._worker: HandlerWorker | None = None
         self._connected = threading.Event()
@@ -248,12 +234,14 @@ class MqttConnection:
                   handling: Handling = Handling.WORKER) -> None:
         """Subscribe now (if connected) and again after every reconnection; ``handler``
         receives the messages that match ``topic_filter``."""
-        if not _valid_filter(topic_filter):
+        if not is_filter(topic_filter):
             raise BrokerError(f"not a topic filter: {shown_topic(topic_filter)!r}")
         route = _Route(topic_filter, handler, handling)
         with self._lock:
             self._routes.append(route)
-            matched = _unshared(topic_filter)
+            self._only_inline = (handler if len(self._routes) == 1
+                                 and handling is Handling.INLINE else None)
+            matched = unshared(topic_filter)
             self._by_filter.setdefault(matched, []).append(route)
             self._matcher[matched] = self._by_filter[matched]
             self._subscriptions[topic_filter] = qos
@@ -372,10 +360,18 @@ class MqttConnection:
                                  bool(message.retain), message.mid,
                                  getattr(props, "ResponseTopic", None) if props else None,
                                  getattr(props, "CorrelationData", None) if props else None)
+        inline = self._only_inline
+        if inline is not None:
+            # One subscription, handled here: ingest's hot path pays no match, no hand-off.
+            try:
+                inline(inbound)
+            except Exception:
+                log.exception("handler failed on a message on %s", shown_topic(message.topic))
+            return
         routes = self._routes
         if len(routes) != 1:
             # Several subscriptions: those whose filter matches; one takes everything the
-            # broker sends (no match to pay per message on ingest's hot path).
+            # broker sends.
             routes = [r for found in self._matcher.iter_match(message.topic)  # type: ignore[no-untyped-call]
                       for r in found]
             if not routes:

@@ -36,6 +36,7 @@ from estate.ports import (
     TimeRange,
     Where,
 )
+from estate.topics import unshared
 
 _NS_PER_MS = 1_000_000
 
@@ -256,9 +257,7 @@ class InMemoryTimeSeriesStore:
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
     """MQTT's matching of ``topic`` against a filter (``$share/group/`` ignored)."""
-    if topic_filter.startswith("$share/"):
-        topic_filter = topic_filter.split("/", 2)[2]
-    wanted, levels = topic_filter.split("/"), topic.split("/")
+    wanted, levels = unshared(topic_filter).split("/"), topic.split("/")
     for i, part in enumerate(wanted):
         if part == "#":
             return True
