@@ -12,9 +12,9 @@ import pytest
 
 from dispatch.control.sender import CommandSender
 from dispatch.registry.command_store import CommandStore
-from dispatch.registry.db import Registry, make_engine, upgrade
 from estate.commands import CommandResponse, CommandState, ResponseStatus
 from estate.topics import Channel, DeviceId
+from tests.dispatch.registries import sample_registry
 from tests.doubles import InMemoryMessaging
 
 NOW = 1_795_000_000_000
@@ -32,10 +32,9 @@ class Clock:
 
 @pytest.fixture
 def command_store(tmp_path: Path) -> Iterator[CommandStore]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
-    upgrade(engine)
-    yield CommandStore(Registry(engine))
-    engine.dispose()
+    registry = sample_registry(tmp_path)
+    yield CommandStore(registry)
+    registry.close()
 
 
 def _sender(messaging: InMemoryMessaging, command_store: CommandStore, clock: Clock,
