@@ -56,10 +56,10 @@ def plan(plan_id: PlanId, spec: Spec, registry: RegistryDep) -> dict[str, Any]:
 
 
 @router.post("/{plan_id}/approve")
-def approve_plan(plan_id: PlanId, decision: Decision, spec: Spec, store: Plans,
+def approve_plan(plan_id: PlanId, decision: Decision, spec: Spec, plan_store: Plans,
                  sender: Sender, settings: Planning) -> dict[str, Any]:
     """Approve the newest draft plan and send its current step's setpoints."""
-    done = approve(store, sender, plan_id, decision.operator, now_ms=_now_ms(),
+    done = approve(plan_store, sender, plan_id, decision.operator, now_ms=_now_ms(),
                    deadline_s=settings.command_deadline_s, estate_id=spec.id,
                    revision=decision.revision)
     return {"plan": done.plan_id, "status": "approved",
@@ -68,10 +68,10 @@ def approve_plan(plan_id: PlanId, decision: Decision, spec: Spec, store: Plans,
 
 
 @router.post("/{plan_id}/reject")
-def reject_plan(plan_id: PlanId, decision: Decision, spec: Spec, store: Plans,
+def reject_plan(plan_id: PlanId, decision: Decision, spec: Spec, plan_store: Plans,
                 ) -> dict[str, Any]:
     """Reject a draft plan; nothing is sent."""
-    reject(store, plan_id, decision.operator, now_ms=_now_ms(), reason=decision.reason,
+    reject(plan_store, plan_id, decision.operator, now_ms=_now_ms(), reason=decision.reason,
            estate_id=spec.id)
     return {"plan": plan_id, "status": "rejected"}
 
