@@ -214,10 +214,14 @@ class MqttConnection:
 
     def connect_async(self) -> None:
         """Start connecting in the background; retries until the broker is there."""
-        self._client.connect_async(self._settings.host, self._settings.port,
-                                   keepalive=self._settings.keepalive,
-                                   clean_start=self._session.clean_start,
-                                   properties=self._connect_properties())
+        try:
+            self._client.connect_async(self._settings.host, self._settings.port,
+                                       keepalive=self._settings.keepalive,
+                                       clean_start=self._session.clean_start,
+                                       properties=self._connect_properties())
+        except ValueError as exc:  # a host or port paho cannot use
+            raise BrokerError(f"cannot connect to MQTT broker {self._settings.host}:"
+                              f"{self._settings.port}: {exc}") from exc
         self._client.loop_start()
 
     def wait_connected(self, timeout_s: float) -> bool:
