@@ -27,6 +27,17 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> bool:
     return True
 
 
+class _Watched(InMemoryMessaging):
+    """Counts how often the sender looked at the connection: its rounds."""
+
+    looked = 0
+
+    @property
+    def connected(self) -> bool:
+        self.looked += 1
+        return super().connected
+
+
 @pytest.fixture
 def outbox(tmp_path: Path) -> Iterator[Outbox]:
     box = Outbox(tmp_path / "outbox.sqlite3")
@@ -59,13 +70,14 @@ def test_the_outbox_is_forwarded_oldest_first_and_emptied_once_acknowledged(
 
 def test_nothing_leaves_the_outbox_before_the_broker_acknowledged_it(outbox: Outbox) -> None:
     outbox.append_many([(f"t/{k}", b"x", T0 + k) for k in range(SEND_WINDOW + 50)])
-    messaging, births = InMemoryMessaging(acknowledge=False), []
+    messaging, births = _Watched(acknowledge=False), []
     messaging.connect()
     sender, _ = _sender(outbox, messaging, births)
     try:
         # A window's worth goes out, and no more until acknowledgements come back.
         assert wait_until(lambda: len(messaging.published) == SEND_WINDOW)
-        time.sleep(0.1)
+        rounds = messaging.looked
+        assert wait_until(lambda: messaging.looked >= rounds + 3)
         assert len(messaging.published) == SEND_WINDOW
         assert len(outbox) == SEND_WINDOW + 50
         for delivery in messaging.deliveries[:10]:
@@ -78,11 +90,12 @@ def test_nothing_leaves_the_outbox_before_the_broker_acknowledged_it(outbox: Out
 
 def test_while_disconnected_nothing_is_sent_and_the_outbox_keeps_it(outbox: Outbox) -> None:
     outbox.append("t/0", b"x", T0)
-    messaging, births = InMemoryMessaging(), []
+    messaging, births = _Watched(), []
     sender, wakeup = _sender(outbox, messaging, births)
     try:
         wakeup.set()
-        time.sleep(0.3)
+        # Rounds of the sender went by while disconnected, and sent nothing.
+        assert wait_until(lambda: messaging.looked >= 3)
         assert messaging.published == []
         assert births == []
         messaging.connect()
