@@ -57,18 +57,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    """The fast tier (``-m "not servers"``) runs on every CPU (pytest-xdist), unless ``-n``
-    says otherwise: it is CPU-bound and starts no server, so its tests share nothing but
-    the CPUs. The server tier stays in one process, one Mosquitto and one InfluxDB."""
-    if (getattr(config.option, "markexpr", "").strip() == "not servers"
-            and config.pluginmanager.hasplugin("xdist")
-            and getattr(config.option, "numprocesses", None) is None
-            and not hasattr(config, "workerinput") and not config.option.collectonly):
-        config.option.numprocesses = "auto"
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
