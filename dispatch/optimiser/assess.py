@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from dispatch.optimiser import explain
+from dispatch.optimiser.penalty import violation_penalty
 from dispatch.optimiser.problem import BoolArray, EstateProblem, FloatArray
 from dispatch.optimiser.result import Assessment, Costs, Schedule, Violation
 
@@ -49,7 +50,7 @@ def assess(problem: EstateProblem, s: Schedule) -> Assessment:
         found.extend(violations)
     found.sort(key=lambda v: (v.first_step, v.limit, v.subject))
     return Assessment(costs=costs(problem, s), peak_kw=float(s.grid_import.max(initial=0.0)),
-                      penalty=problem.violation_penalty * penalty, violations=tuple(found))
+                      penalty=violation_penalty(problem) * penalty, violations=tuple(found))
 
 
 Breach = tuple[FloatArray, float, list[Violation]]

@@ -7,9 +7,10 @@ and gensets, the ones with binaries). Every asset adds its electric draw to ``Bu
 ``define_balance`` and ``define_facility_limits`` sum them, so an asset kind never needs
 to know about the estate's rows.
 
-Every limit that can be broken in practice has a slack column whose cost is
-``violation_penalty`` per unit: the model is always feasible, and a slack above zero in
-the optimum is a limit that nothing the optimiser controls could keep.
+Every limit that can be broken in practice has a slack column whose cost is the violation
+penalty per unit (``dispatch.optimiser.penalty``: derived from the prices, so it outweighs
+every one of them): the model is always feasible, and a slack above zero in the optimum is
+a limit that nothing the optimiser controls could keep.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dispatch.optimiser.model import LinearModel, Term, term
+from dispatch.optimiser.penalty import violation_penalty
 from dispatch.optimiser.problem import EstateProblem, FloatArray, IntArray
 
 
@@ -50,7 +52,7 @@ class Build:
 
     @property
     def penalty(self) -> float:
-        return self.problem.violation_penalty
+        return violation_penalty(self.problem)
 
     def facility_of(self, facilities: Sequence[str]) -> IntArray:
         index = {name: i for i, name in enumerate(self.problem.facilities)}

@@ -2,9 +2,10 @@
 
 Independent of the builder: it recomputes state-of-charge and tank dynamics, bounds,
 energy windows, runs and minimum up/down times from the schedule, step by step, and the
-objective from the prices. Limits that may be broken (capacity, export, tenants, demand
-response, tanks, deferrable energy) must be broken exactly where the plan says, by the
-amount it says.
+objective from the prices (with the violation penalty derived here from the rule
+docs/optimiser.md states, not from the optimiser's code). Limits that may be broken
+(capacity, export, tenants, demand response, tanks, deferrable energy) must be broken
+exactly where the plan says, by the amount it says.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ def runs(flags: np.ndarray) -> Iterator[tuple[int, int]]:
             start = None
     if start is not None:
         yield start, len(flags) - 1
+
+
+def penalty(p: EstateProblem) -> float:
+    """The violation penalty by docs/optimiser.md: 100 x the most a unit of slack is worth."""
+    if p.violation_penalty is not None:
+        return float(p.violation_penalty)
+    dt = p.step_hours
+    price = max(float(np.abs(p.import_price).max()), float(np.abs(p.export_price).max()))
+    worth = [1.0, price, p.demand_charge / dt]
+    worth += [g.fuel_cost for g in p.gensets]
+    worth += [g.start_cost / (dt * g.max_kw) for g in p.gensets]
+    worth += [2 * b.degradation_cost / (b.charge_efficiency * b.discharge_efficiency)
+              for b in p.batteries]
+    worth += [price / w.flow_per_kw for w in p.pumps] + [w.spill_cost for w in p.pumps]
+    worth += [price / float(np.min(c.cop)) for c in p.thermal]
+    return 100.0 * max(worth)
 
 
 class Checker:
@@ -245,7 +262,7 @@ class Checker:
                     cost += g.start_cost
                 before = bool(s.genset_on[i, t])
         self.close("cost", self.plan.cost, cost, 1e-6)
-        total = cost + p.violation_penalty * self.penalty
+        total = cost + penalty(p) * self.penalty
         self.close("objective", self.plan.objective, total, 1e-6)
 
 

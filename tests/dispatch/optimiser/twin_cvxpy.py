@@ -16,6 +16,7 @@ import cvxpy
 import numpy as np
 
 from dispatch.optimiser import EstateProblem
+from tests.dispatch.optimiser.checker import penalty
 
 # cvxpy ships py.typed but does not export its atoms (multiply, sum, hstack) to type checkers
 cp: Any = cvxpy
@@ -54,7 +55,7 @@ def _incidence(p: EstateProblem, assets: Sequence[object]) -> np.ndarray:
 
 def build(p: EstateProblem) -> Twin:
     began = time.perf_counter()
-    n, dt, pen = p.steps, p.step_hours, p.violation_penalty
+    n, dt, pen = p.steps, p.step_hours, penalty(p)
     base = np.asarray(p.base_load_kw, dtype=float)
     imp = cp.Variable(n, nonneg=True)
     exp = cp.Variable(n, nonneg=True)

