@@ -32,13 +32,15 @@ def costs(problem: EstateProblem, s: Schedule) -> Costs:
     start_cost = np.array([g.start_cost for g in gens])[:, None] if gens else 0.0
     was_on = np.array([g.initially_on for g in gens], dtype=bool)
     deg = np.array([x.degradation_cost for x in p.batteries])[:, None] if p.batteries else 0.0
+    spill = np.array([w.spill_cost for w in p.pumps])[:, None] if p.pumps else 0.0
     return Costs(
         energy=float(dt * np.dot(p.import_price, s.grid_import)),
         export_revenue=float(dt * np.dot(p.export_price, s.grid_export)),
         demand_charge=float(p.demand_charge * max(peak - p.prior_peak_kw, 0.0)),
         fuel=float(dt * np.sum(fuel * s.genset_power)),
         starts=float(np.sum(start_cost * starts(s.genset_on, was_on))),
-        degradation=float(dt * np.sum(deg * (s.battery_charge + s.battery_discharge))))
+        degradation=float(dt * np.sum(deg * (s.battery_charge + s.battery_discharge))),
+        spill=float(np.sum(spill * s.water_spill)))
 
 
 def assess(problem: EstateProblem, s: Schedule) -> Assessment:
@@ -111,26 +113,19 @@ def _demand_response(p: EstateProblem, s: Schedule) -> list[Breach]:
 
 
 def _tank_breaches(p: EstateProblem, kind: str, what: str, unit: str, names: list[str],
-                   level: FloatArray, low: FloatArray, high: FloatArray,
-                   terminal: FloatArray) -> list[Breach]:
+                   level: FloatArray, low: FloatArray, terminal: FloatArray) -> list[Breach]:
     out: list[Breach] = []
     last = p.steps - 1
     for i, name in enumerate(names):
         label = p.label(name)
         under = low[i] - level[i]
-        over = level[i] - high[i]
-        lo, hi = explain.quantity(low[i], unit), explain.quantity(high[i], unit)
+        lo = explain.quantity(low[i], unit)
 
         def below(by: str, a: int, b: int, label: str = label, lo: str = lo) -> str:
             return f"{what} {label} below its minimum of {lo} {by} {explain.when(p, a, b)}"
 
-        def above(by: str, a: int, b: int, label: str = label, hi: str = hi) -> str:
-            return f"{what} {label} above its maximum of {hi} {by} {explain.when(p, a, b)}"
-
         out.append((under, p.step_hours,
                     explain.per_step(p, f"{kind}_min", name, under, unit, below)))
-        out.append((over, p.step_hours,
-                    explain.per_step(p, f"{kind}_max", name, over, unit, above)))
         short = float(terminal[i] - level[i, -1]) if level.shape[1] else 0.0
         target = explain.quantity(terminal[i], unit)
         out.append((np.array([short]), 1.0, explain.once(
@@ -145,11 +140,9 @@ def _tanks(p: EstateProblem, s: Schedule) -> list[Breach]:
     return [
         *_tank_breaches(p, "tank", "Chilled-water tank", "kWh", [x.name for x in th],
                         s.tank_level, np.array([x.tank_min_kwh for x in th]),
-                        np.array([x.tank_max_kwh for x in th]),
                         np.array([x.terminal_kwh for x in th])),
         *_tank_breaches(p, "water", "Water tank", "m³", [x.name for x in pu], s.water_level,
                         np.array([x.tank_min_m3 for x in pu]),
-                        np.array([x.tank_max_m3 for x in pu]),
                         np.array([x.terminal_m3 for x in pu])),
     ]
 

@@ -112,10 +112,16 @@ class LinearModel:
         self.constraints[name] = index
         return index
 
+    def column_bounds(self) -> tuple[FloatArray, FloatArray]:
+        """The lower and upper bounds of every column so far."""
+        if not self._col_parts:
+            return np.zeros(0), np.zeros(0)
+        return (np.concatenate([p[1] for p in self._col_parts]),
+                np.concatenate([p[2] for p in self._col_parts]))
+
     def bounds(self, index: IntArray) -> tuple[FloatArray, FloatArray]:
         """The lower and upper bounds of columns ``index`` (in its shape)."""
-        lower = np.concatenate([p[1] for p in self._col_parts])
-        upper = np.concatenate([p[2] for p in self._col_parts])
+        lower, upper = self.column_bounds()
         return lower[index], upper[index]
 
     def add_cost(self, offset: float) -> None:

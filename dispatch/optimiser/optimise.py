@@ -23,6 +23,10 @@ from dispatch.optimiser.solve import Hints, SolveOptions, solve
 
 log = logging.getLogger(__name__)
 
+_SAME = 1e-7
+"""Relative difference below which the assessed and the solver's objectives are the same
+number (HiGHS's optimality tolerance is about 1e-7 relative)."""
+
 
 def build_model(problem: EstateProblem) -> build.Build:
     """Every group in turn: the assets first (they register their draws), then the estate."""
@@ -35,6 +39,7 @@ def build_model(problem: EstateProblem) -> build.Build:
     switched.define_deferrables(b)
     switched.define_gensets(b)
     build.define_balance(b)
+    build.define_grid_modes(b)
     build.define_capacity(b)
     build.define_export_limit(b)
     build.define_peak(b)
@@ -46,6 +51,14 @@ def build_model(problem: EstateProblem) -> build.Build:
 def model_size(arrays: ModelArrays) -> ModelSize:
     return ModelSize(columns=arrays.num_cols, integers=int(arrays.integer.sum()),
                      rows=arrays.num_rows, nonzeros=int(arrays.matrix.nnz))
+
+
+def _objective(solver: float | None, assessed: float) -> float:
+    """The solver's objective, or the assessed one where extraction improved on it (netted
+    flows or later spills in a plan the solver had not proved optimal)."""
+    if solver is None or assessed < solver - _SAME * max(1.0, abs(solver)):
+        return assessed
+    return solver
 
 
 def optimise(problem: EstateProblem, options: SolveOptions | None = None,
@@ -71,7 +84,7 @@ def optimise(problem: EstateProblem, options: SolveOptions | None = None,
     else:
         schedule = extract(b, outcome.x)
         assessment = assess(problem, schedule)
-        objective = outcome.objective if outcome.objective is not None else assessment.cost
+        objective = _objective(outcome.objective, assessment.cost + assessment.penalty)
         status = Status.OPTIMAL if outcome.within_gap else Status.TIME_LIMIT
         reason = outcome.message
         if assessment.violations:

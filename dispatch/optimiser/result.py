@@ -44,7 +44,8 @@ class Schedule:
     chiller_power: FloatArray
     tank_level: FloatArray  # kWh of cooling at the end of each step
     pump_power: FloatArray
-    water_level: FloatArray  # m³ at the end of each step
+    water_level: FloatArray  # m³ at the end of each step, at most the tank's top
+    water_spill: FloatArray  # m³ run over the top in each step (tanks with an overflow)
     pv_power: FloatArray  # used; the forecast minus this is curtailed
 
 
@@ -58,11 +59,12 @@ class Costs:
     fuel: float
     starts: float
     degradation: float
+    spill: float = 0.0
 
     @property
     def total(self) -> float:
         return (self.energy - self.export_revenue + self.demand_charge + self.fuel
-                + self.starts + self.degradation)
+                + self.starts + self.degradation + self.spill)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,7 @@ class Assessment:
 
     costs: Costs
     peak_kw: float
-    penalty: float  # violation_penalty times the slack the limits need
+    penalty: float  # the violation penalty times the slack the limits need
     violations: tuple[Violation, ...]
 
     @property

@@ -85,7 +85,8 @@ def test_time_limit_returns_the_incumbent() -> None:
 
 
 def test_lp_without_binaries_is_solved_in_one_go() -> None:
-    problem = random_problem(3, binaries=False)
+    problem = random_problem(3, binaries=False, counts={"deferrable": 2, "thermal": 1,
+                                                        "pump": 1, "pv": 1})
     plan = optimise(problem)
 
     assert plan.status is Status.OPTIMAL
