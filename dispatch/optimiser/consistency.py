@@ -60,6 +60,8 @@ MAX_STEPS: Final = 2_000
 """Three weeks of quarter-hours. Why bound it: the work and memory of a solve grow with
 steps x assets; a horizon past this is a mistake, not a plan."""
 MAX_ASSETS: Final = 10_000
+MAX_TIME_LIMIT_S: Final = 86_400.0
+"""A day: a plan is due every quarter-hour, a solve past a day is a mistake."""
 MAX_PENALTY: Final = 1e12
 """Above this HiGHS's tolerances, relative to the largest cost, swallow every price."""
 
@@ -93,6 +95,14 @@ def validate(problem: EstateProblem, strict: bool = False) -> list[Issue]:
     for issue in issues:
         log.warning("optimisation input: %s", issue)
     return issues
+
+
+def check_options(time_limit_s: object, mip_rel_gap: object) -> list[Issue]:
+    """The solver's options: a time limit in [0, a day] and a gap in [0, 1]."""
+    c = _Checks(None)
+    c.number("options", "time_limit_s", time_limit_s, 0.0, MAX_TIME_LIMIT_S)
+    c.number("options", "mip_rel_gap", mip_rel_gap, 0.0, 1.0)
+    return c.found
 
 
 def check_problem(problem: EstateProblem) -> list[Issue]:
@@ -139,9 +149,14 @@ def _shown(value: object) -> str:
 class _Checks:
     """Collects issues; each check returns whether the value is usable further on."""
 
-    def __init__(self, problem: EstateProblem) -> None:
-        self.p = problem
+    def __init__(self, problem: EstateProblem | None) -> None:
+        self._problem = problem
         self.found: list[Issue] = []
+
+    @property
+    def p(self) -> EstateProblem:
+        assert self._problem is not None
+        return self._problem
 
     @property
     def errors(self) -> bool:

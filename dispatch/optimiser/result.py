@@ -100,11 +100,17 @@ class Assessment:
 class Timings:
     build_s: float
     solve_s: float
+    """Wall-clock, from handing the model to HiGHS to its answer; never more than the
+    bound ``bound_s`` (a solve that reaches it is stopped)."""
     extract_s: float
+    bound_s: float = float("inf")
+    """The solve's wall-clock bound: the time limit plus the documented margin."""
+    start_s: float = 0.0
+    """Starting a solving process (the first solve of a process, or after a kill)."""
 
     @property
     def total_s(self) -> float:
-        return self.build_s + self.solve_s + self.extract_s
+        return self.start_s + self.build_s + self.solve_s + self.extract_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,9 +45,16 @@ percent of a unit-commitment gap can cost orders of magnitude more time."""
 LOCAL_PASSES = 3
 """Re-rounding passes at most. Why 3: on the benchmark estates passes rarely gain after the
 first two, and each costs two warm LPs per group."""
-_SIMPLEX_STRATEGY = 2
-"""HiGHS's parallel dual simplex (SIP). Why: on this model's LPs it took 10-35% less time
-than the serial dual simplex on two cores (same iterations; 1,000 assets: 24 s vs 33 s)."""
+_SIMPLEX_STRATEGY = 1
+"""HiGHS's serial dual simplex. Why: with highspy 1.16 on the 2-core machine the parallel
+variants lost everywhere: the 200-asset relaxation took 1.2 s serial against 5.8 s with
+SIP on two threads (2.9 s with PAMI), the same iterations; and a parallel solve beside
+other busy processes waits for its slowest thread (a whole 200-asset solve: 15 s of CPU
+with SIP against 1.6 s serial)."""
+_THREADS = 1
+"""HiGHS's worker threads. Why one: a solve then slows on a busy machine by the share of
+one core it loses and no more (two threads each wait for the other whenever either is
+descheduled); see BENCHMARKS.md for the 200-asset estate beside two busy processes."""
 _IMPROVEMENT = 1e-6
 """A pass must gain this share of the objective to count: smaller is solver noise."""
 _MIN_STAGE_S = 0.5
@@ -70,6 +77,10 @@ class SolveOptions:
     """Relax, round and fix for a first incumbent (MIPs only); False: branch and bound
     straight away from ``Hints.start``."""
     log_to_console: bool = False
+    isolated: bool = True
+    """Solve in a process of its own, killed at ``isolation.deadline_s(time_limit_s)``
+    (the wall-clock bound); False: in the calling thread, bounded by HiGHS's own checks
+    only (tests that reach into the solver, tools)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +124,18 @@ class _Run:
     bound: float
 
 
-def solve(arrays: ModelArrays, options: SolveOptions, hints: Hints | None = None
-          ) -> SolverOutcome:
-    """Run HiGHS on ``arrays`` within ``options``; never raises."""
-    began = time.perf_counter()
+Report = Callable[[FloatArray, float, "float | None"], None]
+"""Called with each better plan found (solution, objective, gap if known)."""
+
+
+def solve(arrays: ModelArrays, options: SolveOptions, hints: Hints | None = None,
+          report: Report | None = None, began: float | None = None) -> SolverOutcome:
+    """Run HiGHS on ``arrays`` within ``options``; never raises. ``began`` (a
+    ``perf_counter`` reading) is when the time limit started, if before this call."""
+    began = time.perf_counter() if began is None else began
     session: _Session | None = None
     try:
-        session = _Session(arrays, options, began)
+        session = _Session(arrays, options, began, report)
         return session.solve(hints)
     except _OutOfTime:
         assert session is not None
@@ -137,8 +153,9 @@ class _OutOfTime(Exception):
 class _Session:
     """One HiGHS instance, solved in stages; keeps the best incumbent and bound so far."""
 
-    def __init__(self, arrays: ModelArrays, options: SolveOptions, began: float) -> None:
-        self.a, self.options, self.began = arrays, options, began
+    def __init__(self, arrays: ModelArrays, options: SolveOptions, began: float,
+                 report: Report | None = None) -> None:
+        self.a, self.options, self.began, self.report = arrays, options, began, report
         self.best: tuple[FloatArray, float] | None = None
         self.bound = -math.inf
         self.stages: list[str] = []
@@ -148,6 +165,7 @@ class _Session:
         self.h.setOptionValue("output_flag", options.log_to_console)
         self.h.setOptionValue("mip_rel_gap", float(options.mip_rel_gap))
         self.h.setOptionValue("simplex_strategy", _SIMPLEX_STRATEGY)
+        self.h.setOptionValue("threads", _THREADS)
         mat = arrays.matrix
         status = self.h.passModel(
             arrays.num_cols, arrays.num_rows, int(mat.nnz), int(highspy.MatrixFormat.kColwise),
@@ -188,8 +206,13 @@ class _Session:
         """Keep ``run``'s solution if it is an optimal fixed LP better than the best."""
         found = _incumbent(run)
         if found is not None and (self.best is None or found[1] < self.best[1]):
-            self.best = found
+            self.keep(found)
         return found
+
+    def keep(self, best: tuple[FloatArray, float]) -> None:
+        self.best = best
+        if self.report is not None:
+            self.report(best[0], best[1], _finite(_gap(best[1], self.bound)))
 
     def best_so_far(self, why: str) -> SolverOutcome:
         if self.best is None:
@@ -282,7 +305,7 @@ class _Session:
         if math.isfinite(run.bound):
             self.bound = max(self.bound, run.bound)
         if run.x is not None and (self.best is None or run.objective < self.best[1]):
-            self.best = (run.x, run.objective)
+            self.best = (run.x, run.objective)  # answered at once: no report needed
         if self.best is None:
             return self.outcome(None, None, None, run.words, False,
                                 f"HiGHS returned no solution ({run.words})")

@@ -53,7 +53,7 @@ def test_solver_failure_falls_back_to_the_baseline(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(solve_module, "_new_highs", broken)
     problem = random_problem(2)
-    plan = optimise(problem)
+    plan = optimise(problem, SolveOptions(isolated=False))
 
     assert plan.status is Status.FALLBACK
     assert "HiGHS failed: licence server on fire" in plan.reason
