@@ -152,7 +152,8 @@ def define_grid_modes(b: Build) -> None:
     importing = m.add_variables("grid_importing", (steps.size,), upper=1.0, integer=True)
     b.index["grid_importing"] = steps
     m.add_constraints("grid_import_mode", -np.inf, 0.0,
-                      [term(m.variables["grid_import"][steps]), term(importing, -most_in)])
+                      [term(m.variables["grid_import"][steps]), term(importing, -most_in)],
+                      shape=(steps.size,))
     m.add_constraints("grid_export_mode", -np.inf, most_out,
                       [term(m.variables["grid_export"][steps]), term(importing, most_out)])
 

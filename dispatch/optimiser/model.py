@@ -105,6 +105,9 @@ class LinearModel:
         up = np.broadcast_to(np.asarray(upper, dtype=np.float64), shape).ravel()
         offset = self._num_rows
         for rows, cols, values in terms:
+            if rows.size and (rows.min() < 0 or rows.max() >= low.size):
+                raise ValueError(f"constraint block {name!r}: a term's rows lie outside its "
+                                 f"{low.size} rows (give its shape)")
             self._entries.append((rows + offset, cols, values))
         index = np.arange(offset, offset + low.size, dtype=np.int64).reshape(shape)
         self._num_rows += low.size

@@ -38,7 +38,8 @@ def define_batteries(b: Build) -> None:
     discharge = m.add_variables("battery_discharge", shape, upper=top_out, cost=deg)
     charging = m.add_variables("battery_charging", shape, upper=1.0, integer=True)
     m.add_constraints("battery_charge_mode", -np.inf, 0.0,
-                      [term(charge), term(charging, -np.broadcast_to(top_in, shape))])
+                      [term(charge), term(charging, -np.broadcast_to(top_in, shape))],
+                      shape=shape)
     m.add_constraints("battery_discharge_mode", -np.inf, np.broadcast_to(top_out, shape),
                       [term(discharge), term(charging, np.broadcast_to(top_out, shape))])
     lower = np.repeat(values(bats, "soc_min_kwh")[:, None], n, axis=1)
