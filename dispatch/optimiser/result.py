@@ -79,7 +79,8 @@ class Violation:
     end: datetime
     amount: float  # the largest excess (or shortfall) over the run
     unit: str
-    message: str
+    message: str  # what, when, by how much, and (after a colon) why
+    cause: str = ""  # the why on its own: which window, bound or target made it so
 
 
 @dataclass(frozen=True, slots=True, eq=False)
