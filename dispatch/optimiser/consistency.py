@@ -311,16 +311,20 @@ class _Checks:
             return
         if not b.soc_min_kwh <= b.soc_initial_kwh <= b.soc_max_kwh:
             self.error(s, "soc_initial_kwh", f"initial charge {b.soc_initial_kwh:g} kWh "
-                                             f"outside [{b.soc_min_kwh:g}, {b.soc_max_kwh:g}]")
+                                             f"outside [{b.soc_min_kwh:g}, {b.soc_max_kwh:g}] "
+                                             "(soc_min_kwh, soc_max_kwh)")
             return
         field = "soc_terminal_kwh" if b.soc_terminal_kwh is not None else "soc_initial_kwh"
         if not b.soc_min_kwh <= b.terminal_kwh <= b.soc_max_kwh:
             self.error(s, field, f"terminal charge {b.terminal_kwh:g} kWh outside "
-                                 f"[{b.soc_min_kwh:g}, {b.soc_max_kwh:g}]")
+                                 f"[{b.soc_min_kwh:g}, {b.soc_max_kwh:g}] (soc_min_kwh, "
+                                 "soc_max_kwh)")
         elif (b.soc_initial_kwh + self.steps * self.p.step_hours * b.charge_kw
               * b.charge_efficiency < b.terminal_kwh - 1e-9):
             self.error(s, field, f"cannot charge from {b.soc_initial_kwh:g} to "
-                                 f"{b.terminal_kwh:g} kWh within the horizon")
+                                 f"{b.terminal_kwh:g} kWh within the horizon (steps x "
+                                 f"step_hours at charge_kw {b.charge_kw:g} and "
+                                 f"charge_efficiency {b.charge_efficiency:g})")
 
     def deferrable(self, d: DeferrableLoad) -> None:
         s, n = d.name, self.steps
@@ -339,7 +343,8 @@ class _Checks:
             self.error(s, "min_kw", f"{d.min_kw:g} kW is above max_kw {d.max_kw:g}")
             return
         if d.window_end <= d.window_start:
-            self.error(s, "window_end", f"window [{d.window_start}, {d.window_end}) is empty")
+            self.error(s, "window_end", f"window [{d.window_start}, {d.window_end}) is empty "
+                                        "(window_start must come before window_end)")
             return
         length = d.window_end - d.window_start
         if d.energy_kwh > d.max_kw * self.p.step_hours * length:
@@ -384,12 +389,12 @@ class _Checks:
             self.error(s, f_max, f"{high:g} {unit} is below {f_min} {low:g}")
             return
         if initial > high:
-            self.error(s, f_initial, f"{initial:g} {unit} is above the tank's maximum of "
-                                     f"{high:g} (the top: water cannot stand above it)")
+            self.error(s, f_initial, f"{initial:g} {unit} is above the tank's top ({f_max} "
+                                     f"{high:g}): nothing stands above it")
             return
         if terminal is not None and not low <= terminal <= high:
             self.error(s, f_terminal, f"target {terminal:g} {unit} outside the tank's "
-                                      f"[{low:g}, {high:g}]")
+                                      f"[{low:g}, {high:g}] ({f_min}, {f_max})")
         if initial < low:
             self.warn(s, f_initial, "the tank starts below its minimum")
 
@@ -403,7 +408,8 @@ class _Checks:
         ])
         if ok and not t.loss_per_hour * self.p.step_hours < 1:
             self.error(s, "loss_per_hour", f"{t.loss_per_hour:g} per hour loses the whole "
-                                           f"tank within one step")
+                                           f"tank within one step of step_hours "
+                                           f"{self.p.step_hours:g}")
         self._tank(s, "kWh", t.tank_min_kwh, t.tank_max_kwh, t.tank_initial_kwh,
                    t.tank_terminal_kwh, ("tank_min_kwh", "tank_max_kwh", "tank_initial_kwh",
                                          "tank_terminal_kwh"), MAX_KWH)
@@ -430,7 +436,7 @@ class _Checks:
                       self.number(w.name, "cap_kw", w.cap_kw, 0.0, MAX_KW)])
             if ok and w.end <= w.start:
                 self.error(w.name, "end", f"demand-response window [{w.start}, {w.end}) is "
-                                          "empty")
+                                          "empty (start must come before end)")
 
     def penalty(self) -> None:
         p = self.p

@@ -44,8 +44,10 @@ def test_every_error_is_listed() -> None:
         Battery("b2", "nowhere", 0, 100, 0, 10, 10)))
     messages = [str(i) for i in check_problem(bad) if i.level == "error"]
 
-    assert "b1 soc_initial_kwh: initial charge 5 kWh outside [10, 100]" in messages
-    assert "b2 soc_terminal_kwh: cannot charge from 0 to 90 kWh within the horizon" in messages
+    assert ("b1 soc_initial_kwh: initial charge 5 kWh outside [10, 100] (soc_min_kwh, "
+            "soc_max_kwh)") in messages
+    assert ("b2 soc_terminal_kwh: cannot charge from 0 to 90 kWh within the horizon (steps x "
+            "step_hours at charge_kw 1 and charge_efficiency 0.95)") in messages
     assert "b2 name: asset name used twice" in messages
     assert "b2 facility: unknown facility 'nowhere'" in messages
 
