@@ -18,6 +18,7 @@ its answer, so a kill loses only what came after the last report.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import multiprocessing
@@ -177,12 +178,16 @@ class _Pool:
                 return
         worker.stop()
 
-    def pids(self) -> list[int]:
+    def close(self) -> None:
+        """Stop the idle processes (at exit: none outlives the process that started it)."""
         with self._lock:
-            return [w.process.pid for w in self._idle]
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
 
 
 _POOL = _Pool()
+atexit.register(_POOL.close)
 _busy: dict[int, _Worker] = {}
 _busy_lock = threading.Lock()
 
