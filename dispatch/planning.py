@@ -48,7 +48,14 @@ from dispatch.optimiser import (
 from dispatch.optimiser import Plan as OptimisedPlan
 from dispatch.optimiser.problem import Asset as OptimiserAsset
 from dispatch.optimiser.problem import FloatArray
-from dispatch.plans import PLAN_POLICY, SavedPlan, plan_lines, save_plan, send_step_commands
+from dispatch.plans import (
+    PLAN_POLICY,
+    SavedPlan,
+    plan_lines,
+    record_plan_failure,
+    save_plan,
+    send_step_commands,
+)
 from dispatch.registry.models import Asset, CapacityLimit, Estate, Facility, Meter, Tariff
 from dispatch.rollups import try_rollup_policies
 from dispatch.settings import PlanningSettings, RollupSettings
@@ -534,6 +541,8 @@ class PlanJob:
                 # The registry describes no plan: nothing the next run would do better
                 # until someone corrects the estate file, so say it loudly and wait.
                 log.error("no plan for %s: %s", self._estate, exc)
+                record_plan_failure(self._sessions, self._estate, trigger, str(exc),
+                                    at=datetime.fromtimestamp(now_ms / 1000, UTC))
                 return None
             saved = save_plan(self._sessions, assembly, result, trigger,
                               at=datetime.fromtimestamp(now_ms / 1000, UTC))
