@@ -359,7 +359,8 @@ def _add_asset(row: Asset, spec: Any, facility: str, parts: _Parts, start: datet
         parts.pumps.append(PumpTank(
             row.id, facility, spec.pump_max_kw, spec.flow_per_kw,
             np.full(steps, min(drawn, spec.pump_max_kw) * spec.flow_per_kw),
-            spec.tank_min_m3, spec.tank_max_m3, (spec.tank_min_m3 + spec.tank_max_m3) / 2))
+            spec.tank_min_m3, spec.tank_max_m3, (spec.tank_min_m3 + spec.tank_max_m3) / 2,
+            overflow=spec.overflow, spill_cost=spec.spill_cost))
         notes.append(f"{label}: tank level not measured; half full assumed")
     elif isinstance(spec, PVSpec):
         parts.pv.append(PV(row.id, facility, clear_sky_kw(spec.peak_kw, start, steps,
