@@ -188,8 +188,11 @@ def latest_values(store: TimeSeriesStore, estate: str, devices: Sequence[tuple[s
     for s in series:
         key = (s.tags.get("facility", ""), s.tags.get("device", ""))
         for record in s.records():
+            # a reading that is not a finite number says nothing (and would be refused
+            # by the optimiser, stopping every plan until it aged out)
             out[key] = {k: float(record[k]) for k in ("power", "soc")
-                        if isinstance(record.get(k), int | float)}
+                        if isinstance(record.get(k), int | float)
+                        and math.isfinite(record[k])}
     return out
 
 
