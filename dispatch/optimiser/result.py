@@ -108,6 +108,10 @@ class Timings:
     """The solve's wall-clock bound: the time limit plus the documented margin."""
     start_s: float = 0.0
     """Starting a solving process (the first solve of a process, or after a kill)."""
+    solve_cpu_s: float | None = None
+    """CPU time the solving process spent on the solve (None if not measured: a solve in
+    the calling thread, or one stopped at its bound); on a busy machine it stays near the
+    quiet machine's wall clock while ``solve_s`` grows."""
 
     @property
     def total_s(self) -> float:

@@ -127,6 +127,9 @@ class SolverOutcome:
     message: str
     seconds: float
     stages: tuple[str, ...] = ()
+    cpu_seconds: float | None = None
+    """CPU time of the solving process over the solve (None: not measured); beside
+    ``seconds`` it says how much of the wall clock the machine's other work took."""
 
 
 @dataclass(frozen=True, slots=True)
