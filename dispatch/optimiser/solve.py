@@ -344,7 +344,8 @@ class _Session:
         if start is not None:  # after the bounds: changing the model drops a given solution
             cols, vals = start
             h.setSolution(int(cols.size), cols.astype(np.int32), vals.astype(np.float64))
-        target = _target(self.bound, self.options.mip_rel_gap)
+        target = (_target(self.bound, self.options.mip_rel_gap) if math.isfinite(self.bound)
+                  else -math.inf)
         found = [math.inf]
 
         # The objective of an improving plan is computed from the plan itself: HiGHS's own
