@@ -48,7 +48,14 @@ from dispatch.optimiser import (
 from dispatch.optimiser import Plan as OptimisedPlan
 from dispatch.optimiser.problem import Asset as OptimiserAsset
 from dispatch.optimiser.problem import FloatArray
-from dispatch.plans import PLAN_POLICY, SavedPlan, plan_lines, save_plan, send_step_commands
+from dispatch.plans import (
+    PLAN_POLICY,
+    SavedPlan,
+    plan_lines,
+    record_plan_failure,
+    save_plan,
+    send_step_commands,
+)
 from dispatch.registry.models import Asset, CapacityLimit, Estate, Facility, Meter, Tariff
 from dispatch.rollups import try_rollup_policies
 from dispatch.settings import PlanningSettings, RollupSettings
@@ -181,8 +188,11 @@ def latest_values(store: TimeSeriesStore, estate: str, devices: Sequence[tuple[s
     for s in series:
         key = (s.tags.get("facility", ""), s.tags.get("device", ""))
         for record in s.records():
+            # a reading that is not a finite number says nothing (and would be refused
+            # by the optimiser, stopping every plan until it aged out)
             out[key] = {k: float(record[k]) for k in ("power", "soc")
-                        if isinstance(record.get(k), int | float)}
+                        if isinstance(record.get(k), int | float)
+                        and math.isfinite(record[k])}
     return out
 
 
@@ -352,7 +362,8 @@ def _add_asset(row: Asset, spec: Any, facility: str, parts: _Parts, start: datet
         parts.pumps.append(PumpTank(
             row.id, facility, spec.pump_max_kw, spec.flow_per_kw,
             np.full(steps, min(drawn, spec.pump_max_kw) * spec.flow_per_kw),
-            spec.tank_min_m3, spec.tank_max_m3, (spec.tank_min_m3 + spec.tank_max_m3) / 2))
+            spec.tank_min_m3, spec.tank_max_m3, (spec.tank_min_m3 + spec.tank_max_m3) / 2,
+            overflow=spec.overflow, spill_cost=spec.spill_cost))
         notes.append(f"{label}: tank level not measured; half full assumed")
     elif isinstance(spec, PVSpec):
         parts.pv.append(PV(row.id, facility, clear_sky_kw(spec.peak_kw, start, steps,
@@ -534,6 +545,8 @@ class PlanJob:
                 # The registry describes no plan: nothing the next run would do better
                 # until someone corrects the estate file, so say it loudly and wait.
                 log.error("no plan for %s: %s", self._estate, exc)
+                record_plan_failure(self._sessions, self._estate, trigger, str(exc),
+                                    at=datetime.fromtimestamp(now_ms / 1000, UTC))
                 return None
             saved = save_plan(self._sessions, assembly, result, trigger,
                               at=datetime.fromtimestamp(now_ms / 1000, UTC))

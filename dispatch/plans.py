@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.commands import CommandSender, CommandStore
@@ -60,6 +61,10 @@ a step's setpoints again (a second approval, a retry) names the same commands.""
 KW_DECIMALS: Final = 1
 _NS_PER_MS: Final = 1_000_000
 _MINUTE_MS: Final = 60_000
+FAILURE_CHARS: Final = 2_000
+"""A plan failure's reason as the audit log keeps it, at most. Why: it repeats names from
+the estate file (assets, facilities), which an operator controls; 2,000 characters hold
+about twenty refused fields."""
 
 
 class PlanError(Exception):
@@ -166,12 +171,13 @@ def _summary(assembly: Assembly, result: OptimisedPlan, at: datetime,
         "baseline_import_kw": _round(result.baseline_schedule.grid_import),
         "costs": {"energy": costs.energy, "export_revenue": costs.export_revenue,
                   "demand_charge": costs.demand_charge, "fuel": costs.fuel,
-                  "starts": costs.starts, "degradation": costs.degradation},
+                  "starts": costs.starts, "degradation": costs.degradation,
+                  "spill": costs.spill},
         "baseline_costs": {"energy": base_costs.energy,
                            "export_revenue": base_costs.export_revenue,
                            "demand_charge": base_costs.demand_charge, "fuel": base_costs.fuel,
                            "starts": base_costs.starts,
-                           "degradation": base_costs.degradation},
+                           "degradation": base_costs.degradation, "spill": base_costs.spill},
         "penalty": result.assessment.penalty, "baseline_penalty": result.baseline.penalty,
         "violations": [v.message for v in result.violations],
         "baseline_violations": [v.message for v in result.baseline.violations],
@@ -238,6 +244,21 @@ def save_plan(sessions: sessionmaker[Session], assembly: Assembly, result: Optim
                                        "solver_status": row.solver_status,
                                        "cost": row.cost, "baseline_cost": row.baseline_cost}))
         return SavedPlan(row.id, row.status, True, revision)
+
+
+def record_plan_failure(sessions: sessionmaker[Session], estate_id: str, trigger: str,
+                        reason: str, at: datetime) -> None:
+    """A run that made no plan: an audit row ``plan.failed`` on the estate with the reason
+    (for inputs the optimiser refuses, each asset and field). The registry being down is
+    logged, not raised: the run has failed already."""
+    try:
+        with sessions.begin() as session:
+            session.add(AuditEntry(at=at, actor="dispatch", action="plan.failed",
+                                   subject_type="estate", subject_id=estate_id,
+                                   detail={"trigger": trigger,
+                                           "reason": reason[:FAILURE_CHARS]}))
+    except SQLAlchemyError as exc:
+        log.error("plan failure of %s not recorded: %s", estate_id, exc)
 
 
 # --- setpoints to commands ---

@@ -200,6 +200,10 @@ class PumpTankSpec(_AssetBase):
     flow_per_kw: Positive
     tank_min_m3: NonNegative
     tank_max_m3: Positive
+    # The tank has an overflow: water pumped into it when full runs away (at spill_cost
+    # per m³, the water lost). Without one, a full tank cannot be filled further.
+    overflow: bool = False
+    spill_cost: NonNegative = 0.0
 
     @model_validator(mode="after")
     def _tank_range(self) -> PumpTankSpec:

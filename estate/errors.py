@@ -7,6 +7,8 @@
     │   ├── TopicError         a topic outside the scheme, or an invalid identifier
     │   └── PayloadError       a payload that cannot be decoded at all
     ├── ConfigError            settings or an estate description that cannot be used
+    │   └── (dispatch.optimiser: ProblemError, an optimisation input refused by asset
+    │        and field; TariffError, a tariff without exactly one price per step)
     ├── StoreError             the time-series store
     │   ├── StoreUnavailable   cannot be reached, timed out or answered 5xx: retry later
     │   │   └── StoreMisconfigured  refused our credentials or lacks the database/bucket

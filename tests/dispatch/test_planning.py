@@ -214,6 +214,28 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
     assert audit == 3
 
 
+def test_inputs_the_optimiser_refuses_are_a_plan_failure_with_the_asset_and_field(
+        store: InfluxV1Store, influx_settings: InfluxSettings,
+        registry: sessionmaker[Session]) -> None:
+    with registry.begin() as session:
+        battery = session.scalars(select(Asset).where(Asset.kind == "battery")).first()
+        assert battery is not None
+        battery.params = {**battery.params, "charge_kw": 1e12}  # kW for W: a unit mistake
+        battery_id = battery.id
+    job = PlanJob(store, influx_settings.database, registry, SPEC.id, SETTINGS,
+                  nominal_kw=nominal_kw(SPEC))
+
+    assert job.run(now_ms=now_quarter() + 60_000) is None
+    assert _plan_rows(registry) == []
+    with registry() as session:
+        failures = list(session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "plan.failed", AuditEntry.subject_id == SPEC.id)))
+    assert len(failures) == 1
+    assert failures[0].detail["trigger"] == "schedule"
+    assert f"{battery_id} charge_kw: must be in [0, 1e+07], got 1e+12" in (
+        failures[0].detail["reason"])
+
+
 def test_an_event_replans_at_once_with_its_reason_as_the_trigger(
         store: InfluxV1Store, influx_settings: InfluxSettings,
         registry: sessionmaker[Session]) -> None:
