@@ -65,8 +65,8 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
 
     def health() -> tuple[bool, dict[str, Any]]:
         status = {"worker": settings.client_id, "mqtt_connected": connection.connected,
-                  **ingestor.status()}
-        return connection.connected and status["writer_alive"], status
+                  "writer_alive": ingestor.writer_alive, **ingestor.status()}
+        return connection.connected and ingestor.writer_alive, status
 
     ops = OpsServer(settings.http_host, settings.http_port, health) if settings.http_port \
         else None
