@@ -137,3 +137,23 @@ def _spawn(settings: IngestSettings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, "-m", "ingest"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (ingest's decoding process), recursively."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            pids += family(int(child))
+    return pids
+
+
+def peak_rss_mb(pid: int) -> list[float]:
+    """The peak resident memory of a process and of each of its children; their sum is an
+    upper bound of their peak together (each peaked at some moment, perhaps not the same)."""
+    peaks = []
+    for member in family(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return peaks
