@@ -139,7 +139,8 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
                 continue
             if "bn" in record:
                 base_name = record["bn"]
-                base_mismatch, base_tail = _base_parts(base_name, own_prefix)
+                base_mismatch, base_tail = ((None, "") if base_name == own_prefix
+                                            else _base_parts(base_name, own_prefix))
             base_time = float(record.get("bt", base_time))
             base_unit = record.get("bu", base_unit)
             base_value = float(record.get("bv", base_value))

@@ -161,18 +161,21 @@ def test_a_device_has_at_most_its_cap_of_fields() -> None:
     assert handle_message(other, more, NOW_MS, 0, memory=memory).rejections == []
 
 
-def test_the_field_cap_forgets_the_least_recent_device_beyond_its_bound() -> None:
-    cap = FieldCap(cap=1, max_devices=2)
+def test_the_field_cap_is_bounded_in_devices_and_in_sets() -> None:
+    cap = FieldCap(cap=1, max_devices=2, max_sets=2)
     power = _pack({"bt": NOW_MS / 1000, "n": "power", "u": "kW", "v": 1.0})
     voltage = _pack({"bt": NOW_MS / 1000, "n": "voltage", "u": "V", "v": 1.0})
     memory = Memory(fields=cap)
-    for device in ("a", "b", "c"):
-        handle_message(f"estate/v1/demo/f/{device}/telemetry", power, NOW_MS, 0, memory=memory)
-    # "a" was forgotten: its one field may be another now; "c" is still held to power.
-    assert handle_message("estate/v1/demo/f/a/telemetry", voltage, NOW_MS, 0,
-                          memory=memory).rejections == []
-    assert [r.reason for r in handle_message("estate/v1/demo/f/c/telemetry", voltage, NOW_MS, 0,
+    topic = "estate/v1/demo/f/{}/telemetry"
+    handle_message(topic.format("a"), power, NOW_MS, 0, memory=memory)
+    handle_message(topic.format("b"), voltage, NOW_MS, 0, memory=memory)
+    assert [r.reason for r in handle_message(topic.format("b"), power, NOW_MS, 0,
                                              memory=memory).rejections] == ["too-many-fields"]
+    assert len(cap._sets) <= 2
+    # A third device: beyond the bound it starts afresh, as a new decoding process would.
+    handle_message(topic.format("c"), power, NOW_MS, 0, memory=memory)
+    assert len(cap._known) == 1
+    assert handle_message(topic.format("b"), power, NOW_MS, 0, memory=memory).rejections == []
 
 
 def test_channels_of_the_estate_file_are_the_devices_own() -> None:
