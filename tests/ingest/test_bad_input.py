@@ -22,6 +22,7 @@ from adapters.mqtt import MqttConnection
 from estate.schema import DEAD_LETTERS, READINGS
 from estate.settings import MqttSettings
 from estate.stored import count_readings, select_readings
+from estate.units import CHANNELS
 from tests.conftest import RunningIngest
 from tests.hostile import long_base_name_pack, long_name_pack
 
@@ -113,6 +114,9 @@ CORPUS: list[Case] = [
          ("identity-mismatch",) * 4000),
     Case("a 250,000-character name", long_name_pack("q" * 250_000, bt=NOW),
          ("unknown-quantity",)),
+    Case("4,999 invented channels", j([{"bt": NOW, "bu": "kW"},
+                                       *({"n": f"power.c{k}", "v": 1.0} for k in range(4_999))]),
+         ("unknown-channel",) * 4_999),
 ]
 
 
@@ -179,6 +183,11 @@ def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_else_cha
     # Nothing injected: only our measurements, only our tag keys, no evil estate.
     measurements = {row[0] for s in store.query("SHOW MEASUREMENTS") for row in s.values}
     assert measurements == {READINGS, DEAD_LETTERS}
+    # No device added a field to the readings beyond the contract's channels.
+    fields = {row[0] for s in store.query(f'SHOW FIELD KEYS FROM "{READINGS}"')
+              for row in s.values}
+    assert fields <= {f"{q}.{c}" for q, channels in CHANNELS.items() for c in channels} \
+        | set(CHANNELS)
     keys = {row[0] for s in store.query("SHOW TAG KEYS") for row in s.values}
     assert keys <= {"estate", "facility", "device", "quantity", "channel", "reason"}
     estates = {row[1] for s in store.query('SHOW TAG VALUES WITH KEY = "estate"')

@@ -12,6 +12,7 @@ import pytest
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import InboundMessage, MqttConnection
+from estate.errors import StoreRejected
 from estate.schema import DEAD_LETTERS, READINGS, ROLLUP_REQUESTS
 from estate.settings import MqttSettings
 from estate.stored import count_readings, select_readings
@@ -203,3 +204,29 @@ def test_refusals_are_counted_each_and_logged_at_most_once_per_reason_and_period
     assert sum(1 for x in store.lines if x.startswith(DEAD_LETTERS)) == 200
     lines = [r for r in caplog.records if "not-a-pack" in r.getMessage()]
     assert len(lines) <= 1, [r.getMessage() for r in lines]
+
+
+class _RefusingStore(_MemoryStore):
+    """Refuses any write holding a line other than a dead letter with ``bad`` in it, as
+    InfluxDB refuses a field type clash."""
+
+    def write_lines(self, lines: list[str], retention_policy: str | None = None) -> None:
+        if any("bad" in x and not x.startswith(DEAD_LETTERS) for x in lines):
+            raise StoreRejected("partial write: field type conflict", 400)
+        super().write_lines(lines)
+
+
+def test_a_spooled_line_the_store_refuses_keeps_its_identity_in_its_dead_letter() -> None:
+    store = _RefusingStore()
+    ingestor = Ingestor(store, lambda mid, qos: None,  # type: ignore[arg-type]
+                        batch_size=10, flush_interval_s=0.05)
+    good = "reading,device=m1,estate=demo,facility=metal power=1.0 1000000"
+    bad = 'reading,device=m2,estate=demo,facility=metal power="bad" 1000000'
+    ingestor._replay_line_by_line([good, bad, "weird line bad"])
+    letters = [x for x in store.lines if x.startswith(DEAD_LETTERS)]
+    assert store.lines[0] == good
+    assert len(letters) == 2
+    assert letters[0].startswith(f"{DEAD_LETTERS},device=m2,estate=demo,facility=metal,"
+                                 "reason=store-rejected ")
+    assert 'topic="estate/v1/demo/metal/m2/telemetry"' in letters[0]
+    assert letters[1].startswith(f"{DEAD_LETTERS},reason=store-rejected ")
