@@ -146,6 +146,10 @@ class MqttConnection:
         self._connected = threading.Event()
         self._answered = threading.Event()  # a CONNACK came, accepting or refusing
         self._refused: str | None = None
+        # Subscribed: the broker acknowledged every subscription since the last connection
+        # (SUBACK), so what is published from now on reaches us.
+        self._subscribed = threading.Event()
+        self._unacknowledged: set[int] = set()  # SUBSCRIBE packets awaiting their SUBACK
         self._lock = threading.Lock()
         client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=MQTTProtocolVersion.MQTTv5,
@@ -173,11 +177,21 @@ class MqttConnection:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         self._client = client
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and every subscription acknowledged by the broker."""
+        return self._subscribed.is_set()
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Wait until ``subscribed``; False if it was not within ``timeout_s``."""
+        return self._subscribed.wait(timeout_s)
 
     def connect(self, timeout_s: float = 10.0) -> None:
         """Connect and start the network thread; wait until the broker accepted us."""
@@ -217,9 +231,13 @@ class MqttConnection:
         """Subscribe now and again after every reconnection."""
         with self._lock:
             self._subscriptions[topic_filter] = qos
-        if self.connected:
-            rc, _ = self._client.subscribe(topic_filter, qos)
-            _check(rc, f"subscribe to {topic_filter}")
+            if self.connected:
+                # Under the lock: the SUBACK handler waits until the packet is counted.
+                rc, mid = self._client.subscribe(topic_filter, qos)
+                _check(rc, f"subscribe to {topic_filter}")
+                self._subscribed.clear()
+                if mid is not None:
+                    self._unacknowledged.add(mid)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, *,
                 response_topic: str | None = None, correlation_data: bytes | None = None,
@@ -261,8 +279,13 @@ class MqttConnection:
             return
         with self._lock:
             subscriptions = list(self._subscriptions.items())
-        if subscriptions:
-            client.subscribe(subscriptions)
+            self._unacknowledged.clear()
+            if subscriptions:
+                rc, mid = client.subscribe(subscriptions)
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                    self._unacknowledged.add(mid)
+            else:
+                self._subscribed.set()  # nothing to wait for
         log.info("connected to MQTT broker %s:%s (session present: %s)",
                  self._settings.host, self._settings.port, flags.session_present)
         self._connected.set()
@@ -274,10 +297,24 @@ class MqttConnection:
                            reason: ReasonCode, properties: Properties | None) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         if was:
             log.warning("disconnected from MQTT broker: %s", reason)
             if self._on_connection:
                 self._on_connection(False)
+
+    def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int,
+                          reason_codes: list[ReasonCode], properties: Properties | None,
+                          ) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            # Not subscribed until the next connection tries again: readiness says so.
+            log.error("MQTT broker refused a subscription: %s", ", ".join(refused))
+            return
+        with self._lock:
+            self._unacknowledged.discard(mid)
+            if not self._unacknowledged and self._connected.is_set():
+                self._subscribed.set()
 
     def _handle_message(self, client: paho.Client, userdata: Any,
                         message: paho.MQTTMessage) -> None:

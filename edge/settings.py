@@ -87,6 +87,6 @@ class GatewaySettings(BaseSettings):
     # Every command id answered and every answer given: the idempotency key across
     # restarts and the edge's own audit trail. Keep it on persistent storage.
     command_log_path: Path = Path("var/edge/edge_commands.sqlite")
-    # Prometheus /metrics; 0 serves none.
+    # Prometheus /metrics and /health (readiness, docs/edge-gateway.md); 0 serves neither.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535)

@@ -7,6 +7,7 @@ kind or a duplicated identifier stops start-up with a message that names it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,7 @@ from estate.assets import AssetSpec, CapacityLimitSpec, TariffSpec, check_refere
 from estate.errors import ConfigError, TopicError
 from estate.topics import DeviceId
 from estate.topics import validate_identifier as _validate
+from estate.units import CHANNELS, QUANTITIES
 
 MeterKind = Literal["electricity", "water", "gas", "temperature", "hvac", "pv", "battery",
                     "genset", "pump", "tank"]
@@ -93,11 +95,31 @@ class MeterSpec(_Strict):
     # Storage of a battery (kWh) or a tank (m3); 0 sizes it from ``nominal``.
     capacity: float = Field(0.0, ge=0)
     faults: list[FaultSpec] = []
+    # Channels this meter reports beyond those the contract gives each quantity
+    # (docs/contract.md section 3.1), by quantity: {temperature: [bath-1, bath-2]}.
+    channels: dict[str, list[str]] = {}
 
     @field_validator("id")
     @classmethod
     def _identifier(cls, value: str) -> str:
         return validate_identifier(value, "meter id")
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for quantity, channels in value.items():
+            if quantity not in QUANTITIES:
+                raise ValueError(f"{quantity!r} is not a quantity of the contract")
+            for channel in channels:
+                if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", channel):
+                    raise ValueError(f"channel {channel!r} of {quantity} is not 1-64 of "
+                                     "[A-Za-z0-9_-]")
+        return value
+
+    def extra_fields(self) -> frozenset[str]:
+        """The ``quantity.channel`` names of ``channels`` that the contract lacks."""
+        return frozenset(f"{quantity}.{channel}" for quantity, channels in self.channels.items()
+                         for channel in channels if channel not in CHANNELS[quantity])
 
 
 class FacilitySpec(_Strict):
@@ -146,6 +168,11 @@ class EstateSpec(_Strict):
     def devices(self) -> list[tuple[DeviceId, MeterSpec, FacilitySpec]]:
         """Every meter with its identity and facility, in file order."""
         return [(DeviceId(self.id, f.id, m.id), m, f) for f in self.facilities for m in f.meters]
+
+    def extra_fields(self) -> dict[DeviceId, frozenset[str]]:
+        """Per meter that has any, the fields it may write beyond the contract's channels."""
+        return {device: meter.extra_fields() for device, meter, _ in self.devices()
+                if meter.extra_fields()}
 
 
 def load_estate(path: Path) -> EstateSpec:

@@ -17,10 +17,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from adapters.ops_http import wait_healthy
 from estate.lifecycle import stop_on_signals
 from estate.model import SAMPLE_ESTATE, load_estate
 from launcher.broker_security import (
@@ -115,6 +117,27 @@ def _pump(name: str, stream: IO[bytes]) -> None:
         sys.stdout.flush()
 
 
+# How long ingest may take to become ready before the demo gives up: it is ready within
+# seconds on a quiet machine; a loaded one may take many times that.
+INGEST_READY_S = 120.0
+
+
+def _ingest_ready(ports: DemoPorts, child: subprocess.Popen[bytes],
+                  stop: threading.Event) -> bool:
+    """Wait until ingest is ready (subscribed), so the simulator's first readings are
+    stored; False if it exited, the demo was stopped, or it took too long."""
+    url = f"http://127.0.0.1:{ports.ingest_http}/health"
+    deadline = time.monotonic() + INGEST_READY_S
+    while not stop.is_set() and child.poll() is None and time.monotonic() < deadline:
+        if wait_healthy(url, 1.0) is not None:
+            log.info("ingest ready; starting the other services")
+            return True
+    if not stop.is_set():
+        log.error("ingest not ready within %.0f s (exit code %s); stopping the demo",
+                  INGEST_READY_S, child.poll())
+    return False
+
+
 def run_demo(var: Path, ports: DemoPorts) -> int:
     """Run until Ctrl-C or SIGTERM; return the exit code."""
     var.mkdir(parents=True, exist_ok=True)
@@ -142,7 +165,12 @@ def run_demo(var: Path, ports: DemoPorts) -> int:
             threading.Thread(target=_pump, args=(service.name, child.stdout),
                              daemon=True).start()
             children.append((service.name, child))
-        log.info("web view: http://127.0.0.1:%d  (Ctrl-C stops everything)", ports.web)
+            if service.name == "ingest" and not _ingest_ready(ports, child, stop):
+                code = 1
+                stop.set()
+                break
+        else:
+            log.info("web view: http://127.0.0.1:%d  (Ctrl-C stops everything)", ports.web)
         while not stop.wait(0.5):
             for name, child in children:
                 if child.poll() is not None:

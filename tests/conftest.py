@@ -120,7 +120,9 @@ def start_ingest(ingest_settings: Callable[..., IngestSettings],
         stop, ready = threading.Event(), threading.Event()
         thread = threading.Thread(target=run_ingest, args=(settings, stop, ready), daemon=True)
         thread.start()
-        assert ready.wait(20), "ingest did not start"
+        # Ready means subscribed: what is published from now on reaches it. A minute, for
+        # a machine under load: the wait ends as soon as it is ready.
+        assert ready.wait(60), "ingest did not become ready (connected and subscribed)"
         worker = RunningIngest(settings, thread)
         running.append((worker, stop))
         return worker

@@ -156,3 +156,13 @@ def test_shared_subscription_refuses_bad_groups(group: str) -> None:
 def test_a_shared_filter_is_not_a_publish_topic() -> None:
     with pytest.raises(TopicError):
         parse_topic(shared("ingest", subscription(Channel.TELEMETRY)))
+
+
+@pytest.mark.parametrize("topic", [
+    "x" * 65_000, "estate/v1/demo/textile/" + "m" * 65_000 + "/telemetry",
+    "estate/v" + "9" * 65_000 + "/demo/textile/main/telemetry",
+    "estate/v1/demo/textile/main/" + "c/" * 30_000])
+def test_a_topic_refusal_does_not_repeat_a_long_topic(topic: str) -> None:
+    with pytest.raises(TopicError) as info:
+        parse_topic(topic)
+    assert len(info.value.detail) < 600

@@ -48,6 +48,13 @@ def _wait_for_all_meters(url: str, meters: int, timeout_s: float) -> dict[str, A
     return live
 
 
+def _written(port: int) -> float:
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    line = next(x for x in metrics.splitlines()
+                if x.startswith("ingest_readings_written_total "))
+    return float(line.split()[1])
+
+
 def _interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=60)
@@ -92,7 +99,11 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
         account.connect(timeout_s=10)
         account.close()
         passwd = security.password_file.read_bytes()
-        time.sleep(3)  # a couple of reporting intervals, so ingest stores some
+        # Some readings stored, so the second run has a first run's to find.
+        deadline = time.monotonic() + 60
+        while _written(ports["ingest"]) < meters:
+            assert time.monotonic() < deadline, "ingest stored nothing"
+            time.sleep(0.25)
         first_run_end = datetime.now(UTC)
     finally:
         code, output = _interrupt(first)
