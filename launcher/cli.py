@@ -106,14 +106,21 @@ def demo(
     influx_port: Annotated[int, typer.Option(help="HTTP port of the demo's InfluxDB")] = 18086,
     ingest_metrics_port: Annotated[int, typer.Option(
         help="Port of ingest's /metrics and /health")] = 9101,
+    simulator_metrics_port: Annotated[int, typer.Option(
+        help="Port of the simulator's /metrics and /health")] = 9103,
+    supervisor_port: Annotated[int, typer.Option(
+        help="Port of the supervisor's /status, /health and /metrics (0: none)")] = 9110,
 ) -> None:
-    """Run everything on the sample estate: Mosquitto, InfluxDB and all services."""
+    """Run everything on the sample estate: Mosquitto, InfluxDB and all services, each
+    restarted if it dies."""
     from launcher.demo import DemoPorts, run_demo
 
     _logging()
     code = run_demo(var.resolve(), DemoPorts(mqtt=mqtt_port, influx_http=influx_port,
                                              influx_rpc=influx_port + 2, web=port,
-                                             ingest_http=ingest_metrics_port))
+                                             ingest_http=ingest_metrics_port,
+                                             simulator_http=simulator_metrics_port,
+                                             supervisor=supervisor_port))
     raise typer.Exit(code)
 
 
