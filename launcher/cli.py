@@ -17,6 +17,19 @@ def _logging() -> None:
     configure_logging()
 
 
+@app.callback()
+def _secrets_from_files() -> None:
+    """Read ``X_SECRET_FILE`` variables into ``X`` before any command builds its settings."""
+    from estate.errors import ConfigError
+    from launcher.secret_files import apply_secret_files
+
+    try:
+        apply_secret_files()
+    except ConfigError as exc:
+        typer.echo(f"estate: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def ingest() -> None:
     """Run the ingest service (settings from INGEST_* environment variables)."""
@@ -144,6 +157,35 @@ def broker_credentials(
                f"  password_file {security.password_file}\n"
                f"  acl_file {security.acl_file}\n"
                f"  passwords in {security.credentials_file} (keep it secret)")
+
+
+@app.command("stack-secrets")
+def stack_secrets(
+    out: Annotated[Path, typer.Option(help="Directory of the stack's secrets")] = Path(
+        "secrets"),
+    estate_file: Annotated[Path | None, typer.Option(
+        help="The estate description (YAML); default DISPATCH_ESTATE_FILE")] = None,
+    broker_name: Annotated[list[str] | None, typer.Option(
+        help="A name clients dial the broker by (repeat); default mosquitto, localhost")
+    ] = None,
+) -> None:
+    """Write the compose stack's missing secrets: broker accounts, TLS, service passwords
+    (the stack's one-shot setup service runs this; docs/deploy.md)."""
+    from dispatch.settings import DispatchSettings
+    from estate.errors import ConfigError
+    from estate.model import load_estate
+    from launcher.stack_secrets import write_stack_secrets
+
+    _logging()
+    try:
+        spec = load_estate(estate_file or DispatchSettings().estate_file)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    names = tuple(broker_name) if broker_name else ("mosquitto", "localhost")
+    result = write_stack_secrets(spec, out, broker_names=names)
+    typer.echo(f"{len(result.written)} files written under {out}"
+               + "".join(f"\n  {p}" for p in result.written))
 
 
 registry_app = typer.Typer(help="The registry database (docs/registry.md).",
