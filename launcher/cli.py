@@ -188,6 +188,58 @@ def stack_secrets(
                + "".join(f"\n  {p}" for p in result.written))
 
 
+@app.command("backup")
+def backup_command(
+    out: Annotated[Path, typer.Argument(help="A new directory for the backup")],
+    influx_rpc: Annotated[str | None, typer.Option(
+        help="InfluxDB's backup service, host:port (its bind-address); empty: no time "
+             "series")] = "127.0.0.1:8088",
+    influx_database: Annotated[str | None, typer.Option(
+        help="Database to back up; default DISPATCH_INFLUX__DATABASE")] = None,
+    registry_url: Annotated[str | None, typer.Option(
+        help="Registry to back up; default DISPATCH_REGISTRY_URL")] = None,
+) -> None:
+    """Back up the time series and the registry (docs/backup.md)."""
+    from dispatch.settings import DispatchSettings
+    from launcher.backup import BackupError, backup
+
+    _logging()
+    settings = DispatchSettings()
+    try:
+        manifest = backup(out, influx_rpc=influx_rpc or None,
+                          influx_database=influx_database or settings.influx.database,
+                          registry_url=registry_url or settings.registry_url)
+    except BackupError as exc:
+        typer.echo(f"estate backup: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"backed up {', '.join(manifest.files)} into {out}")
+
+
+@app.command("restore")
+def restore_command(
+    source: Annotated[Path, typer.Argument(help="A directory made by estate backup")],
+    influx_rpc: Annotated[str | None, typer.Option(
+        help="InfluxDB's backup service, host:port; empty: leave the time series")
+    ] = "127.0.0.1:8088",
+    new_database: Annotated[str | None, typer.Option(
+        help="Restore the time series under this database name instead")] = None,
+    registry_url: Annotated[str | None, typer.Option(
+        help="Registry to restore into; default DISPATCH_REGISTRY_URL")] = None,
+) -> None:
+    """Restore a backup: stop the services first (docs/backup.md)."""
+    from dispatch.settings import DispatchSettings
+    from launcher.backup import BackupError, restore
+
+    _logging()
+    try:
+        manifest = restore(source, influx_rpc=influx_rpc or None, new_database=new_database,
+                           registry_url=registry_url or DispatchSettings().registry_url)
+    except BackupError as exc:
+        typer.echo(f"estate restore: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"restored {', '.join(manifest.files)} from {source}")
+
+
 registry_app = typer.Typer(help="The registry database (docs/registry.md).",
                            no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
