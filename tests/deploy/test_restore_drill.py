@@ -139,14 +139,14 @@ def test_backup_and_restore_of_a_sqlite_registry_and_a_restore_under_a_new_name(
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert registry_snapshot(url) == before
     copy = demo_data.influx.model_copy(update={"database": "estate_restored"})
-    store = InfluxV1Store(copy)
+    store, live = InfluxV1Store(copy), InfluxV1Store(demo_data.influx)
     try:
         count = store.query("SELECT count(power) FROM reading")[0].values[0][1]
-        assert count == InfluxV1Store(demo_data.influx).query(
-            "SELECT count(power) FROM reading")[0].values[0][1]
+        assert count == live.query("SELECT count(power) FROM reading")[0].values[0][1]
         store.query('DROP DATABASE "estate_restored"')
     finally:
         store.close()
+        live.close()
     engine = make_engine(url)
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Plan)) == 0
