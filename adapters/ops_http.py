@@ -1,10 +1,13 @@
 """The operations endpoint of a service: Prometheus ``/metrics`` and ``/health``.
 
-``/health`` answers 200 when the service is ready (``estate.readiness``) and 503 when it is
-not, with a JSON body naming each check, so an orchestrator, a load balancer, the demo and
-the tests all wait on the same signal. ``wait_healthy`` is that wait, with a deadline.
+``/health`` answers 200 when the service is ready and 503 when it is not, with a JSON body
+naming each check, so an orchestrator, a load balancer, the demo and the tests all wait on
+the same signal. Readiness is either an ``estate.readiness.Readiness`` (named checks) or a
+function answering ``(ok, body)`` (the simulator, the demo's supervisor). ``extra`` paths
+serve JSON documents of their own (the supervisor's ``/status``). ``wait_healthy`` is the
+wait on ``/health``, with a deadline.
 
-The standard library's threading HTTP server is enough for two read-only paths scraped a
+The standard library's threading HTTP server is enough for a few read-only paths scraped a
 few times a minute; a web framework here would only add start-up time and memory. A
 service with a web framework of its own (the web view) answers ``Readiness`` on a route of
 its own instead.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,22 +30,44 @@ from estate.readiness import Readiness
 
 log = logging.getLogger(__name__)
 
+HealthFunction = Callable[[], tuple[bool, dict[str, Any]]]
+DocumentFunction = Callable[[], dict[str, Any]]
+
+
+def _health_function(health: Readiness | HealthFunction) -> HealthFunction:
+    if isinstance(health, Readiness):
+        readiness = health
+
+        def verdict() -> tuple[bool, dict[str, Any]]:
+            answer = readiness.verdict()
+            return answer.ready, answer.as_dict()
+
+        return verdict
+    return health
+
 
 class OpsServer:
-    """Serves ``/metrics`` (of ``registry``, the process's default one unless given) and
-    ``/health`` (``readiness``) on ``host:port`` (0: a free port) in a thread of its own."""
+    """Serves ``/metrics`` (of ``registry``, the process's default one unless given),
+    ``/health`` (``health``) and the ``extra`` documents on ``host:port`` (0: a free port)
+    in a thread of its own."""
 
-    def __init__(self, host: str, port: int, readiness: Readiness, *,
-                 registry: CollectorRegistry = REGISTRY, name: str = "ops-http") -> None:
+    def __init__(self, host: str, port: int, health: Readiness | HealthFunction, *,
+                 registry: CollectorRegistry = REGISTRY, name: str = "ops-http",
+                 extra: Mapping[str, DocumentFunction] | None = None) -> None:
+        documents = dict(extra or {})
+        healthy = _health_function(health)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/metrics":
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
                     self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif self.path == "/health":
-                    verdict = readiness.verdict()
-                    self._answer(200 if verdict.ready else 503,
-                                 orjson.dumps(verdict.as_dict(), default=str),
+                elif path == "/health":
+                    ok, body = healthy()
+                    self._answer(200 if ok else 503, orjson.dumps(body, default=str),
+                                 "application/json")
+                elif path in documents:
+                    self._answer(200, orjson.dumps(documents[path](), default=str),
                                  "application/json")
                 else:
                     self._answer(404, b'{"detail":"not found"}', "application/json")
@@ -57,6 +83,7 @@ class OpsServer:
                 log.debug(format, *args)
 
         self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name=name,
                                         daemon=True)
 

@@ -41,6 +41,9 @@ class EdgeSettings(BaseSettings):
     # The simulated battery, genset and pumps answer commands (edge.sim_commands); this is
     # their command log, the edge's audit trail of what they were told.
     command_log_path: Path = Path("var/edge/simulator-commands.sqlite")
+    # Prometheus /metrics and /health (edge/sim_health.py); 0 serves none.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(0, ge=0, le=65535)
     # Where `estate backfill` writes simulated history (EDGE_BACKFILL_INFLUX__URL...). Not
     # named `influx`: the running simulator never touches InfluxDB.
     backfill_influx: InfluxSettings = InfluxSettings()

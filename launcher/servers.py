@@ -64,6 +64,8 @@ class ManagedServer:
         raise NotImplementedError
 
     def start(self, timeout_s: float = 20.0) -> None:
+        if self._log is not None:  # left open by a process that died: a restart
+            self._log.close()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
