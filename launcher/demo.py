@@ -148,6 +148,10 @@ def run_demo(var: Path, ports: DemoPorts) -> int:
         ops.start()
     try:
         supervisor.start()
+        # The services' sessions (ingest's subscription above all) survive a broker crash
+        # from now on, not only from its next autosave.
+        if not mosquitto.save_sessions():
+            log.warning("Mosquitto did not save its sessions; they are saved within 10 s")
         log.info("Mosquitto on 127.0.0.1:%d (accounts and ACL in %s), InfluxDB on %s "
                  "(data in %s)", ports.mqtt, security.password_file.parent, influx.url, var)
         log.info("web view: http://127.0.0.1:%d  (Ctrl-C stops everything)", ports.web)
