@@ -303,8 +303,8 @@ class BalanceRule(_Rule):
     kind: Literal["balance"]
     network: str | None = None
     window_s: WindowSeconds = 900.0
-    # Two windows: one window out of balance can be a meter reporting late; two is news.
-    for_s: Seconds = 900.0
+    # Out of balance for two windows: one can be a meter reporting late; two is news.
+    for_s: Seconds = 1800.0
     mode: Literal["window"] = "window"
 
 

@@ -84,7 +84,7 @@ def test_the_most_specific_rule_wins(sample: dict[str, Any]) -> None:
         {"id": "voltage-band", "kind": "voltage_band", "meter": "metal/main",
          "band_share": 0.05, "severity": "critical"},
         {"id": "voltage-band", "kind": "voltage_band", "meter_kind": "hvac", "enabled": False},
-        {"id": "balance", "kind": "balance", "network": "water", "for_s": 1800},
+        {"id": "balance", "kind": "balance", "network": "water", "for_s": 3600},
         {"id": "balance", "kind": "balance", "meter": "utilities/grid", "enabled": False})
     main = _ids(spec, "metal/main")["voltage-band"]
     assert isinstance(main, VoltageBandRule)
@@ -93,8 +93,8 @@ def test_the_most_specific_rule_wins(sample: dict[str, Any]) -> None:
     assert _ids(spec, "textile/main")["voltage-band"].band_share == 0.10
     assert "voltage-band" not in _ids(spec, "textile/hvac")
     balance = {b.source: b.rule for b in spec.rule_book().balance}
-    assert balance["utilities/network"].for_s == 1800
-    assert balance["utilities/gas-station"].for_s == 900
+    assert balance["utilities/network"].for_s == 3600
+    assert balance["utilities/gas-station"].for_s == 1800
     assert "utilities/grid" not in balance
 
 
