@@ -24,6 +24,7 @@ from pydantic import (
 
 from estate.alarm_rules import AlarmRuleSpec, MeterInfo, RuleBook, bind_rules, check_alarm_rules
 from estate.assets import AssetSpec, CapacityLimitSpec, TariffSpec, check_references
+from estate.crews import CrewSpec, check_crews
 from estate.errors import ConfigError, TopicError
 from estate.networks import NetworkSpec, NetworkTree, check_networks, meter_ref
 from estate.topics import DeviceId
@@ -144,6 +145,8 @@ class EstateSpec(_Strict):
     networks: list[NetworkSpec] = []
     # Alarm rules added to and overriding the defaults (estate.alarm_rules).
     alarm_rules: list[AlarmRuleSpec] = []
+    # Field crews, their skills and shifts (estate.crews).
+    crews: list[CrewSpec] = []
 
     _trees: list[NetworkTree] = PrivateAttr(default_factory=list)
 
@@ -156,6 +159,7 @@ class EstateSpec(_Strict):
     def _references(self) -> EstateSpec:
         check_references([f.id for f in self.facilities], self.assets, self.tariffs,
                          self.capacity_limits)
+        check_crews(self.crews, {f.id for f in self.facilities})
         kinds = self.meter_kinds()
         if len(kinds) == sum(len(f.meters) for f in self.facilities):
             # With a duplicated facility or meter the references are ambiguous: the
@@ -169,6 +173,15 @@ class EstateSpec(_Strict):
         """Every meter as ``facility/meter`` with what alarm rules need to know of it."""
         return {f"{f.id}/{m.id}": MeterInfo(f.id, m.id, m.kind, frozenset(MEASURES[m.kind]))
                 for f in self.facilities for m in f.meters}
+
+    def crew_position(self, crew: CrewSpec) -> tuple[float, float]:
+        """Where a crew starts from: its position, its base facility's, or the origin."""
+        if crew.position is not None:
+            return crew.position
+        for facility in self.facilities:
+            if facility.id == crew.base:
+                return facility.position
+        return (0.0, 0.0)
 
     def rule_book(self) -> RuleBook:
         """The default rules and the file's, bound to every meter, network node and
