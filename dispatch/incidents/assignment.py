@@ -44,9 +44,6 @@ PRIORITY: Final[Mapping[str, float]] = {"critical": 8.0, "high": 4.0, "medium": 
 """Weight of a second of response per severity: a critical incident's minute counts as
 eight minutes of a low one (each level doubles, as severities are usually graded)."""
 
-_INFEASIBLE: Final = 1e18
-
-
 @dataclass(frozen=True, slots=True)
 class AssignmentParams:
     # Vans on the estate's roads with gates and stops: about 15 km/h door to door.
@@ -138,12 +135,16 @@ def plan_assignments(incidents: Sequence[Incident], crews: Sequence[Crew], now: 
     finite = (time + penalty)[feasible]
     longest = float(finite.max()) if finite.size else 0.0
     reward = longest * float(weight.sum()) + 1.0
-    cost = np.where(feasible, weight[:, None] * (time + penalty - reward), _INFEASIBLE)
+    # One "not served" column per incident at no cost keeps every incident placeable;
+    # pairs a crew cannot take are infinite, which the solver never picks.
+    cost = np.zeros((len(movable), len(slot_crew) + len(movable)))
+    cost[:, :len(slot_crew)] = np.where(feasible, weight[:, None] * (time + penalty - reward),
+                                        np.inf)
     rows, chosen = linear_sum_assignment(cost)
     out = list(kept)
     taken: dict[str, str] = {}
     for i, j in zip(rows.tolist(), chosen.tolist(), strict=True):
-        if not feasible[i, j]:
+        if j >= len(slot_crew):
             continue
         incident, crew = movable[i], ready[slot_crew[j]]
         taken[incident.id] = crew.id

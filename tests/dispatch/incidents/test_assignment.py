@@ -139,7 +139,7 @@ def _brute_force(incidents: list[Incident], crews: list[Crew]) -> tuple[float, f
     return -best[0], best[1]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3000), st.sampled_from(sorted(PRIORITY)),
                           st.sampled_from(["electrical", "water"])), min_size=1, max_size=4),
        st.lists(st.tuples(st.integers(0, 3000), st.sampled_from(["electrical", "water",
