@@ -56,6 +56,10 @@ SeriesKey = tuple[str, str]  # (quantity, channel)
 # A balance alarm clears once the residual is back under this share of its allowance: a
 # leak at the edge of the tolerance must not raise and clear every other window.
 BALANCE_CLEAR_SHARE: Final = 0.8
+# A node is judged only when each of its meters reported at least this share as often as
+# the others in the window: a mean over part of the window (a meter back from an outage,
+# a gateway catching up) does not compare with a mean over all of it.
+BALANCE_COVERAGE: Final = 0.9
 VOLTAGE_CHANNELS: Final = ("", "l1", "l2", "l3")
 _NEVER: Final = -1
 
@@ -328,7 +332,8 @@ class _Balance(_Group):
         rows = [k for k, node in enumerate(nodes) for _ in node.children]
         self.children = sparse.csr_matrix(
             (np.ones(len(cols)), (rows, cols)), shape=(len(nodes), n))
-        self.child_count = np.array([len(node.children) for node in nodes])
+        self.pair_node = np.array(rows, dtype=np.intp)
+        self.pair_child = np.array(cols, dtype=np.intp)
         self.losses = np.array([node.losses for node in nodes])
         self.tolerance = np.array([node.tolerance for node in nodes])
         self.tolerance_abs = np.array([node.tolerance_abs for node in nodes])
@@ -343,15 +348,19 @@ class _Balance(_Group):
 
     def evaluate(self, inputs: WindowInputs, n: int) -> list[AlarmTransition]:
         series = _series(inputs.frames.get(self.span_s), (self.quantity, ""), n)
-        reported = (series.count > 0).astype(np.float64)
-        mean = np.where(series.count > 0, series.mean, 0.0)
+        count = series.count
+        mean = np.where(count > 0, series.mean, 0.0)
         parent = mean[self.parents]
         total = self.children @ mean
         absolute = self.children @ np.abs(mean)
-        # Unknown when the parent or any child sent nothing: a silent meter is the
-        # deadman's alarm, not a leak.
-        valid = (series.count[self.parents] > 0) & (self.children @ reported
-                                                    == self.child_count)
+        # Unknown when the parent or any child sent nothing or reported for only part of
+        # the window (BALANCE_COVERAGE): a silent meter is the deadman's alarm, not a leak.
+        child_n = count[self.pair_child]
+        parent_n = count[self.parents][self.pair_node]
+        short = (child_n < BALANCE_COVERAGE * parent_n) | (parent_n < BALANCE_COVERAGE
+                                                           * child_n) | (child_n == 0)
+        valid = (count[self.parents] > 0) & (
+            np.bincount(self.pair_node, weights=short, minlength=len(self.nodes)) == 0)
         residual = parent - (total + self.losses * absolute)
         allowance = np.maximum(self.tolerance_abs,
                                self.tolerance * np.maximum(np.abs(parent), absolute))

@@ -209,3 +209,21 @@ def test_frames_of_the_wrong_size_are_refused() -> None:
         kind="threshold", id="hot", quantity="temperature", high=30, mode="window")))
     with pytest.raises(ValueError, match="2 entries for 1 meters"):
         ev.evaluate(_inputs(T0, 300, temperature=_series([1, 2])))
+
+
+def test_a_node_with_a_meter_reporting_for_part_of_the_window_is_not_judged() -> None:
+    spec = load_estate(SAMPLE_ESTATE)
+    ev = WindowedEvaluator(spec.rule_book())
+    index = {m: i for i, m in enumerate(ev.meters)}
+    n = len(ev.meters)
+    flow = np.zeros(n)
+    count = np.zeros(n, dtype=np.int64)
+    # The station's mean covers the whole window; foods/gas came back for its last third.
+    for meter, value, seen in [("utilities/gas-station", 140.0, 15), ("textile/gas", 60.0, 15),
+                               ("metal/gas", 30.0, 15), ("foods/gas", 20.0, 5)]:
+        flow[index[meter]], count[index[meter]] = value, seen
+    gas = SeriesWindow(count, np.where(count > 0, flow, np.nan), flow, flow)
+    for k in range(3):
+        end = T0 + k * 15 * MIN
+        assert ev.evaluate(WindowInputs(end, {900.0: WindowFrame(end, 900, {
+            ("gas_flow", ""): gas})})) == []
