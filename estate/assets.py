@@ -182,6 +182,8 @@ class ThermalStorageSpec(_AssetBase):
     tank_max_kwh: Positive
     # Share of the tank's content lost per hour.
     loss_per_hour: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # The meter reporting the tank's fill (state_of_charge, % full), as facility/meter.
+    level_meter: str | None = None
 
     @model_validator(mode="after")
     def _tank_range(self) -> ThermalStorageSpec:
@@ -200,6 +202,8 @@ class PumpTankSpec(_AssetBase):
     flow_per_kw: Positive
     tank_min_m3: NonNegative
     tank_max_m3: Positive
+    # The meter reporting the tank's fill (state_of_charge, % full), as facility/meter.
+    level_meter: str | None = None
 
     @model_validator(mode="after")
     def _tank_range(self) -> PumpTankSpec:

@@ -165,6 +165,11 @@ class EstateSpec(_Strict):
             # With a duplicated facility or meter the references are ambiguous: the
             # networks are checked once ``load_estate`` has named the duplicate.
             self._trees = check_networks(self.networks, kinds)
+            for asset in self.assets:
+                level = getattr(asset, "level_meter", None)
+                if level is not None and kinds.get(level) != "tank":
+                    raise ValueError(f"asset {asset.id!r}: level_meter {level!r} is not a "
+                                     "tank meter of the estate")
             check_alarm_rules(self.alarm_rules, self.meter_infos(),
                               [f.id for f in self.facilities], [n.id for n in self.networks])
         return self
