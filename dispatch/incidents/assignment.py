@@ -121,7 +121,13 @@ def plan_assignments(incidents: Sequence[Incident], crews: Sequence[Crew], now: 
     bases = np.array([c.position for c in ready], dtype=float)
     drive = np.hypot(where[:, None, 0] - bases[None, :, 0], where[:, None, 1] - bases[None, :, 1])
     crew_time = params.mobilise_s + drive / params.speed_m_s  # (incidents, crews)
-    able = np.array([[c.can(i.skill) for c in ready] for i in movable], dtype=bool)
+    skills = {skill: k for k, skill in enumerate(sorted({i.skill for i in movable}))}
+    has = np.zeros((len(skills), len(ready)), dtype=bool)
+    for j, c in enumerate(ready):
+        for skill in c.skills:
+            if skill in skills:
+                has[skills[skill], j] = True
+    able = has[[skills[i.skill] for i in movable]]
     cols = np.array(slot_crew, dtype=np.intp)
     queue = np.array(slot_queue, dtype=float)
     time = crew_time[:, cols] + queue[None, :] * params.job_s
