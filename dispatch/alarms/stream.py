@@ -101,6 +101,10 @@ class _Band:
     def on(self, channel: str, value: float, t: int) -> AlarmTransition | None:
         return self.update(value, t)
 
+    def restore(self, value: float | None) -> None:
+        self.active = True
+        self.side = _LOW if value is not None and value < self.low else _HIGH
+
     def update(self, value: float, t: int) -> AlarmTransition | None:
         if t < self.last_t:
             return None
@@ -134,15 +138,25 @@ class _Phases:
     """A band over several channels (the phases of a voltage): one alarm, raised when any
     phase is out, cleared when every phase is back."""
 
-    __slots__ = ("bands", "meta")
+    __slots__ = ("bands", "meta", "restored")
 
     def __init__(self, meta: _Meta, low: float | None, high: float | None, hyst: float,
                  for_s: float) -> None:
         self.meta = meta
         self.bands = {c: _Band(meta, low, high, hyst, for_s, "voltage", "V")
                       for c in VOLTAGE_CHANNELS}
+        self.restored = False
+
+    def restore(self, value: float | None) -> None:
+        # Which phase was out is not stored: the first phase seen decides.
+        self.restored = True
 
     def on(self, channel: str, value: float, t: int) -> AlarmTransition | None:
+        if self.restored:
+            self.restored = False
+            band = self.bands[channel]
+            band.active = True
+            band.side = _LOW if value < band.low + band.hyst else _HIGH
         was = any(b.active for b in self.bands.values())
         band = self.bands[channel]
         transition = band.update(value, t)
@@ -163,6 +177,9 @@ class _Rate:
         self.last_v = math.nan
         self.last_t = -(1 << 62)
 
+    def restore(self, value: float | None) -> None:
+        self.band.restore(value)
+
     def on(self, channel: str, value: float, t: int) -> AlarmTransition | None:
         if t <= self.last_t:
             return None
@@ -174,7 +191,8 @@ class _Rate:
 
 
 class _Stuck:
-    __slots__ = ("active", "for_ms", "last_t", "meta", "ref", "since", "tolerance", "unit")
+    __slots__ = ("active", "for_ms", "last_t", "meta", "ref", "restored", "since",
+                 "tolerance", "unit")
 
     def __init__(self, meta: _Meta, for_s: float, tolerance: float, unit: str) -> None:
         self.meta = meta
@@ -185,11 +203,22 @@ class _Stuck:
         self.since = 0
         self.last_t = -(1 << 62)
         self.active = False
+        self.restored = False
+
+    def restore(self, value: float | None) -> None:
+        # The value it was stuck at, if stored; else the first value seen again.
+        self.active, self.restored = True, value is None
+        if value is not None:
+            self.ref = value
 
     def on(self, channel: str, value: float, t: int) -> AlarmTransition | None:
         if t < self.last_t:
             return None
         self.last_t = t
+        if self.restored:
+            self.restored = False
+            self.ref, self.since = value, t
+            return None
         if math.isnan(self.ref) or abs(value - self.ref) > self.tolerance:
             self.ref, self.since = value, t
             if self.active:
@@ -225,9 +254,16 @@ class _Spike:
         self.last_spike = 0
         self.active = False
 
+    def restore(self, value: float | None) -> None:
+        # Cleared after ``clear_after_s`` of normal readings from the first one seen.
+        self.active = True
+        self.last_spike = 1 << 62
+
     def on(self, channel: str, value: float, t: int) -> AlarmTransition | None:
         if t <= self.last_t:
             return None
+        if self.active and self.last_spike == 1 << 62:
+            self.last_spike = t
         if t - self.last_t > SPIKE_RESET_GAP_MS:
             self.n = 0
         self.last_t = t
@@ -268,6 +304,9 @@ class _Skew:
         self.since: int | None = None
         self.onset = 0
         self.active = False
+
+    def restore(self, value: float | None) -> None:
+        self.active = True
 
     def update(self, time_ms: int, received_ms: int) -> AlarmTransition | None:
         skew = time_ms - received_ms
@@ -320,6 +359,7 @@ class StreamEvaluator:
         self._timeout = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
         self._dead = np.zeros(n, dtype=bool)
         self._deadman: dict[int, _Meta] = {}
+        self._checks: dict[tuple[str, str], _Check | _Skew | int] = {}
         for bound in book.stream:
             self._bind(bound.source, bound.rule)
 
@@ -330,6 +370,8 @@ class StreamEvaluator:
     def _add(self, facility: str, device: str, quantity: str, channel: str,
              check: _Check) -> None:
         self._routes.setdefault((facility, device, quantity, channel), []).append(check)
+        self._checks[(f"{facility}/{device}", check.meta.rule_id
+                      if not isinstance(check, _Rate) else check.band.meta.rule_id)] = check
 
     def _bind(self, source: str, rule: AlarmRuleSpec) -> None:
         facility, device = source.split("/", 1)
@@ -338,8 +380,11 @@ class StreamEvaluator:
             i = self._index[(facility, device)]
             self._timeout[i] = int(rule.timeout_s * 1000)
             self._deadman[i] = meta
+            self._checks[(source, rule.id)] = i
         elif isinstance(rule, ClockSkewRule):
-            self._skews[(facility, device)] = _Skew(meta, rule)
+            skew = _Skew(meta, rule)
+            self._skews[(facility, device)] = skew
+            self._checks[(source, rule.id)] = skew
         elif isinstance(rule, VoltageBandRule):
             low, high, hyst = rule.band()
             phases = _Phases(meta, low, high, hyst, rule.for_s)
@@ -430,6 +475,22 @@ class StreamEvaluator:
             quiet = (now_ms - int(self._last_seen[i])) / 1000
             out.append(meta.transition("raise", quiet, f"nothing for {quiet:.0f} s", now_ms))
         return out
+
+    def restore(self, active: Iterable[tuple[str, str, float | None]]) -> int:
+        """Mark the alarms the registry holds active ((source, rule id, value) each), so
+        that a restarted evaluator clears them when their condition ends instead of never
+        knowing they were raised. Unknown ones are skipped; the number restored."""
+        restored = 0
+        for source, rule_id, value in active:
+            check = self._checks.get((source, rule_id))
+            if check is None:
+                continue
+            if isinstance(check, int):
+                self._dead[check] = True
+            else:
+                check.restore(value)
+            restored += 1
+        return restored
 
     def silent(self) -> list[str]:
         """Sources whose deadman is raised."""

@@ -167,9 +167,15 @@ class _Group:
     """The rows (meters) of one rule id and kind, with their parameters as arrays."""
 
     span_s: float = 0.0
+    metas: list[_Meta]
+    state: _State
 
     def needs(self) -> set[SeriesKey]:
         return set()
+
+    def side_of(self, row: int, value: float | None) -> int:
+        """The side a stored alarm's value is out on (1 above, -1 below)."""
+        return 1
 
     def evaluate(self, inputs: WindowInputs, n: int) -> list[AlarmTransition]:
         raise NotImplementedError
@@ -196,6 +202,9 @@ class _Band(_Group):
 
     def needs(self) -> set[SeriesKey]:
         return {(self.quantity, c) for c in self.channels}
+
+    def side_of(self, row: int, value: float | None) -> int:
+        return -1 if value is not None and value < self.low[row] else 1
 
     def evaluate(self, inputs: WindowInputs, n: int) -> list[AlarmTransition]:
         frame = inputs.frames.get(self.span_s)
@@ -301,6 +310,9 @@ class _PowerFactor(_Group):
     def needs(self) -> set[SeriesKey]:
         return {("power_factor", ""), ("power", "")}
 
+    def side_of(self, row: int, value: float | None) -> int:
+        return -1
+
     def evaluate(self, inputs: WindowInputs, n: int) -> list[AlarmTransition]:
         frame = inputs.frames.get(self.span_s)
         pf = np.abs(_series(frame, ("power_factor", ""), n).mean[self.rows])
@@ -345,6 +357,9 @@ class _Balance(_Group):
 
     def needs(self) -> set[SeriesKey]:
         return {(self.quantity, "")}
+
+    def side_of(self, row: int, value: float | None) -> int:
+        return -1 if value is not None and value < 0 else 1
 
     def evaluate(self, inputs: WindowInputs, n: int) -> list[AlarmTransition]:
         series = _series(inputs.frames.get(self.span_s), (self.quantity, ""), n)
@@ -525,6 +540,24 @@ class WindowedEvaluator:
             state = getattr(group, "state", None)
             total += 0 if state is None else len(state.active)
         return total
+
+    def restore(self, active: Iterable[tuple[str, str, float | None]]) -> int:
+        """Mark the alarms the registry holds active ((source, rule id, value) each), so a
+        restarted evaluator clears them when their condition ends. Unknown ones are
+        skipped; the number restored."""
+        where = {(m.source, m.rule_id): (group, row) for group in self._groups
+                 for row, m in enumerate(group.metas)}
+        restored = 0
+        for source, rule_id, value in active:
+            found = where.get((source, rule_id))
+            if found is None:
+                continue
+            group, row = found
+            group.state.active[row] = True
+            group.state.side[row] = group.side_of(row, value)
+            group.state.since[row] = _NEVER
+            restored += 1
+        return restored
 
     def evaluate(self, inputs: WindowInputs) -> list[AlarmTransition]:
         n = len(self.meters)

@@ -209,3 +209,37 @@ def test_out_of_order_and_non_finite_readings_are_ignored() -> None:
     assert ev.feed(reading("f/m", "temperature", float("nan"), T0 + 12 * S), T0 + 12 * S) == []
     assert [t.action for t in ev.feed(reading("f/m", "temperature", 20, T0 + 13 * S),
                                       T0 + 13 * S)] == ["clear"]
+
+
+def test_a_restarted_evaluator_clears_what_the_registry_holds_active() -> None:
+    rules = (_threshold(), NoDataRule(kind="no_data", id="nd", timeout_s=60),
+             StuckRule(kind="stuck", id="st", quantity="temperature", for_s=60),
+             ClockSkewRule(kind="clock_skew", id="sk"))
+    t = T0 + 1000 * S
+    ev = _evaluator(*rules)
+    assert ev.restore([("f/m", "hot", 35.0), ("f/m", "nd", None), ("f/m", "st", 20.0),
+                       ("f/m", "sk", 90.0), ("f/other", "hot", 1.0)]) == 4
+    # Still hot (no second raise); reporting again, on time, moving: those three clear.
+    assert sorted((x.rule_id, x.action) for x in ev.feed(
+        reading("f/m", "temperature", 35.0, t), t)) == [
+        ("nd", "clear"), ("sk", "clear"), ("st", "clear")]
+    # 29 is inside the hysteresis: still hot; 27 is back.
+    assert ev.feed(reading("f/m", "temperature", 29.0, t + S), t + S) == []
+    assert [(x.rule_id, x.action) for x in ev.feed(
+        reading("f/m", "temperature", 27.0, t + 2 * S), t + 2 * S)] == [("hot", "clear")]
+    # A stuck alarm restored without its value waits for the value to move.
+    again = _evaluator(*rules)
+    again.restore([("f/m", "st", None)])
+    assert again.feed(reading("f/m", "temperature", 20.0, t), t) == []
+    assert again.feed(reading("f/m", "temperature", 20.0, t + S), t + S) == []
+    assert [x.action for x in again.feed(reading("f/m", "temperature", 21.0, t + 2 * S),
+                                         t + 2 * S)] == ["clear"]
+
+
+def test_a_restored_voltage_alarm_clears_when_the_phases_are_back() -> None:
+    ev = _evaluator(VoltageBandRule(kind="voltage_band", id="v", for_s=0), kind="electricity")
+    ev.restore([("f/m", "v", 260.0)])
+    t = T0 + S
+    assert ev.feed(reading("f/m", "voltage", 262, t, "l2"), t) == []
+    assert [x.action for x in ev.feed(reading("f/m", "voltage", 231, t + S, "l2"),
+                                      t + S)] == ["clear"]

@@ -227,3 +227,20 @@ def test_a_node_with_a_meter_reporting_for_part_of_the_window_is_not_judged() ->
         end = T0 + k * 15 * MIN
         assert ev.evaluate(WindowInputs(end, {900.0: WindowFrame(end, 900, {
             ("gas_flow", ""): gas})})) == []
+
+
+def test_a_restarted_windowed_evaluator_clears_a_stored_balance_alarm() -> None:
+    spec = load_estate(SAMPLE_ESTATE)
+    ev = WindowedEvaluator(spec.rule_book())
+    assert ev.restore([("utilities/gas-station", "balance", 29.0),
+                       ("utilities/gas-station", "no-such-rule", 1.0)]) == 1
+    index = {m: i for i, m in enumerate(ev.meters)}
+    n = len(ev.meters)
+    flow, count = np.zeros(n), np.zeros(n, dtype=np.int64)
+    for meter, value in [("utilities/gas-station", 110.6), ("textile/gas", 60.0),
+                         ("metal/gas", 30.0), ("foods/gas", 20.0)]:
+        flow[index[meter]], count[index[meter]] = value, 15
+    gas = SeriesWindow(count, np.where(count > 0, flow, np.nan), flow, flow)
+    out = ev.evaluate(WindowInputs(T0, {900.0: WindowFrame(T0, 900, {("gas_flow", ""): gas})}))
+    assert [(t.source, t.rule_id, t.action) for t in out] == [
+        ("utilities/gas-station", "balance", "clear")]
