@@ -339,3 +339,8 @@ scheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+# The control room's tables live in a module of their own; importing them here puts them
+# in ``Base.metadata`` wherever the models are used (Alembic, the schema tests).
+from dispatch.registry import control_room as _control_room  # noqa: E402, F401

@@ -137,7 +137,7 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
     # the estate's connection, the tenants' assets with their tenants.
     assert outcome.assembly.start_ms == end + STEP_MS == horizon_start_ms(end + 60_000, 15)
     assert problem.steps == SETTINGS.horizon_steps
-    assert problem.facilities == ("foods", "metal", "textile", "utilities", SHARED)
+    assert problem.facilities == ("foods", "metal", "textile", "units", "utilities", SHARED)
     shared: tuple[OptimiserAsset, ...] = (*problem.batteries, *problem.gensets,
                                           *problem.thermal, *problem.pumps, *problem.pv)
     by_name = {a.name: a.facility for a in shared}
@@ -155,7 +155,7 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
                         end - RAW_HOURS * 3_600_000, STEP_MS)
     if history.size:
         estate = np.sum([demand(f, history) for f in ("textile", "foods", "metal",
-                                                      "utilities")], axis=0)
+                                                      "utilities", "units")], axis=0)
         expected = float(estate.max())
         assert problem.prior_peak_kw == pytest.approx(expected)
 

@@ -31,11 +31,11 @@ def test_sample_estate_loads() -> None:
     spec = load_estate(SAMPLE_ESTATE)
     assert isinstance(spec, EstateSpec)
     assert spec.id == "demo"
-    assert [f.id for f in spec.facilities] == ["textile", "foods", "metal", "utilities"]
+    assert [f.id for f in spec.facilities] == ["textile", "foods", "metal", "utilities", "units"]
     assert spec.contracted_capacity_kw == 2500
     assert spec.timezone == "Europe/Athens"
     devices = spec.devices()
-    assert len(devices) == 21
+    assert len(devices) == 37
     assert devices[0][0] == DeviceId("demo", "textile", "main")
     assert {m.kind for _, m, _ in devices} == set(MEASURES)
 
