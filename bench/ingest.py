@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.influxdb_v1 import InfluxV1Store  # noqa: E402
 from adapters.mqtt import InboundMessage, MqttConnection, Session  # noqa: E402
+from adapters.ops_http import wait_healthy  # noqa: E402
 from estate.lineprotocol import reading_line, readings_lines  # noqa: E402
 from estate.ports import Handling, Where  # noqa: E402
 from estate.readings import Reading  # noqa: E402
@@ -227,12 +228,9 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
         return -1.0 if min(counts) < 0 else sum(counts)
 
     try:
-        deadline = time.monotonic() + 30
-        while written() < 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("ingest did not start")
-            time.sleep(0.1)
-        time.sleep(0.5)
+        for port in http_ports:  # ready: connected and subscribed
+            if wait_healthy(f"http://127.0.0.1:{port}/health", 60) is None:
+                raise RuntimeError("ingest did not become ready")
         ctx = mp.get_context("spawn")
         go, publish_time, publish_cpu = ctx.Event(), ctx.Value("d", 0.0), ctx.Value("d", 0.0)
         publisher = ctx.Process(target=publish_process,

@@ -11,12 +11,14 @@ import logging
 import threading
 import time
 
+from adapters.ops_http import OpsServer
 from edge.command_handler import CommandHandler
 from edge.modbus_server import SimulatedModbusServers
 from edge.publisher import Publisher
 from edge.scale import simulator_for
 from edge.settings import EdgeSettings
 from edge.sim_commands import simulated_command_handler
+from edge.sim_health import SimulatorMetrics
 from edge.simulator import EstateSimulator
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
@@ -37,17 +39,25 @@ def run(settings: EdgeSettings, stop: threading.Event | None = None) -> None:
     servers: SimulatedModbusServers | None = None
     publisher: Publisher | None = None
     handler: CommandHandler | None = None
+    metrics = SimulatorMetrics(settings.interval_s, publishing=settings.publish)
+    ops: OpsServer | None = None
     if settings.modbus_port:
         servers = SimulatedModbusServers(simulator, host=settings.modbus_host,
                                          port=settings.modbus_port,
                                          units_per_server=settings.modbus_units_per_server)
         servers.start()
+    if settings.http_port:
+        ops = OpsServer(settings.http_host, settings.http_port, metrics.health,
+                        registry=metrics.registry, name="simulator-http")
+        ops.start()
     try:
         if settings.publish:
             handler = simulated_command_handler(spec, settings.command_log_path)
             # The simulator reports its own status as a device of the estate's "edge" facility.
             publisher = Publisher(settings.mqtt, settings.client_id,
                                   DeviceId(spec.id, "edge", settings.client_id))
+            connection = publisher.connection
+            metrics.connected = lambda: connection.connected
             if handler is not None:
                 # Before connecting: the subscriptions go out with the connection.
                 handler.start(publisher.connection)
@@ -58,8 +68,13 @@ def run(settings: EdgeSettings, stop: threading.Event | None = None) -> None:
                  spec.name, settings.interval_s, ", publishing" if publisher else "",
                  f", Modbus on ports {servers.ports}" if servers else "")
         stop_on_signals(stop)
-        run_loop(simulator, publisher, servers, interval_ms, stop)
+        run_loop(simulator, publisher, servers, interval_ms, stop, metrics)
     finally:
+        totals = metrics.totals()
+        log.info("simulator stopping: %d readings in %d packs published, the last for step %s",
+                 totals.readings, totals.messages, totals.last_step_ms)
+        if ops is not None:
+            ops.stop()
         if handler is not None:
             handler.stop()
         if publisher is not None:
@@ -70,16 +85,22 @@ def run(settings: EdgeSettings, stop: threading.Event | None = None) -> None:
 
 def run_loop(simulator: EstateSimulator, publisher: Publisher | None,
              servers: SimulatedModbusServers | None, interval_ms: int,
-             stop: threading.Event) -> None:
+             stop: threading.Event, metrics: SimulatorMetrics | None = None) -> None:
     """Step every ``interval_ms``, aligned to the interval, until ``stop`` is set."""
     while not stop.is_set():
         now_ms = time.time_ns() // 1_000_000
         tick = now_ms - now_ms % interval_ms
+        messages = readings_count = 0
         if publisher is not None:
             for device, readings in simulator.step(tick):
                 publisher.publish(device, readings)
+                if readings:
+                    messages += 1
+                    readings_count += len(readings)
         else:
             simulator.advance(tick)
+        if metrics is not None:
+            metrics.stepped(tick, messages, readings_count)
         if servers is not None:
             servers.update()
         stop.wait(max(0.0, (tick + interval_ms) / 1000 - time.time()))

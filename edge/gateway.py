@@ -16,7 +16,7 @@ publishes retained births for itself and its meters on every connection, with a 
 Will that marks the gateway offline if it vanishes (docs/contract.md section 7).
 
 With a commands file the gateway also takes commands for the devices listed there
-(docs/commands.md): ``edge.commands.CommandHandler`` subscribes to each device's
+(docs/commands.md): ``edge.command_handler.CommandHandler`` subscribes to each device's
 ``cmd/req``, checks the command against the device's policy, writes its holding
 registers and answers on the request's Response Topic. Requests are acknowledged by hand,
 only once their answer is in the command log, so a crash in between redelivers them.
@@ -30,12 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Final, cast
-from wsgiref.simple_server import WSGIServer
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from adapters.mqtt import MqttConnection
+from adapters.ops_http import OpsServer
 from edge.command_executors import ModbusExecutor
 from edge.command_handler import CommandHandler, CommandTarget
 from edge.gateway_config import load_command_devices, load_meters
@@ -46,6 +46,7 @@ from edge.settings import GatewaySettings
 from estate.errors import BrokerError
 from estate.lifecycle import stop_on_signals
 from estate.ports import Delivery, Messaging, Session, Will
+from estate.readiness import Readiness
 from estate.readings import Reading
 from estate.senml import encode_readings
 from estate.settings import refuse_default_secrets
@@ -167,6 +168,10 @@ class Sender:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gateway-sender", daemon=True)
         self._thread.start()
@@ -263,14 +268,26 @@ class Gateway:
             will=Will(self.identity.topic(Channel.STATUS), orjson.dumps({"state": "offline"})))
         self.metrics.connected.set_function(lambda: float(self.connection.connected))
         self.sender = Sender(self.outbox, self.connection, self._births, self.poller.queued)
-        self._metrics_server: WSGIServer | None = None
+        self._polling = threading.Event()
+        # Ready: connected, subscribed to its commands (if it takes any), forwarding and
+        # polling. Offline it still polls and queues (store-and-forward): not ready says
+        # that nothing reaches the estate for now, not that the gateway should restart.
+        self.readiness = Readiness(
+            {"mqtt_connected": lambda: self.connection.connected,
+             "subscribed": lambda: self.connection.subscribed,
+             "forwarding": lambda: self.sender.alive,
+             "polling": self._polling.is_set},
+            lambda: {"gateway": self.identity.base_name, "outbox_messages": len(self.outbox),
+                     "in_flight": self.sender.in_flight})
+        self._ops_server: OpsServer | None = None
 
     def start(self) -> None:
         """Start forwarding; the broker may be away, the sender waits for it."""
         if self.settings.metrics_port:
-            self._metrics_server, _ = start_http_server(
-                self.settings.metrics_port, self.settings.metrics_host,
-                registry=self.metrics.registry)
+            self._ops_server = OpsServer(self.settings.metrics_host, self.settings.metrics_port,
+                                         self.readiness, registry=self.metrics.registry,
+                                         name="gateway-http")
+            self._ops_server.start()
         self.sender.start()
         if self.commands is not None:
             # Before connecting: the subscriptions then go out with the first connection,
@@ -287,7 +304,11 @@ class Gateway:
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set."""
-        self.poller.run(self.settings.interval_s, stop)
+        self._polling.set()
+        try:
+            self.poller.run(self.settings.interval_s, stop)
+        finally:
+            self._polling.clear()
 
     def close(self, flush_timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Forward what can be forwarded within ``flush_timeout_s``, keep the rest on disk."""
@@ -313,9 +334,8 @@ class Gateway:
         self.connection.close()
         self.poller.close()
         self.outbox.close()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+        if self._ops_server is not None:
+            self._ops_server.stop()
 
     def _births(self) -> None:
         for device in [self.identity, *self.devices]:

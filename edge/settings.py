@@ -41,6 +41,9 @@ class EdgeSettings(BaseSettings):
     # The simulated battery, genset and pumps answer commands (edge.sim_commands); this is
     # their command log, the edge's audit trail of what they were told.
     command_log_path: Path = Path("var/edge/simulator-commands.sqlite")
+    # Prometheus /metrics and /health (edge/sim_health.py); 0 serves none.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(0, ge=0, le=65535)
     # Where `estate backfill` writes simulated history (EDGE_BACKFILL_INFLUX__URL...). Not
     # named `influx`: the running simulator never touches InfluxDB.
     backfill_influx: InfluxSettings = InfluxSettings()
@@ -87,6 +90,6 @@ class GatewaySettings(BaseSettings):
     # Every command id answered and every answer given: the idempotency key across
     # restarts and the edge's own audit trail. Keep it on persistent storage.
     command_log_path: Path = Path("var/edge/edge_commands.sqlite")
-    # Prometheus /metrics; 0 serves none.
+    # Prometheus /metrics and /health (readiness, docs/edge-gateway.md); 0 serves neither.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535)

@@ -10,11 +10,19 @@ state of charge; gensets run only their weekly test; well pumps cycle with deman
 fill by hysteresis and drain with use. Counters integrate their flows, so registers and
 gauges agree. Faults (``edge.faults``) are applied on top.
 
+**Networks.** Where the estate describes its networks (``estate.networks``), a meter that
+feeds others reads what its children read plus its losses (a share of their throughput,
+with a little noise well inside the network's tolerance) plus any leak of its own: the
+balance holds until a fault breaks it. A step therefore runs in three phases: every
+meter's own flow, then the parents from their children (water and gas networks first,
+since a pump's flow sets its power), then the values and counters from the final flows.
+
 **Determinism.** The noise is not drawn from a stream: it is a hash of (seed, the meter's
 estate/facility/device identity, the time slot, the use). So a meter's readings depend only
-on the seed, its identity, its own description and faults, and the sequence of step times:
-the same seed and the same step times give the same readings, and adding, removing or
-reordering other meters never changes them. Gauges (power, flow, voltage...) depend on the
+on the seed, its identity, its own description and faults (and, for a parent in a network,
+its children's), and the sequence of step times: the same seed and the same step times give
+the same readings, and adding, removing or reordering other meters outside its subtree
+never changes them. Gauges (power, flow, voltage...) depend on the
 time alone; counters, a battery's charge and a tank's level on the times stepped before.
 """
 
@@ -34,7 +42,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.faults import Fault, FaultPlan, estate_faults
+from edge.faults import Fault, FaultPlan, estate_faults, outage_reach
 from edge.signals import (
     Weather,
     clear_sky,
@@ -67,6 +75,11 @@ SHIFT_RAMP_H: Final = 0.5
 PROCESS_KNOT_MS: Final = 15 * 60_000
 ELECTRICAL_KINDS: Final = frozenset({"electricity", "hvac", "pv", "battery", "genset", "pump"})
 GENERATING_KINDS: Final = frozenset({"pv", "battery", "genset"})
+# A network parent's losses wander by this share of themselves (one normal deviation):
+# visible, and with 3 % of losses of a few percent far inside any balance tolerance.
+LOSS_NOISE: Final = 0.1
+# What is left of the water pressure below a water outage (bar): the pipes drain.
+DRY_PRESSURE_BAR: Final = 0.1
 
 _new_reading = tuple.__new__
 
@@ -103,6 +116,20 @@ class _Group:
 
 
 @dataclass(frozen=True, slots=True)
+class _Parent:
+    """A meter whose flow is the sum of its children's (a balanced network node)."""
+
+    device: DeviceId
+    kind: str
+    row: int
+    key: NDArray[np.uint64]
+    losses: float
+    # (kind, rows, factor): the children of one kind and what turns their own flow into
+    # the network's quantity (a pump's m3/h into kW on an electricity network).
+    children: tuple[tuple[str, NDArray[np.intp], float], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Every meter's values at one step, per kind: (quantity, channel) -> array in file order.
 
@@ -124,7 +151,8 @@ class EstateSimulator:
         self._tz = ZoneInfo(spec.timezone)
         self._latitude, self._longitude = timezone_position(spec.timezone)
         self._estate_key = np.array([identity_key(seed, spec.id)], dtype=np.uint64)
-        self.faults = FaultPlan(estate_faults(spec) if faults is None else list(faults))
+        fault_list = estate_faults(spec) if faults is None else list(faults)
+        self.faults = FaultPlan(fault_list, outage_reach(spec, fault_list))
         facility_index = {f.id: k for k, f in enumerate(spec.facilities)}
         self._shift_start = np.array([f.shift_start for f in spec.facilities], dtype=float)
         self._shift_end = np.array([f.shift_end for f in spec.facilities], dtype=float)
@@ -153,8 +181,37 @@ class EstateSimulator:
         self._heads = {kind: [(d.estate, d.facility, d.device, q, c) for d in group.devices
                               for q, c in MEASURES[kind]]
                        for kind, group in self._groups.items()}
+        self._parents = self._network_parents()
         self._last_ms: int | None = None
         self.snapshot: Snapshot | None = None
+
+    def _network_parents(self) -> list[_Parent]:
+        """The balanced nodes of the networks in the order their flows are computed:
+        water and gas first (a pump's flow sets its power on the electricity network),
+        each network bottom-up."""
+        out: list[_Parent] = []
+        trees = sorted(self.spec.network_trees(), key=lambda t: t.utility == "electricity")
+        estate = self.spec.id
+        for tree in trees:
+            nodes = {b.meter: b for b in tree.balance_nodes()}
+            for meter in tree.bottom_up():
+                node = nodes.get(meter)
+                if node is None:
+                    continue
+                kind, row = self._where[DeviceId(estate, *meter.split("/", 1))]
+                by_kind: dict[str, list[int]] = {}
+                for child in node.children:
+                    child_kind, j = self._where[DeviceId(estate, *child.split("/", 1))]
+                    by_kind.setdefault(child_kind, []).append(j)
+                children = tuple(
+                    (k, np.array(rows, dtype=np.intp),
+                     PUMP_KWH_PER_M3 if (k == "pump" and tree.utility == "electricity")
+                     else 1.0)
+                    for k, rows in by_kind.items())
+                key = self._groups[kind].keys[row:row + 1]
+                out.append(_Parent(self._groups[kind].devices[row], kind, row, key,
+                                   node.losses, children))
+        return out
 
     @property
     def devices(self) -> list[DeviceId]:
@@ -203,17 +260,45 @@ class EstateSimulator:
             for name, array in self._groups[kind].state.items():
                 if name in QUANTITIES and QUANTITIES[name].kind is Kind.COUNTER:
                     array[j] = 0.0
-        leaks: dict[str, list[tuple[int, float]]] = {}
-        for device, extra in self.faults.leaks(time_ms):
-            kind, j = self._where[device]
-            leaks.setdefault(kind, []).append((j, extra))
         local = datetime.fromtimestamp(time_ms / 1000, UTC).astimezone(self._tz)
         hour = local.hour + local.minute / 60 + local.second / 3600
         activity = self._activity(local.weekday(), hour)
         weather = self._weather(time_ms, local)
         clock = _Clock(time_ms, hours, hour, local.weekday())
-        values = {kind: _step_group(group, clock, activity[group.facility], weather,
-                                    leaks.get(kind, []))
+        shares = {kind: _share(group, clock, activity[group.facility])
+                  for kind, group in self._groups.items()}
+        flows = {kind: _flow(group, clock, weather, *shares[kind])
+                 for kind, group in self._groups.items()}
+        leaks: dict[DeviceId, float] = {}
+        for device, extra in self.faults.leaks(time_ms):
+            leaks[device] = leaks.get(device, 0.0) + extra
+            kind, j = self._where[device]
+            flow = flows[kind]
+            if flow is not None and kind in _LEAKING_KINDS:
+                flow[j] += extra
+        dry: dict[str, list[int]] = {}
+        for device in self.faults.cut(time_ms):
+            kind, j = self._where[device]
+            dry.setdefault(kind, []).append(j)
+            flow = flows[kind]
+            if flow is not None:
+                flow[j] = 0.0
+        for parent in self._parents:
+            flow = flows[parent.kind]
+            assert flow is not None  # a balanced node reports a flow (estate.networks)
+            if parent.row in dry.get(parent.kind, ()):
+                continue
+            total = absolute = 0.0
+            for kind, rows, factor in parent.children:
+                child = flows[kind]
+                assert child is not None
+                total += float(child[rows].sum()) * factor
+                absolute += float(np.abs(child[rows]).sum()) * factor
+            noise = 1 + LOSS_NOISE * float(np.clip(normal(parent.key, time_ms, 40)[0], -3, 3))
+            own_leak = leaks.get(parent.device, 0.0) if parent.kind in _LEAKING_KINDS else 0.0
+            flow[parent.row] = total + parent.losses * absolute * noise + own_leak
+        values = {kind: _values(group, clock, weather, flows[kind], *shares[kind],
+                                np.array(dry.get(kind, []), dtype=np.intp))
                   for kind, group in self._groups.items()}
         self.snapshot = Snapshot(time_ms, values)
         return self.snapshot
@@ -284,79 +369,112 @@ def _init_state(group: _Group) -> None:
         group.state["gas_volume"] = volume
 
 
-def _step_group(group: _Group, clock: _Clock, activity: Floats, weather: Weather,
-                leaks: list[tuple[int, float]]) -> dict[Key, Floats]:
+_LEAKING_KINDS: Final = frozenset({"water", "gas", "pump"})
+
+
+def _share(group: _Group, clock: _Clock, activity: Floats) -> tuple[Floats, Floats]:
+    """Per meter: the share of its nominal that work asks for now, and the slow process
+    variation with noise around 1."""
     keys, t = group.keys, clock.time_ms
     share = group.base + (1 - group.base) * activity
     process = 1 + 0.08 * smooth(keys, t, PROCESS_KNOT_MS, 10) + 0.02 * normal(keys, t, 11)
+    return share, process
+
+
+def _flow(group: _Group, clock: _Clock, weather: Weather, share: Floats, process: Floats,
+          ) -> Floats | None:
+    """Each meter's own flow before leaks, outages and networks: power (kW) for electrical
+    kinds but the pump, water or gas flow (m3/h) for pumps, water and gas meters; None for
+    kinds without one (temperature, tank)."""
+    keys, t = group.keys, clock.time_ms
     kind = group.kind
     if kind == "electricity":
-        return _electrical(group, clock, weather, np.maximum(0.0, group.nominal * share * process))
+        return np.maximum(0.0, group.nominal * share * process)
     if kind == "hvac":
         cooling = np.clip((weather.ambient_c - 18) / 16, 0, 1)
         heating = 0.6 * np.clip((12 - weather.ambient_c) / 14, 0, 1)
-        load = 0.08 + 0.92 * share * min(1.0, cooling + heating)
-        power = group.nominal * load * (1 + 0.03 * normal(keys, t, 12))
-        return _electrical(group, clock, weather, np.maximum(0.0, power))
+        load = 0.08 + 0.92 * share * min(1.0, float(cooling + heating))
+        hvac: Floats = np.maximum(0.0, group.nominal * load * (1 + 0.03 * normal(keys, t, 12)))
+        return hvac
     if kind == "pv":
         sun = weather.clear_sky * (1 - 0.75 * weather.cloud)
-        return _electrical(group, clock, weather,
-                           -np.maximum(0.0, group.nominal * sun * (1 + 0.02 * normal(keys, t, 13))))
+        return -np.maximum(0.0, group.nominal * sun * (1 + 0.02 * normal(keys, t, 13)))
     if kind == "battery":
-        values = _electrical(group, clock, weather, _battery(group, clock))
-        values[("state_of_charge", "")] = group.state["soc"] * 100
-        return values
+        return _battery_plan(group, clock)
     if kind == "genset":
         # The weekly test run: half an hour at 10:00 on a weekday of the genset's own.
         test_day = (keys % np.uint64(5)).astype(np.intp)
         running = (test_day == clock.weekday) & (10.0 <= clock.hour < 10.5)
-        power = -group.nominal * 0.7 * (1 + 0.02 * normal(keys, t, 14)) * running
-        return _electrical(group, clock, weather, power)
+        genset: Floats = -group.nominal * 0.7 * (1 + 0.02 * normal(keys, t, 14)) * running
+        return genset
     if kind == "pump":
         # Pumps cycle in two-hour periods, on for the share of the period that demand asks.
         phase = uniform(keys, 0, 15)
         running = np.modf(t / 7_200_000 + phase)[0] < share
-        flow = group.nominal * (1 + 0.02 * normal(keys, t, 16)) * running
-        flow = _leak(flow, leaks)
+        return group.nominal * (1 + 0.02 * normal(keys, t, 16)) * running
+    if kind in ("water", "gas"):
+        return np.maximum(0.0, group.nominal * share * process)
+    return None
+
+
+def _values(group: _Group, clock: _Clock, weather: Weather, flow: Floats | None,
+            share: Floats, process: Floats, dry: NDArray[np.intp]) -> dict[Key, Floats]:
+    """Every value of each meter from its final flow; counters and stores advance."""
+    keys, t = group.keys, clock.time_ms
+    kind = group.kind
+    if kind in ("electricity", "hvac", "pv", "genset"):
+        assert flow is not None
+        return _electrical(group, clock, weather, flow)
+    if kind == "battery":
+        assert flow is not None
+        _battery_store(group, clock, flow)
+        values = _electrical(group, clock, weather, flow)
+        values[("state_of_charge", "")] = group.state["soc"] * 100
+        return values
+    if kind == "pump":
+        assert flow is not None
         group.state["water_volume"] += flow * clock.hours
         values = _electrical(group, clock, weather, flow * PUMP_KWH_PER_M3)
         values[("water_flow", "")] = flow
         values[("water_volume", "")] = group.state["water_volume"].copy()
         return values
     if kind == "tank":
-        return _tank(group, clock, share * process)
+        use = share * process
+        if dry.size:  # the tank's outlet is cut: nothing leaves it
+            use = use.copy()
+            use[dry] = 0.0
+        return _tank(group, clock, use)
     if kind in ("water", "gas"):
-        flow = _leak(np.maximum(0.0, group.nominal * share * process), leaks)
+        assert flow is not None
         volume = f"{kind}_volume"
         group.state[volume] += flow * clock.hours
         values = {(f"{kind}_flow", ""): flow, (volume, ""): group.state[volume].copy()}
         if kind == "water":
             nominal = np.where(group.nominal > 0, group.nominal, 1.0)
-            values[("pressure", "")] = (WATER_PRESSURE_BAR - 0.3 * np.minimum(1.0, flow / nominal)
-                                        + 0.05 * normal(keys, t, 17))
+            pressure = (WATER_PRESSURE_BAR - 0.3 * np.minimum(1.0, flow / nominal)
+                        + 0.05 * normal(keys, t, 17))
+            if dry.size:
+                pressure[dry] = DRY_PRESSURE_BAR + 0.02 * normal(keys[dry], t, 17)
+            values[("pressure", "")] = pressure
         return values
     # temperature: a controlled space around its setpoint, warmest mid-afternoon
     swing = (1 - group.base) * 4.0 * math.cos(2 * math.pi * (clock.hour - 15) / 24)
     return {("temperature", ""): group.nominal + swing + 0.1 * normal(keys, t, 18)}
 
 
-def _leak(flow: Floats, leaks: list[tuple[int, float]]) -> Floats:
-    for j, extra in leaks:
-        flow[j] += extra
-    return flow
-
-
-def _battery(group: _Group, clock: _Clock) -> Floats:
+def _battery_plan(group: _Group, clock: _Clock) -> Floats:
     """Charge at night and at midday, discharge in the evening peak, within 10-95 % charge."""
     h, rating, soc = clock.hour, group.nominal, group.state["soc"]
     plan = (0.5 if h < 6 else 0.3 if 11 <= h < 14 else -0.6 if 18 <= h < 22 else 0.0)
     power = rating * plan * (1 + 0.02 * normal(group.keys, clock.time_ms, 19))
     power = np.where((power > 0) & (soc >= 0.95), 0.0, power)
-    power = np.where((power < 0) & (soc <= 0.10), 0.0, power)
-    # Round-trip losses: 95 % in, 95 % out.
+    return np.where((power < 0) & (soc <= 0.10), 0.0, power)
+
+
+def _battery_store(group: _Group, clock: _Clock, power: Floats) -> None:
+    """The charge after ``power`` for the step (round-trip losses: 95 % in, 95 % out)."""
     stored = np.where(power > 0, power * 0.95, power / 0.95) * clock.hours
-    group.state["soc"] = np.clip(soc + stored / group.capacity, 0.0, 1.0)
-    return power
+    group.state["soc"] = np.clip(group.state["soc"] + stored / group.capacity, 0.0, 1.0)
 
 
 def _tank(group: _Group, clock: _Clock, use: Floats) -> dict[Key, Floats]:

@@ -182,6 +182,8 @@ class ThermalStorageSpec(_AssetBase):
     tank_max_kwh: Positive
     # Share of the tank's content lost per hour.
     loss_per_hour: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # The meter reporting the tank's fill (state_of_charge, % full), as facility/meter.
+    level_meter: str | None = None
 
     @model_validator(mode="after")
     def _tank_range(self) -> ThermalStorageSpec:
@@ -200,6 +202,12 @@ class PumpTankSpec(_AssetBase):
     flow_per_kw: Positive
     tank_min_m3: NonNegative
     tank_max_m3: Positive
+    # The tank has an overflow: water pumped into it when full runs away (at spill_cost
+    # per m³, the water lost). Without one, a full tank cannot be filled further.
+    overflow: bool = False
+    spill_cost: NonNegative = 0.0
+    # The meter reporting the tank's fill (state_of_charge, % full), as facility/meter.
+    level_meter: str | None = None
 
     @model_validator(mode="after")
     def _tank_range(self) -> PumpTankSpec:

@@ -10,8 +10,8 @@
     │                                (estate.commands)
     ├── ConfigError            settings or an estate description that cannot be used
     │   ├── PlanningError      the registry describes no plan (no estate, no tariff)
-    │   ├── ProblemError       an optimisation problem that is not consistent
-    │   └── TariffError        tariff versions that do not cover the horizon
+    │   ├── ProblemError       an optimisation input refused, by asset and field
+    │   └── TariffError        a tariff without exactly one price per step
     │                          (both dispatch.optimiser)
     ├── StoreError             the time-series store
     │   ├── StoreUnavailable   cannot be reached, timed out or answered 5xx: retry later
@@ -22,10 +22,20 @@
     ├── PlanError              a plan cannot be found or moved as asked
     │   ├── PlanNotFound       no such plan (in that estate)
     │   └── PlanConflict       the plan cannot move that way now; the message says why
+    ├── AlarmStateError        an alarm step its lifecycle forbids (dispatch.alarms.lifecycle)
+    ├── IncidentStateError     an incident step its lifecycle forbids
+    │                          (dispatch.incidents.model)
+    ├── ShiftLogError          a shift-log entry or handover refused (dispatch.incidents.shiftlog)
+    ├── RecordNotFound         no such alarm, incident, crew or entry (dispatch.registry.outbox)
+    ├── SpoolFull              ingest's local spool holds its bound (ingest.spool)
+    ├── BackupError            a backup or restore that cannot be made (launcher.backup)
     └── DeviceError            a device could not be read or commanded
         ├── PollError          a meter's Modbus answer is an exception or unusable
         │                      (edge.modbus)
-        └── ExecutionError     a command could not be carried out (edge.command_handler)
+        └── ExecutionError     a command could not be carried out (edge.command_executors)
+
+The state errors keep ``ValueError`` as a second base, ``RecordNotFound`` ``LookupError``
+and ``BackupError`` ``RuntimeError``, for the callers that catch those.
 
 Adapters translate their library's exceptions into this tree at exactly one place each,
 with ``raise ... from exc`` so the original stays visible in tracebacks: httpx's and

@@ -7,6 +7,7 @@ kind or a duplicated identifier stops start-up with a message that names it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -16,19 +17,25 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from estate.alarm_rules import AlarmRuleSpec, MeterInfo, RuleBook, bind_rules, check_alarm_rules
 from estate.assets import AssetSpec, CapacityLimitSpec, TariffSpec, check_references
+from estate.crews import CrewSpec, check_crews
 from estate.errors import ConfigError, TopicError
+from estate.networks import NetworkSpec, NetworkTree, check_networks, meter_ref
 from estate.topics import DeviceId
 from estate.topics import validate_identifier as _validate
+from estate.units import CHANNELS, QUANTITIES
 
 MeterKind = Literal["electricity", "water", "gas", "temperature", "hvac", "pv", "battery",
                     "genset", "pump", "tank"]
-FaultKind = Literal["offline", "leak", "spike", "stuck", "counter_reset", "clock_skew"]
+FaultKind = Literal["offline", "leak", "spike", "stuck", "counter_reset", "clock_skew",
+                   "outage"]
 
 _ELECTRICAL = (("power", ""), ("energy_import", ""), ("voltage", "l1"), ("current", "l1"),
                ("power_factor", ""))
@@ -68,7 +75,9 @@ class FaultSpec(_Strict):
     """A fault the simulator injects into one meter from ``start`` until ``end`` (or for good).
 
     ``magnitude`` is the extra flow of a leak (m3/h), the factor of a spike (default 10) or
-    the clock skew in seconds; the other kinds ignore it.
+    the clock skew in seconds; the other kinds ignore it. An ``outage`` cuts the supply
+    through the meter: it and every meter below it in its networks draw nothing
+    (``edge.faults``).
     """
 
     kind: FaultKind
@@ -93,11 +102,31 @@ class MeterSpec(_Strict):
     # Storage of a battery (kWh) or a tank (m3); 0 sizes it from ``nominal``.
     capacity: float = Field(0.0, ge=0)
     faults: list[FaultSpec] = []
+    # Channels this meter reports beyond those the contract gives each quantity
+    # (docs/contract.md section 3.1), by quantity: {temperature: [bath-1, bath-2]}.
+    channels: dict[str, list[str]] = {}
 
     @field_validator("id")
     @classmethod
     def _identifier(cls, value: str) -> str:
         return validate_identifier(value, "meter id")
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for quantity, channels in value.items():
+            if quantity not in QUANTITIES:
+                raise ValueError(f"{quantity!r} is not a quantity of the contract")
+            for channel in channels:
+                if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", channel):
+                    raise ValueError(f"channel {channel!r} of {quantity} is not 1-64 of "
+                                     "[A-Za-z0-9_-]")
+        return value
+
+    def extra_fields(self) -> frozenset[str]:
+        """The ``quantity.channel`` names of ``channels`` that the contract lacks."""
+        return frozenset(f"{quantity}.{channel}" for quantity, channels in self.channels.items()
+                         for channel in channels if channel not in CHANNELS[quantity])
 
 
 class FacilitySpec(_Strict):
@@ -111,6 +140,9 @@ class FacilitySpec(_Strict):
     shift_start: int = Field(6, ge=0, le=23)
     shift_end: int = Field(22, ge=1, le=24)
     weekend: bool = False
+    # Where the facility stands on the estate's site plan, in metres east and north of a
+    # reference point: how far a crew has to travel to it.
+    position: tuple[float, float] = (0.0, 0.0)
     meters: list[MeterSpec]
 
     @field_validator("id")
@@ -131,6 +163,14 @@ class EstateSpec(_Strict):
     assets: list[AssetSpec] = []
     tariffs: list[TariffSpec] = []
     capacity_limits: list[CapacityLimitSpec] = []
+    # Which meters feed which, per utility (estate.networks).
+    networks: list[NetworkSpec] = []
+    # Alarm rules added to and overriding the defaults (estate.alarm_rules).
+    alarm_rules: list[AlarmRuleSpec] = []
+    # Field crews, their skills and shifts (estate.crews).
+    crews: list[CrewSpec] = []
+
+    _trees: list[NetworkTree] = PrivateAttr(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -141,11 +181,57 @@ class EstateSpec(_Strict):
     def _references(self) -> EstateSpec:
         check_references([f.id for f in self.facilities], self.assets, self.tariffs,
                          self.capacity_limits)
+        check_crews(self.crews, {f.id for f in self.facilities})
+        kinds = self.meter_kinds()
+        if len(kinds) == sum(len(f.meters) for f in self.facilities):
+            # With a duplicated facility or meter the references are ambiguous: the
+            # networks are checked once ``load_estate`` has named the duplicate.
+            self._trees = check_networks(self.networks, kinds)
+            for asset in self.assets:
+                level = getattr(asset, "level_meter", None)
+                if level is not None and kinds.get(level) != "tank":
+                    raise ValueError(f"asset {asset.id!r}: level_meter {level!r} is not a "
+                                     "tank meter of the estate")
+            check_alarm_rules(self.alarm_rules, self.meter_infos(),
+                              [f.id for f in self.facilities], [n.id for n in self.networks])
         return self
+
+    def meter_infos(self) -> dict[str, MeterInfo]:
+        """Every meter as ``facility/meter`` with what alarm rules need to know of it."""
+        return {f"{f.id}/{m.id}": MeterInfo(f.id, m.id, m.kind, frozenset(MEASURES[m.kind]))
+                for f in self.facilities for m in f.meters}
+
+    def crew_position(self, crew: CrewSpec) -> tuple[float, float]:
+        """Where a crew starts from: its position, its base facility's, or the origin."""
+        if crew.position is not None:
+            return crew.position
+        for facility in self.facilities:
+            if facility.id == crew.base:
+                return facility.position
+        return (0.0, 0.0)
+
+    def rule_book(self) -> RuleBook:
+        """The default rules and the file's, bound to every meter, network node and
+        capacity limit (``estate.alarm_rules.bind_rules``)."""
+        limited = {c.facility for c in self.capacity_limits if c.facility is not None}
+        return bind_rules(self.meter_infos().values(), self.alarm_rules, self._trees, limited)
+
+    def meter_kinds(self) -> dict[str, str]:
+        """Every meter as ``facility/meter`` with its kind."""
+        return {meter_ref(f.id, m.id): m.kind for f in self.facilities for m in f.meters}
+
+    def network_trees(self) -> list[NetworkTree]:
+        """The networks, checked and built into trees when the description loaded."""
+        return list(self._trees)
 
     def devices(self) -> list[tuple[DeviceId, MeterSpec, FacilitySpec]]:
         """Every meter with its identity and facility, in file order."""
         return [(DeviceId(self.id, f.id, m.id), m, f) for f in self.facilities for m in f.meters]
+
+    def extra_fields(self) -> dict[DeviceId, frozenset[str]]:
+        """Per meter that has any, the fields it may write beyond the contract's channels."""
+        return {device: meter.extra_fields() for device, meter, _ in self.devices()
+                if meter.extra_fields()}
 
 
 def load_estate(path: Path) -> EstateSpec:

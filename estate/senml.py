@@ -20,9 +20,10 @@ from typing import Any, Final
 
 import orjson
 
+from estate.bounded import brief, cut, cut_joined
 from estate.readings import DecodedPack, Reading, Rejection
 from estate.topics import DeviceId
-from estate.units import QUANTITIES, UNITS, Quantity, convert, is_finite_number
+from estate.units import CHANNELS, QUANTITIES, UNITS, Quantity, convert, is_finite_number
 
 SENML_VERSION: Final = 10  # RFC 8428's version; a pack declaring a newer one is refused
 # RFC 8428 section 4.5.3: times below 2**28 are relative to now.
@@ -34,6 +35,11 @@ _KNOWN_FIELDS: Final = _BASE_FIELDS | {"n", "u", "v", "vs", "vb", "vd", "s", "t"
 _PLAIN_FIELDS: Final = frozenset({"n", "u", "v", "t"})
 _ABSENT: Final = object()
 _OTHER_VALUES: Final = frozenset({"vs", "vb", "vd", "s"})
+_NO_FIELDS: Final[frozenset[str]] = frozenset()
+# The longest quantity name, and the longest local name that can be valid (a quantity, a
+# dot and a 64-character channel): a longer one is refused without being cached or copied.
+_QUANTITY_CHARS: Final = max(len(name) for name in QUANTITIES)
+LONGEST_LOCAL_NAME: Final = _QUANTITY_CHARS + 1 + 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +64,16 @@ def _is_number(value: object) -> bool:
 
 
 def decode_pack(payload: bytes, device: DeviceId, now_ms: int,
-                limits: Limits = DEFAULT_LIMITS) -> DecodedPack:
-    """Decode a telemetry payload published on ``device``'s telemetry topic."""
+                limits: Limits = DEFAULT_LIMITS,
+                extra_fields: frozenset[str] = _NO_FIELDS) -> DecodedPack:
+    """Decode a telemetry payload published on ``device``'s telemetry topic.
+
+    ``extra_fields`` are the ``quantity.channel`` names this device may send beyond the
+    contract's channels (the estate file declares them).
+
+    The work is bounded by the payload, never by a product of its parts: device text in
+    a refusal's detail is cut (``estate.bounded``), and a long base name is examined once
+    per record that sets it, not once per record that it applies to."""
     if len(payload) > limits.max_payload_bytes:
         return _whole("payload-too-large",
                       f"{len(payload)} bytes, the limit is {limits.max_payload_bytes}")
@@ -74,14 +88,18 @@ def decode_pack(payload: bytes, device: DeviceId, now_ms: int,
             # RFC 8428 allows only UTF-8.
             pack = json.loads(payload.decode("utf-8"))
         except (ValueError, RecursionError):
-            return _whole("malformed-json", str(exc))
+            return _whole("malformed-json", cut(str(exc)))
     if not isinstance(pack, list):
         return _whole("not-a-pack", f"a SenML pack is a JSON array, got {type(pack).__name__}")
     if not pack:
         return _whole("empty-pack", "the SenML pack has no records")
     if len(pack) > limits.max_records:
         return _whole("too-many-records", f"{len(pack)} records, the limit is {limits.max_records}")
-    return _decode_records(pack, device, now_ms, limits)
+    decoded = _decode_records(pack, device, now_ms, limits, extra_fields)
+    if not decoded.readings and not decoded.rejections:
+        return _whole("nothing-to-store", "no record has a name or a value: the pack holds "
+                      "base fields or extensions only")
+    return decoded
 
 
 def _whole(reason: str, detail: str) -> DecodedPack:
@@ -89,11 +107,15 @@ def _whole(reason: str, detail: str) -> DecodedPack:
 
 
 def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
-                    limits: Limits) -> DecodedPack:
+                    limits: Limits, extra_fields: frozenset[str]) -> DecodedPack:
     readings: list[Reading] = []
     rejections: list[Rejection] = []
     seen: set[tuple[str, str, int]] = set()
     base_name, base_time, base_unit, base_value = "", 0.0, None, 0.0
+    # The base name's own identity problem, if it names another identity, and what of it
+    # follows its last colon (the start of every local name it applies to).
+    base_mismatch: str | None = None
+    base_tail = ""
     own_prefix = device.base_name
     estate, facility, device_name = device.estate, device.facility, device.device
     # Records named relative to the topic's identity (no base name, or the topic's own):
@@ -115,7 +137,10 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
                 rejections.append(Rejection(problem[0], problem[1], index))
                 broken_base = index
                 continue
-            base_name = record.get("bn", base_name)
+            if "bn" in record:
+                base_name = record["bn"]
+                base_mismatch, base_tail = ((None, "") if base_name == own_prefix
+                                            else _base_parts(base_name, own_prefix))
             base_time = float(record.get("bt", base_time))
             base_unit = record.get("bu", base_unit)
             base_value = float(record.get("bv", base_value))
@@ -152,8 +177,9 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
                 continue
             if "n" not in record and "v" not in record and not record.keys() & _OTHER_VALUES:
                 continue  # a record of base fields only: context for the records after it
-            outcome = _one_record(record, index, base_name, base_time, base_unit, base_value,
-                                  own_prefix, device, now_ms, limits)
+            outcome = _one_record(record, index, base_name, base_mismatch, base_tail,
+                                  base_time, base_unit, base_value, own_prefix, device,
+                                  now_ms, limits, extra_fields)
             if type(outcome) is Rejection:
                 rejections.append(outcome)
                 continue
@@ -176,18 +202,34 @@ def _base_field_problem(record: dict[str, Any]) -> tuple[str, str] | None:
     if "bver" in record:
         bver = record["bver"]
         if not _is_number(bver) or bver > SENML_VERSION:
-            return "unsupported-version", f"bver {bver!r}; this decoder speaks {SENML_VERSION}"
+            return "unsupported-version", f"bver {brief(bver)}; this decoder speaks {SENML_VERSION}"
     for name in ("bn", "bu"):
         if name in record and not isinstance(record[name], str):
-            return "bad-field-type", f"{name} must be a string, got {record[name]!r}"
+            return "bad-field-type", f"{name} must be a string, got {brief(record[name])}"
     if "bt" in record and not is_finite_number(record["bt"]):
-        return "bad-time", f"bt must be a finite number, got {record['bt']!r}"
+        return "bad-time", f"bt must be a finite number, got {brief(record['bt'])}"
     if "bv" in record and not is_finite_number(record["bv"]):
-        return "non-finite", f"bv must be a finite number, got {record['bv']!r}"
+        return "non-finite", f"bv must be a finite number, got {brief(record['bv'])}"
     for name in record:
         if name not in _KNOWN_FIELDS and name.endswith("_"):
-            return "must-understand-field", f"field {name!r} must be understood and is not"
+            return "must-understand-field", f"field {brief(name)} must be understood and is not"
     return None
+
+
+def _base_parts(base_name: str, own_prefix: str) -> tuple[str | None, str]:
+    """What a base name means for the records it applies to: the detail of their
+    ``identity-mismatch`` if the part before its last colon is not the topic's identity
+    (else None), and the part after its last colon, which starts each of their local names.
+
+    Computed once per record that sets ``bn``: a base name may be as long as the payload,
+    and examining it again for each of thousands of records would cost their product."""
+    colon = base_name.rfind(":")
+    if colon < 0:
+        return None, base_name
+    if colon + 1 != len(own_prefix) or not base_name.startswith(own_prefix):
+        return (f"record names {cut(base_name[: colon + 1])!r} but the topic is "
+                f"{own_prefix!r}"), ""
+    return None, base_name[colon + 1:]
 
 
 def _resolve_local(local: str) -> tuple[Quantity, str] | tuple[str, str]:
@@ -195,54 +237,77 @@ def _resolve_local(local: str) -> tuple[Quantity, str] | tuple[str, str]:
     quantity_name, dot, channel = local.partition(".")
     quantity = QUANTITIES.get(quantity_name)
     if quantity is None:
-        return "unknown-quantity", f"{local!r} is not a known quantity"
+        return "unknown-quantity", f"{cut(local)!r} is not a known quantity"
     if dot and not _valid_channel(channel):
-        return "bad-name", f"channel {channel!r} is not 1-64 of [A-Za-z0-9_-]"
+        return "bad-name", f"channel {cut(channel)!r} is not 1-64 of [A-Za-z0-9_-]"
+    if dot and channel not in CHANNELS[quantity_name]:
+        return "unknown-channel", (f"{quantity_name} has no channel {channel!r} in the "
+                                   "contract, nor in the estate file for this device")
     return quantity, channel
 
 
-# Local names repeat in every pack ("power", "voltage.l1"...): resolve each once. Bounded,
-# since a hostile device could send endless distinct names.
+def _long_local(start: str, rest: str) -> tuple[str, str]:
+    """(reason, detail) for the local name ``start + rest``, longer than any valid one,
+    decided from its first characters: no quantity name is longer than those."""
+    head = (start[: _QUANTITY_CHARS + 1] + rest[: _QUANTITY_CHARS + 1])[: _QUANTITY_CHARS + 1]
+    quantity_name, dot, _ = head.partition(".")
+    shown = cut_joined(start, rest)
+    if dot and quantity_name in QUANTITIES:
+        return "bad-name", f"the channel of {shown!r} is not 1-64 of [A-Za-z0-9_-]"
+    return "unknown-quantity", f"{shown!r} is not a known quantity"
+
+
+# Local names repeat in every pack ("power", "voltage.l1"...): resolve each once. Bounded
+# in count, since a hostile device could send endless distinct names, and in bytes: only
+# names that can be valid (at most LONGEST_LOCAL_NAME characters) are kept, with details
+# that are cut, so the cache holds at most about 10,000 x 0.5 KB = 5 MB.
 _LOCAL_NAMES: dict[str, tuple[Quantity, str] | tuple[str, str]] = {}
 _LOCAL_NAMES_MAX = 10_000
 
 
 def _plain_names() -> dict[tuple[Any, Any], tuple[str, str, float, float]]:
-    """(local name, canonical unit) -> (quantity, channel, minimum, maximum) for the names
-    gateways send: each quantity alone and with the channels of ``FAST_CHANNELS``."""
+    """(local name, canonical unit) -> (quantity, channel, minimum, maximum) for every name
+    the contract allows: each quantity alone and with each of its ``CHANNELS``."""
     names: dict[tuple[Any, Any], tuple[str, str, float, float]] = {}
     for quantity in QUANTITIES.values():
-        for channel in ("", *FAST_CHANNELS):
+        for channel in ("", *sorted(CHANNELS[quantity.name])):
             local = f"{quantity.name}.{channel}" if channel else quantity.name
             names[(local, quantity.unit)] = (quantity.name, channel, quantity.minimum,
                                              quantity.maximum)
     return names
 
 
-# Channels common enough to take the fast path; any other valid channel takes the slow
-# one and gives the same reading.
-FAST_CHANNELS: Final = ("l1", "l2", "l3", "n", "in", "out", "supply", "return", "total",
-                        *(str(k) for k in range(1, 9)))
 _PLAIN_NAMES: Final = _plain_names()
 
 
-def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: float,
+def _one_record(record: dict[str, Any], index: int, base_name: str,
+                base_mismatch: str | None, base_tail: str, base_time: float,
                 base_unit: str | None, base_value: float, own_prefix: str, device: DeviceId,
-                now_ms: int, limits: Limits) -> Reading | Rejection:
+                now_ms: int, limits: Limits, extra_fields: frozenset[str],
+                ) -> Reading | Rejection:
     # The hot path of ingest: plain type checks and cached lookups, no exceptions.
     name = record.get("n", "")
     if type(name) is not str:
-        return Rejection("bad-field-type", f"n must be a string, got {name!r}", index)
-    if ":" not in name and (not base_name or base_name == own_prefix):
-        local = name  # the usual case: the pack's base name, if any, is the topic's identity
-    else:
-        full = base_name + name
-        colon = full.rfind(":")
-        if colon >= 0 and full[: colon + 1] != own_prefix:
+        return Rejection("bad-field-type", f"n must be a string, got {brief(name)}", index)
+    colon = name.rfind(":")
+    if colon >= 0:
+        # The name carries the identity, or its end: bn + the name up to its last colon
+        # must be the topic's, compared without joining them (bn may be long).
+        if (len(base_name) + colon + 1 != len(own_prefix)
+                or not own_prefix.startswith(base_name)
+                or not own_prefix.endswith(name[: colon + 1])):
             return Rejection("identity-mismatch",
-                             f"record names {full[: colon + 1]!r} but the topic is "
-                             f"{own_prefix!r}", index)
-        local = full[colon + 1:]
+                             f"record names {cut_joined(base_name, name[: colon + 1])!r} but "
+                             f"the topic is {own_prefix!r}", index)
+        start, rest = "", name[colon + 1:]
+    elif base_mismatch is not None:
+        return Rejection("identity-mismatch", base_mismatch, index)
+    else:
+        start, rest = base_tail, name
+    if len(start) + len(rest) > LONGEST_LOCAL_NAME:
+        reason, detail = _long_local(start, rest)
+        return Rejection(reason, detail, index)
+    local = start + rest if start else rest
     resolved = _LOCAL_NAMES.get(local)
     if resolved is None:
         resolved = _resolve_local(local)
@@ -251,7 +316,10 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
         _LOCAL_NAMES[local] = resolved
     quantity, channel = resolved
     if type(quantity) is str:
-        return Rejection(quantity, channel, index)
+        if quantity != "unknown-channel" or local not in extra_fields:
+            return Rejection(quantity, channel, index)
+        quantity_name, _, channel = local.partition(".")
+        quantity = QUANTITIES[quantity_name]
     assert isinstance(quantity, Quantity)
 
     if "v" not in record:
@@ -272,14 +340,15 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
             return Rejection("non-finite", f"{local}: v is {str(raw)[:40]}", index)
         value = float(raw) + base_value
     else:
-        return Rejection("not-a-number", f"{local}: v must be a number, got {raw!r}", index)
+        return Rejection("not-a-number", f"{local}: v must be a number, got {brief(raw)}",
+                         index)
 
     unit = record.get("u", base_unit)
     if unit is None:
         return Rejection("missing-unit", f"{local}: no u and no bu", index)
     if type(unit) is not str or unit not in UNITS:
-        return Rejection("unknown-unit", f"{local}: unit {unit!r} is not a known SenML unit",
-                         index)
+        return Rejection("unknown-unit",
+                         f"{local}: unit {brief(unit)} is not a known SenML unit", index)
     if unit != quantity.unit:
         try:
             value = convert(value, unit, quantity)
@@ -287,7 +356,7 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
             return Rejection("wrong-unit", f"{local}: {exc}", index)
         if value - value != 0.0:
             return Rejection("non-finite",
-                             f"{local}: {raw!r} {unit} overflows in {quantity.unit}", index)
+                             f"{local}: {brief(raw)} {unit} overflows in {quantity.unit}", index)
     if not quantity.minimum <= value <= quantity.maximum:
         return Rejection(
             "out-of-range",
@@ -302,7 +371,8 @@ def _one_record(record: dict[str, Any], index: int, base_name: str, base_time: f
     elif is_finite_number(offset):
         seconds = base_time + float(offset)
     else:
-        return Rejection("bad-time", f"{local}: t must be a finite number, got {offset!r}", index)
+        return Rejection("bad-time", f"{local}: t must be a finite number, got {brief(offset)}",
+                         index)
     if not -MAX_TIME_S < seconds < MAX_TIME_S:
         return Rejection("bad-time", f"{local}: {seconds:g} s is not a time this side of "
                          "year 10000", index)

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Final
 
 from estate import CONTRACT_VERSION
+from estate.bounded import TOPIC_CHARS, brief, cut
 from estate.errors import TopicError
 
 ROOT: Final = "estate"
@@ -43,7 +44,8 @@ _CHANNELS: Final = {c.value: c for c in Channel}
 def validate_identifier(value: str, what: str) -> str:
     """Return ``value`` if it is a valid estate, facility or device identifier."""
     if not isinstance(value, str) or not _IDENT.fullmatch(value):
-        raise TopicError("invalid-identifier", f"{what} {value!r} is not 1-64 of [A-Za-z0-9_.-]")
+        raise TopicError("invalid-identifier",
+                         f"{what} {brief(value)} is not 1-64 of [A-Za-z0-9_.-]")
     return value
 
 
@@ -85,13 +87,15 @@ def parse_topic(topic: str) -> DeviceTopic:
     """Parse a concrete (publish) topic of the scheme; raise ``TopicError`` otherwise."""
     parts = topic.split("/")
     if len(parts) < 6 or parts[0] != ROOT:
-        raise TopicError("bad-topic",
-                         f"{topic!r} is not estate/v1/<estate>/<facility>/<device>/<channel>")
+        raise TopicError("bad-topic", f"{cut(topic, TOPIC_CHARS)!r} is not "
+                         "estate/v1/<estate>/<facility>/<device>/<channel>")
     if parts[1] != CONTRACT_VERSION:
-        raise TopicError("unsupported-version", f"contract version {parts[1]!r} in {topic!r}")
+        raise TopicError("unsupported-version",
+                         f"contract version {brief(parts[1])} in {cut(topic, TOPIC_CHARS)!r}")
     channel = _CHANNELS.get("/".join(parts[5:]))
     if channel is None:
-        raise TopicError("bad-topic", f"unknown channel {'/'.join(parts[5:])!r} in {topic!r}")
+        raise TopicError("bad-topic", f"unknown channel {cut('/'.join(parts[5:]))!r} in "
+                         f"{cut(topic, TOPIC_CHARS)!r}")
     return DeviceTopic(DeviceId(parts[2], parts[3], parts[4]), channel)
 
 

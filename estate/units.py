@@ -103,6 +103,42 @@ QUANTITIES: Final[dict[str, Quantity]] = {
 }
 """Every quantity the contract knows, by its name on the wire."""
 
+# Channels: what may follow a quantity's name after a dot (``voltage.l1``), by family.
+PHASES: Final = ("l1", "l2", "l3")
+LINE_TO_LINE: Final = ("l12", "l23", "l31")
+TARIFFS: Final = ("t1", "t2", "t3", "t4")  # tariff registers of an energy meter
+POSITIONS: Final = ("in", "out", "supply", "return")  # where on a pipe or a circuit
+SENSORS: Final = tuple(str(k) for k in range(1, 9))  # several of one quantity on a device
+
+
+def _channels() -> dict[str, frozenset[str]]:
+    electrical = {"power", "reactive_power", "apparent_power", "power_factor", "current",
+                  "voltage", "energy_import", "energy_export", "reactive_energy"}
+    channels: dict[str, frozenset[str]] = {}
+    for name in QUANTITIES:
+        allowed = set(SENSORS)
+        if name in electrical:
+            allowed |= set(PHASES)
+        if name == "voltage":
+            allowed |= set(LINE_TO_LINE)
+        if name == "current":
+            allowed.add("n")  # the neutral conductor
+        if QUANTITIES[name].kind is Kind.COUNTER and name in electrical:
+            allowed |= set(TARIFFS)
+        if name in {"water_flow", "water_volume", "gas_flow", "gas_volume", "pressure",
+                    "temperature"}:
+            allowed |= set(POSITIONS)
+        channels[name] = frozenset(allowed)
+    return channels
+
+
+CHANNELS: Final[dict[str, frozenset[str]]] = _channels()
+"""The channels the contract gives each quantity (docs/contract.md section 3.1). A
+quantity without a channel is always allowed; any other channel is refused
+(``unknown-channel``) unless the estate file declares it for the device. A closed list
+keeps the field keys of the readings, which every device shares, from growing with what
+any one device sends."""
+
 
 def convert(value: float, unit: str, quantity: Quantity) -> float:
     """Convert ``value`` given in ``unit`` to ``quantity``'s canonical unit.

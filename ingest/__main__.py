@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import orjson
 
 from adapters.influx import make_store
 from adapters.mqtt import MqttConnection, Session
+from adapters.ops_http import OpsServer
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
+from estate.model import load_estate
 from estate.ports import Handling
+from estate.readiness import Readiness
 from estate.settings import refuse_default_secrets
 from estate.topics import Channel, shared, subscription
-from ingest.http import OpsServer
+from ingest.pipeline import Rules
 from ingest.service import Ingestor
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
@@ -28,11 +32,20 @@ def events_topic(client_id: str) -> str:
     return f"estate/system/ingest/{client_id}/events"
 
 
+def rules(settings: IngestSettings) -> Rules:
+    """What ingest accepts beyond the contract's limits: the estate file's channels, if it
+    names one, and the per-device cap on fields."""
+    extra = load_estate(settings.estate_file).extra_fields() if settings.estate_file else {}
+    return Rules(extra_fields=extra, max_fields_per_device=settings.max_fields_per_device)
+
+
 def run(settings: IngestSettings, stop: threading.Event | None = None,
         ready: threading.Event | None = None) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT when run as the main thread)."""
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when run as the main thread); set
+    ``ready`` once ready (connected, subscribed, decoding and writing)."""
     refuse_default_secrets(settings.mode, settings.mqtt.password, settings.influx.password,
                            settings.influx.token)
+    accepted = rules(settings)
     stop = stop or threading.Event()
     stop_on_signals(stop)
     store = make_store(settings.influx)
@@ -55,7 +68,7 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
                         on_event=on_event, source=settings.client_id,
                         late_after_s=settings.late_after_s,
                         decode_in_process=settings.decode_in_process,
-                        max_queued_bytes=settings.max_queued_bytes)
+                        max_queued_bytes=settings.max_queued_bytes, rules=accepted)
     connection = MqttConnection(
         settings.mqtt, settings.client_id,
         session=Session(clean_start=False, expiry_s=settings.session_expiry_s,
@@ -63,13 +76,14 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
                         # written, one decoded and waiting, one filling), within MQTT's cap.
                         receive_maximum=min(65535, 3 * settings.batch_size), manual_ack=True))
 
-    def health() -> tuple[bool, dict[str, Any]]:
-        status = {"worker": settings.client_id, "mqtt_connected": connection.connected,
-                  **ingestor.status()}
-        return connection.connected and status["writer_alive"], status
-
-    ops = OpsServer(settings.http_host, settings.http_port, health) if settings.http_port \
-        else None
+    readiness = Readiness(
+        {"mqtt_connected": lambda: connection.connected,
+         "subscribed": lambda: connection.subscribed,
+         "decoder_alive": lambda: ingestor.decoder_alive,
+         "writer_alive": lambda: ingestor.writer_alive},
+        lambda: {"worker": settings.client_id, **ingestor.status()})
+    ops = (OpsServer(settings.http_host, settings.http_port, readiness, name="ingest-http")
+           if settings.http_port else None)
     if ops:
         ops.start()
     ingestor.start()
@@ -81,8 +95,7 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
     connection.connect()
     log.info("ingest %s running: batches of %d, flush after %.2f s, spool %s", settings.client_id,
              settings.batch_size, settings.flush_interval_s, settings.spool_dir)
-    if ready is not None:
-        ready.set()
+    _await_readiness(readiness, stop, ready)
     stop.wait()
     log.info("ingest stopping: storing %d queued messages", ingestor.pending)
     ingestor.stop()
@@ -90,6 +103,31 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
     if ops:
         ops.stop()
     store.close()
+
+
+# How often readiness is checked at start, and how long before its absence is worth a
+# warning: a subscription is acknowledged within milliseconds on a healthy broker.
+_READY_POLL_S = 0.05
+_READY_WARN_S = 30.0
+
+
+def _await_readiness(readiness: Readiness, stop: threading.Event,
+                     ready: threading.Event | None) -> None:
+    """Wait until ``readiness`` holds (or ``stop``), say so, and set ``ready``."""
+    started = time.monotonic()
+    warned = False
+    while not stop.is_set():
+        verdict = readiness.verdict()
+        if verdict.ready:
+            log.info("ingest ready after %.2f s", time.monotonic() - started)
+            if ready is not None:
+                ready.set()
+            return
+        if not warned and time.monotonic() - started > _READY_WARN_S:
+            warned = True
+            log.warning("ingest not ready after %.0f s: %s", _READY_WARN_S,
+                        ", ".join(name for name, ok in verdict.checks.items() if not ok))
+        stop.wait(_READY_POLL_S)
 
 
 def main() -> None:

@@ -25,12 +25,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Protocol
 
-from estate.counters import CounterGuard
-from estate.errors import TopicError
-from estate.readings import Rejection
-from estate.senml import DEFAULT_LIMITS, Limits
-from estate.topics import DeviceId, parse_topic
-from ingest.pipeline import Decoded, dead_letter_line, decode_messages
+from estate.bounded import TOPIC_CHARS, cut
+from ingest.pipeline import DEFAULT_RULES, Decoded, Memory, Rules, decode_messages, refused
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +38,36 @@ class Decoder(Protocol):
         """Decode ``messages`` (topic, payload) in order; dead letters numbered from
         ``sequence`` on."""
 
+    @property
+    def alive(self) -> bool:
+        """Whether it can decode now."""
+
     def close(self) -> None: ...
 
 
 class ThreadDecoder:
     """Decodes in the calling thread."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
-        self._limits = limits
-        self._counters = CounterGuard()
+    def __init__(self, rules: Rules = DEFAULT_RULES) -> None:
+        self._rules = rules
+        self._memory = Memory.for_rules(rules)
 
     def __call__(self, messages: Messages, now_ms: int, sequence: int) -> list[Decoded]:
-        return decode_messages(messages, now_ms, sequence, self._limits, self._counters)
+        return decode_messages(messages, now_ms, sequence, self._rules, self._memory)
+
+    @property
+    def alive(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
 
 
-def _serve(connection: Connection, limits: Limits) -> None:
+def _serve(connection: Connection, rules: Rules) -> None:
     """The decoding process: answer each request on ``connection`` until it closes."""
     threading.Thread(target=_exit_with, args=(os.getppid(),), name="orphan-watch",
                      daemon=True).start()
-    counters = CounterGuard()
+    memory = Memory.for_rules(rules)
     while True:
         try:
             request = connection.recv()
@@ -72,19 +76,14 @@ def _serve(connection: Connection, limits: Limits) -> None:
         if request is None:
             return
         messages, now_ms, sequence = request
-        connection.send(decode_messages(messages, now_ms, sequence, limits, counters))
+        connection.send(decode_messages(messages, now_ms, sequence, rules, memory))
 
 
 def _crashed(topic: str, payload: bytes, why: str, now_ms: int, sequence: int) -> Decoded:
     """The dead letter of a message that ended the decoding process."""
-    try:
-        device: DeviceId | None = parse_topic(topic).device
-    except TopicError:
-        device = None
-    rejection = Rejection("decoder-crashed", f"decoding this message ended the decoding "
-                          f"process ({why}), twice")
-    return Decoded([dead_letter_line(topic, device, rejection, payload, now_ms, sequence)],
-                   0, 0, 0, [rejection], [])
+    return refused(topic, payload, "decoder-crashed",
+                   f"decoding this message ended the decoding process ({why}), twice",
+                   now_ms, sequence)
 
 
 def _exit_with(parent: int) -> None:
@@ -99,7 +98,7 @@ class _ChildDied(Exception):
     pass
 
 
-Serve = Callable[[Connection, Limits], None]
+Serve = Callable[[Connection, Rules], None]
 
 
 class ProcessDecoder:
@@ -118,8 +117,8 @@ class ProcessDecoder:
     that dies on a chosen payload).
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, serve: Serve | None = None) -> None:
-        self._limits = limits
+    def __init__(self, rules: Rules = DEFAULT_RULES, serve: Serve | None = None) -> None:
+        self._rules = rules
         self._serve = serve or _serve
         self._connection, self._process = self._start()
 
@@ -127,7 +126,7 @@ class ProcessDecoder:
         # spawn, not fork: the service has threads (paho's, the HTTP server's) by now.
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        process = context.Process(target=self._serve, args=(theirs, self._limits),
+        process = context.Process(target=self._serve, args=(theirs, self._rules),
                                   name="ingest-decoder", daemon=True)
         process.start()
         theirs.close()
@@ -147,8 +146,9 @@ class ProcessDecoder:
                 result = self._ask([(topic, payload)], now_ms, sequence)[0]
             except _ChildDied as died:
                 result = _crashed(topic, payload, str(died), now_ms, sequence)
-                log.error("dead letter decoder-crashed on %s: %s", topic, died)
-            sequence += len(result.rejections)
+                log.error("dead letter decoder-crashed on %s: %s", cut(topic, TOPIC_CHARS),
+                          died)
+            sequence += len(result.dead_letters)
             decoded.append(result)
         return decoded
 
@@ -164,6 +164,11 @@ class ProcessDecoder:
             code = self._process.exitcode
             self._connection, self._process = self._start()
             raise _ChildDied(f"exit code {code}") from exc
+
+    @property
+    def alive(self) -> bool:
+        """Whether the decoding process runs (a dead one is replaced at the next call)."""
+        return self._process.is_alive()
 
     @property
     def pid(self) -> int:

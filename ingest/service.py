@@ -28,24 +28,46 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from log_rate_limit import RateLimit, StreamRateLimitFilter
 from prometheus_client import Counter, Gauge, Histogram
 
 from adapters.mqtt import InboundMessage
-from estate.errors import StoreRejected, StoreUnavailable
+from estate.bounded import TOPIC_CHARS, cut
+from estate.errors import StoreRejected, StoreUnavailable, TopicError
 from estate.lineprotocol import line
 from estate.ports import TimeSeriesStore
-from estate.readings import Rejection
 from estate.schema import ROLLUP_REQUESTS
-from estate.senml import DEFAULT_LIMITS, Limits
+from estate.topics import Channel, DeviceId
 from ingest.decoding import Decoder, ProcessDecoder, ThreadDecoder
-from ingest.pipeline import Decoded, dead_letter_line
+from ingest.pipeline import (
+    DEFAULT_RULES,
+    DETAIL_CHARS,
+    PAYLOAD_EXCERPT_BYTES,
+    DeadLetter,
+    Decoded,
+    Rules,
+    dead_letter_line,
+    device_of,
+    refused,
+)
 from ingest.spool import Segment, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 
+# Refusals and register events can come by the thousand from one device: each is counted
+# in /metrics, and logged at most once per reason (or kind) per period, the next line
+# saying how many were held back meanwhile.
+REFUSAL_LOG_PERIOD_S = 10.0
+refusals = logging.getLogger("ingest.refusals")
+refusals.addFilter(StreamRateLimitFilter(
+    period_sec=REFUSAL_LOG_PERIOD_S, default_stream_id=None, filter_undefined=False,
+    summary_msg="(and {numskip} more like it in the last {period_sec:g} s)"))
+
 MESSAGES = Counter("ingest_messages_total", "MQTT messages received")
 READINGS = Counter("ingest_readings_written_total", "Readings stored (written or spooled)")
-REJECTED = Counter("ingest_rejected_total", "Messages or records dead-lettered", ["reason"])
+REJECTED = Counter("ingest_rejected_total", "Messages or records refused", ["reason"])
+DEAD_LETTERS_WRITTEN = Counter("ingest_dead_letters_total",
+                               "Dead letters written (one per reason per message)", ["reason"])
 COUNTER_EVENTS = Counter("ingest_counter_events_total", "Register rollovers and resets",
                          ["kind"])
 WRITE_RETRIES = Counter("ingest_write_retries_total", "Batch writes retried")
@@ -81,9 +103,22 @@ MAX_CHUNK = 1000
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    message: InboundMessage
+    """A decoded message until it is acknowledged: of its payload only the start, for the
+    dead letter of a message the store refuses, so what waits is bounded by the number of
+    messages, not by what they held."""
+
+    topic: str
+    mid: int
+    qos: int
     received: float
+    excerpt: bytes
+    payload_bytes: int
     decoded: Decoded
+
+    @classmethod
+    def of(cls, message: InboundMessage, received: float, decoded: Decoded) -> _Pending:
+        return cls(message.topic, message.mid, message.qos, received,
+                   message.payload[:PAYLOAD_EXCERPT_BYTES], len(message.payload), decoded)
 
 
 class _Abandoned(Exception):
@@ -94,7 +129,7 @@ class Ingestor:
     """Owns the queue, the writer and the replayer; the composition root owns the rest."""
 
     def __init__(self, store: TimeSeriesStore, ack: AckFunction, *, batch_size: int,
-                 flush_interval_s: float, limits: Limits = DEFAULT_LIMITS,
+                 flush_interval_s: float, rules: Rules = DEFAULT_RULES,
                  spool: Spool | None = None, on_event: EventHandler | None = None,
                  source: str = "ingest", late_after_s: float = 600.0,
                  decode_in_process: bool = False,
@@ -103,7 +138,7 @@ class Ingestor:
         self._ack = ack
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
-        self._limits = limits
+        self._rules = rules
         self._spool = spool
         self._on_event = on_event or (lambda kind, data: None)
         self._source = source
@@ -153,8 +188,8 @@ class Ingestor:
         self._queue.put((time.monotonic(), message))
 
     def start(self) -> None:
-        self._decoder_impl = (ProcessDecoder(self._limits) if self._decode_in_process
-                              else ThreadDecoder(self._limits))
+        self._decoder_impl = (ProcessDecoder(self._rules) if self._decode_in_process
+                              else ThreadDecoder(self._rules))
         self._decoder.start()
         self._writer.start()
         if self._spool is not None:
@@ -186,8 +221,17 @@ class Ingestor:
             "spool_bytes": self._spool.bytes if self._spool else None,
             "spool_segments": self._spool.segments if self._spool else None,
             "last_store_error": self.last_store_error,
-            "writer_alive": self._writer.is_alive() and self._decoder.is_alive(),
         }
+
+    @property
+    def writer_alive(self) -> bool:
+        """The threads that decode, batch and write are running."""
+        return self._writer.is_alive() and self._decoder.is_alive()
+
+    @property
+    def decoder_alive(self) -> bool:
+        """The decoding process (or thread) can decode now."""
+        return self._decoder_impl is not None and self._decoder_impl.alive
 
     @property
     def pending(self) -> int:
@@ -267,19 +311,42 @@ class Ingestor:
             with self._room:
                 self._queued_bytes -= sum(len(m.payload) for _, m in chunk)
                 self._room.notify()
-            decoded = self._decoder_impl([(m.topic, m.payload) for _, m in chunk],
-                                         time.time_ns() // 1_000_000,
-                                         self._decode_sequence % WRITER_SEQUENCE_BASE)
+            decoded = self._decode_chunk([m for _, m in chunk])
             chunk_lines = 0
             for (received, message), result in zip(chunk, decoded, strict=True):
-                batch.append(_Pending(message, received, result))
+                batch.append(_Pending.of(message, received, result))
                 chunk_lines += len(result.lines)
-                self._decode_sequence += len(result.rejections)
             lines += chunk_lines
             self._lines_per_message = max(0.1, chunk_lines / len(chunk))
         MESSAGES.inc(len(batch))
         QUEUE_DEPTH.set(self._queue.qsize())
         return batch
+
+    def _decode_chunk(self, messages: list[InboundMessage]) -> list[Decoded]:
+        """Decode ``messages`` in order. A retained message is refused without decoding:
+        the broker sends it again at every subscription, and a pack with relative times
+        would be stored again each time, at another time."""
+        assert self._decoder_impl is not None
+        now_ms = time.time_ns() // 1_000_000
+        live = [(m.topic, m.payload) for m in messages if not m.retain]
+        decoded = self._decoder_impl(live, now_ms, self._decode_sequence % WRITER_SEQUENCE_BASE)
+        # The decoder numbered its dead letters from the sequence on; the refused follow.
+        self._decode_sequence += sum(len(d.dead_letters) for d in decoded)
+        if len(live) == len(messages):
+            return decoded
+        answers = iter(decoded)
+        results = []
+        for message in messages:
+            if message.retain:
+                results.append(refused(
+                    message.topic, message.payload, "retained-telemetry",
+                    "the broker kept this message (it was published retained) and sends it "
+                    "again at every subscription; telemetry is published with retain off",
+                    now_ms, self._decode_sequence % WRITER_SEQUENCE_BASE))
+                self._decode_sequence += 1
+            else:
+                results.append(next(answers))
+        return results
 
     def _deliver(self, batch: list[_Pending]) -> None:
         lines = [text for p in batch for text in p.decoded.lines]
@@ -352,12 +419,13 @@ class Ingestor:
             try:
                 self._store.write_lines(pending.decoded.lines)
             except StoreRejected as exc:
-                rejection = Rejection("store-rejected", str(exc))
+                letter = DeadLetter("store-rejected", cut(str(exc), DETAIL_CHARS))
                 self._store.write_lines([dead_letter_line(
-                    pending.message.topic, None, rejection, pending.message.payload,
-                    time.time_ns() // 1_000_000, self._take_sequence(1))])
+                    pending.topic, device_of(pending.topic), letter, pending.excerpt,
+                    time.time_ns() // 1_000_000, self._take_sequence(1),
+                    pending.payload_bytes)])
                 pending.decoded.readings = 0
-                pending.decoded.rejections[:] = [rejection]
+                pending.decoded.dead_letters[:] = [letter]
 
     def _to_spool(self, batch: list[_Pending], lines: list[str]) -> None:
         assert self._spool is not None
@@ -400,14 +468,18 @@ class Ingestor:
         for pending in batch:
             for reading, kind in pending.decoded.counter_events:
                 COUNTER_EVENTS.labels(kind.value).inc()
-                log.warning("register %s of %s/%s/%s: %s to %g %s at %d", reading.quantity,
-                            reading.estate, reading.facility, reading.device, kind.value,
-                            reading.value, reading.unit, reading.time_ms)
-            for rejection in pending.decoded.rejections:
-                REJECTED.labels(rejection.reason).inc()
-                log.info("dead letter %s on %s: %s", rejection.reason, pending.message.topic,
-                         rejection.detail)
-            self._ack(pending.message.mid, pending.message.qos)
+                refusals.warning("register %s of %s/%s/%s: %s to %g %s at %d",
+                                 reading.quantity, reading.estate, reading.facility,
+                                 reading.device, kind.value, reading.value, reading.unit,
+                                 reading.time_ms,
+                                 extra=RateLimit(stream_id=f"register-{kind.value}"))
+            for letter in pending.decoded.dead_letters:
+                REJECTED.labels(letter.reason).inc(letter.count)
+                DEAD_LETTERS_WRITTEN.labels(letter.reason).inc()
+                refusals.info("dead letter %s on %s: %s (%d refused)", letter.reason,
+                              cut(pending.topic, TOPIC_CHARS), letter.detail, letter.count,
+                              extra=RateLimit(stream_id=letter.reason))
+            self._ack(pending.mid, pending.qos)
             ACK_LATENCY.observe(now - pending.received)
 
     # The replayer thread.
@@ -453,7 +525,20 @@ class Ingestor:
             try:
                 self._store.write_lines([text])
             except StoreRejected as exc:
-                rejection = Rejection("store-rejected", str(exc))
+                # The line's own tags give the identity its topic gave.
+                device = _line_identity(text)
+                letter = DeadLetter("store-rejected", cut(str(exc), DETAIL_CHARS))
                 self._store.write_lines([dead_letter_line(
-                    "(spool)", None, rejection, text.encode(), time.time_ns() // 1_000_000,
-                    self._take_sequence(1))])
+                    device.topic(Channel.TELEMETRY) if device else "(spool)", device, letter,
+                    text.encode(), time.time_ns() // 1_000_000, self._take_sequence(1))])
+
+
+def _line_identity(text: str) -> DeviceId | None:
+    """The estate, facility and device tags of a line ingest wrote (their values are
+    identifiers, which line protocol does not escape), if it has all three."""
+    head = text.split(" ", 1)[0]
+    tags = dict(pair.partition("=")[::2] for pair in head.split(",")[1:])
+    try:
+        return DeviceId(tags["estate"], tags["facility"], tags["device"])
+    except (KeyError, TopicError):
+        return None

@@ -59,3 +59,9 @@ class IngestSettings(BaseSettings):
     # Payload bytes received and not yet decoded, at most: bounds memory when the broker
     # has a backlog to send (BENCHMARKS.md: ingest's peak RSS).
     max_queued_bytes: int = Field(16 << 20, ge=1 << 16)
+    # The estate description whose meters' own channels ingest accepts (docs/contract.md
+    # section 3.1); none: the contract's channels only.
+    estate_file: Path | None = None
+    # Distinct fields (quantity.channel) one device may write; a full power-quality meter
+    # reports about 55. Readings beyond it are refused (too-many-fields).
+    max_fields_per_device: int = Field(64, ge=1, le=1000)

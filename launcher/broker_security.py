@@ -51,6 +51,9 @@ class ServiceRole(StrEnum):
     DISPATCH = "dispatch"
     # Stands in for every device of the estate (the demo and the compose stack run it).
     SIMULATOR = "simulator"
+    # The compose stack's Modbus gateway (profile ``modbus``): it polls meters of several
+    # facilities and reports its own status, so it needs a gateway's rights estate-wide.
+    GATEWAY = "gateway"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,8 @@ class ServiceAccount:
 
 
 DEFAULT_SERVICES: tuple[ServiceAccount, ...] = tuple(
-    ServiceAccount(role.value, role) for role in ServiceRole)
+    ServiceAccount(role.value, role) for role in (ServiceRole.INGEST, ServiceRole.WEB,
+                                                  ServiceRole.DISPATCH, ServiceRole.SIMULATOR))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,7 @@ def service_rules(estate: str, role: ServiceRole) -> tuple[Rule, ...]:
             return (Rule("write", every(Channel.COMMAND_REQUEST)),
                     Rule("read", every(Channel.COMMAND_RESPONSE)),
                     Rule("read", every(Channel.STATUS)))
-        case ServiceRole.SIMULATOR:
+        case ServiceRole.SIMULATOR | ServiceRole.GATEWAY:
             # A gateway's rights over the whole estate: it publishes for every meter and
             # its own status (a device of the "edge" facility), and may answer commands.
             return (Rule("write", every(Channel.TELEMETRY)),

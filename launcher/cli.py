@@ -17,6 +17,19 @@ def _logging() -> None:
     configure_logging()
 
 
+@app.callback()
+def _secrets_from_files() -> None:
+    """Read ``X_SECRET_FILE`` variables into ``X`` before any command builds its settings."""
+    from estate.errors import ConfigError
+    from launcher.secret_files import apply_secret_files
+
+    try:
+        apply_secret_files()
+    except ConfigError as exc:
+        typer.echo(f"estate: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def ingest() -> None:
     """Run the ingest service (settings from INGEST_* environment variables)."""
@@ -106,14 +119,21 @@ def demo(
     influx_port: Annotated[int, typer.Option(help="HTTP port of the demo's InfluxDB")] = 18086,
     ingest_metrics_port: Annotated[int, typer.Option(
         help="Port of ingest's /metrics and /health")] = 9101,
+    simulator_metrics_port: Annotated[int, typer.Option(
+        help="Port of the simulator's /metrics and /health")] = 9103,
+    supervisor_port: Annotated[int, typer.Option(
+        help="Port of the supervisor's /status, /health and /metrics (0: none)")] = 9110,
 ) -> None:
-    """Run everything on the sample estate: Mosquitto, InfluxDB and all services."""
+    """Run everything on the sample estate: Mosquitto, InfluxDB and all services, each
+    restarted if it dies."""
     from launcher.demo import DemoPorts, run_demo
 
     _logging()
     code = run_demo(var.resolve(), DemoPorts(mqtt=mqtt_port, influx_http=influx_port,
                                              influx_rpc=influx_port + 2, web=port,
-                                             ingest_http=ingest_metrics_port))
+                                             ingest_http=ingest_metrics_port,
+                                             simulator_http=simulator_metrics_port,
+                                             supervisor=supervisor_port))
     raise typer.Exit(code)
 
 
@@ -137,6 +157,87 @@ def broker_credentials(
                f"  password_file {security.password_file}\n"
                f"  acl_file {security.acl_file}\n"
                f"  passwords in {security.credentials_file} (keep it secret)")
+
+
+@app.command("stack-secrets")
+def stack_secrets(
+    out: Annotated[Path, typer.Option(help="Directory of the stack's secrets")] = Path(
+        "secrets"),
+    estate_file: Annotated[Path | None, typer.Option(
+        help="The estate description (YAML); default DISPATCH_ESTATE_FILE")] = None,
+    broker_name: Annotated[list[str] | None, typer.Option(
+        help="A name clients dial the broker by (repeat); default mosquitto, localhost")
+    ] = None,
+) -> None:
+    """Write the compose stack's missing secrets: broker accounts, TLS, service passwords
+    (the stack's one-shot setup service runs this; docs/deploy.md)."""
+    from dispatch.settings import DispatchSettings
+    from estate.errors import ConfigError
+    from estate.model import load_estate
+    from launcher.stack_secrets import write_stack_secrets
+
+    _logging()
+    try:
+        spec = load_estate(estate_file or DispatchSettings().estate_file)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    names = tuple(broker_name) if broker_name else ("mosquitto", "localhost")
+    result = write_stack_secrets(spec, out, broker_names=names)
+    typer.echo(f"{len(result.written)} files written under {out}"
+               + "".join(f"\n  {p}" for p in result.written))
+
+
+@app.command("backup")
+def backup_command(
+    out: Annotated[Path, typer.Argument(help="A new directory for the backup")],
+    influx_rpc: Annotated[str | None, typer.Option(
+        help="InfluxDB's backup service, host:port (its bind-address); empty: no time "
+             "series")] = "127.0.0.1:8088",
+    influx_database: Annotated[str | None, typer.Option(
+        help="Database to back up; default DISPATCH_INFLUX__DATABASE")] = None,
+    registry_url: Annotated[str | None, typer.Option(
+        help="Registry to back up; default DISPATCH_REGISTRY_URL")] = None,
+) -> None:
+    """Back up the time series and the registry (docs/backup.md)."""
+    from dispatch.settings import DispatchSettings
+    from launcher.backup import BackupError, backup
+
+    _logging()
+    settings = DispatchSettings()
+    try:
+        manifest = backup(out, influx_rpc=influx_rpc or None,
+                          influx_database=influx_database or settings.influx.database,
+                          registry_url=registry_url or settings.registry_url)
+    except BackupError as exc:
+        typer.echo(f"estate backup: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"backed up {', '.join(manifest.files)} into {out}")
+
+
+@app.command("restore")
+def restore_command(
+    source: Annotated[Path, typer.Argument(help="A directory made by estate backup")],
+    influx_rpc: Annotated[str | None, typer.Option(
+        help="InfluxDB's backup service, host:port; empty: leave the time series")
+    ] = "127.0.0.1:8088",
+    new_database: Annotated[str | None, typer.Option(
+        help="Restore the time series under this database name instead")] = None,
+    registry_url: Annotated[str | None, typer.Option(
+        help="Registry to restore into; default DISPATCH_REGISTRY_URL")] = None,
+) -> None:
+    """Restore a backup: stop the services first (docs/backup.md)."""
+    from dispatch.settings import DispatchSettings
+    from launcher.backup import BackupError, restore
+
+    _logging()
+    try:
+        manifest = restore(source, influx_rpc=influx_rpc or None, new_database=new_database,
+                           registry_url=registry_url or DispatchSettings().registry_url)
+    except BackupError as exc:
+        typer.echo(f"estate restore: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"restored {', '.join(manifest.files)} from {source}")
 
 
 registry_app = typer.Typer(help="The registry database (docs/registry.md).",

@@ -5,6 +5,10 @@ Starts a real Mosquitto and a real InfluxDB as child processes with their data u
 streams their logs with a prefix, and on Ctrl-C stops them in reverse order so ingest
 flushes before the servers go. A second run reuses ``var/``.
 
+Every child is supervised (``launcher.supervisor``): one that dies, the servers included,
+is logged at once and started again with backoff, and the supervisor's view of them is in
+``var/supervisor.json`` and on ``http://127.0.0.1:9110/status``.
+
 The broker is secured as in production: the first run writes a password file, an ACL and
 every account's password under ``var/broker/`` (``launcher.broker_security``), Mosquitto
 refuses anonymous clients, and each service logs in with its own account.
@@ -13,14 +17,13 @@ refuses anonymous clients, and each service logs in with its own account.
 from __future__ import annotations
 
 import logging
-import signal
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Final
 
+from adapters.ops_http import OpsServer
 from estate.lifecycle import stop_on_signals
 from estate.model import SAMPLE_ESTATE, load_estate
 from launcher.broker_security import (
@@ -31,8 +34,12 @@ from launcher.broker_security import (
     write_broker_security,
 )
 from launcher.servers import InfluxDB, Mosquitto, environment_with_path
+from launcher.supervisor import Child, ServerChild, ServiceChild, Supervisor, supervisor_registry
 
 log = logging.getLogger(__name__)
+
+# The supervisor's view of the children, rewritten on every change (launcher.supervisor).
+STATUS_FILE: Final = "supervisor.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,9 @@ class DemoPorts:
     influx_rpc: int = 18088
     web: int = 8000
     ingest_http: int = 9101
+    simulator_http: int = 9103
+    # The supervisor's /status, /health and /metrics; 0 serves none.
+    supervisor: int = 9110
 
 
 def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
@@ -58,6 +68,7 @@ def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
     env["DISPATCH_REGISTRY_URL"] = f"sqlite:///{var / 'registry.sqlite'}"
     env["EDGE_COMMAND_LOG_PATH"] = str(var / "edge" / "simulator-commands.sqlite")
     env["INGEST_HTTP_PORT"] = str(ports.ingest_http)
+    env["EDGE_HTTP_PORT"] = str(ports.simulator_http)
     # The demo's meters report every 2 s so the page moves while someone watches it.
     env["EDGE_INTERVAL_S"] = "2"
     env["DISPATCH_STALE_AFTER_S"] = "30"
@@ -109,14 +120,8 @@ def account_environment(service: DemoService, security: BrokerSecurity,
             f"{service.prefix}_MQTT__PASSWORD": security.password(username)}
 
 
-def _pump(name: str, stream: IO[bytes]) -> None:
-    for raw in iter(stream.readline, b""):
-        sys.stdout.write(f"{name:>9} | {raw.decode(errors='replace')}")
-        sys.stdout.flush()
-
-
 def run_demo(var: Path, ports: DemoPorts) -> int:
-    """Run until Ctrl-C or SIGTERM; return the exit code."""
+    """Run until Ctrl-C or SIGTERM, restarting any child that dies; return the exit code."""
     var.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -125,42 +130,38 @@ def run_demo(var: Path, ports: DemoPorts) -> int:
     mosquitto = Mosquitto(var / "mosquitto", port=ports.mqtt,
                           password_file=security.password_file, acl_file=security.acl_file)
     influx = InfluxDB(var / "influxdb", http_port=ports.influx_http, rpc_port=ports.influx_rpc)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    code = 0
+    env = service_environment(ports, var)
+    children: list[Child] = [ServerChild(mosquitto), ServerChild(influx, "influxdb")]
+    # The other services start once ingest is ready (subscribed), so the simulator's first
+    # readings are stored.
+    children += [ServiceChild(service.name, [sys.executable, *service.args],
+                              env | account_environment(service, security, estate),
+                              ready_url=(f"http://127.0.0.1:{ports.ingest_http}/health"
+                                         if service.name == "ingest" else None))
+                 for service in SERVICES]
+    supervisor = Supervisor(children, status_file=var / STATUS_FILE)
+    ops: OpsServer | None = None
+    if ports.supervisor:
+        ops = OpsServer("127.0.0.1", ports.supervisor, supervisor.health,
+                        registry=supervisor_registry(supervisor), name="supervisor-http",
+                        extra={"/status": supervisor.status})
+        ops.start()
     try:
-        mosquitto.start()
-        influx.start()
+        supervisor.start()
+        # The services' sessions (ingest's subscription above all) survive a broker crash
+        # from now on, not only from its next autosave.
+        if not mosquitto.save_sessions():
+            log.warning("Mosquitto did not save its sessions; they are saved within 10 s")
         log.info("Mosquitto on 127.0.0.1:%d (accounts and ACL in %s), InfluxDB on %s "
                  "(data in %s)", ports.mqtt, security.password_file.parent, influx.url, var)
-        env = service_environment(ports, var)
-        for service in SERVICES:
-            child = subprocess.Popen(
-                [sys.executable, *service.args],
-                env=env | account_environment(service, security, estate),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            assert child.stdout is not None
-            threading.Thread(target=_pump, args=(service.name, child.stdout),
-                             daemon=True).start()
-            children.append((service.name, child))
         log.info("web view: http://127.0.0.1:%d  (Ctrl-C stops everything)", ports.web)
-        while not stop.wait(0.5):
-            for name, child in children:
-                if child.poll() is not None:
-                    log.error("%s exited with %s; stopping the demo", name, child.returncode)
-                    code = 1
-                    stop.set()
+        if ops is not None:
+            log.info("supervisor status: http://127.0.0.1:%d/status and %s", ports.supervisor,
+                     var / STATUS_FILE)
+        stop.wait()
     finally:
-        for name, child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(30)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop in 30 s; killing it", name)
-                    child.kill()
-        influx.stop()
-        mosquitto.stop()
+        supervisor.stop()
+        if ops is not None:
+            ops.stop()
         log.info("demo stopped; data kept in %s", var)
-    return code
-
-
+    return 0

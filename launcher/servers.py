@@ -64,6 +64,8 @@ class ManagedServer:
         raise NotImplementedError
 
     def start(self, timeout_s: float = 20.0) -> None:
+        if self._log is not None:  # left open by a process that died: a restart
+            self._log.close()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -158,6 +160,25 @@ class Mosquitto(ManagedServer):
 
     def ready(self) -> bool:
         return _port_open(self.port) and (self.tls_port is None or _port_open(self.tls_port))
+
+    def save_sessions(self, timeout_s: float = 5.0) -> bool:
+        """Have Mosquitto write its persistence file now (SIGUSR1) and wait until it did.
+
+        Between autosaves a broker that is killed loses the sessions created since the last
+        one: a subscriber's session is gone, and what publishers send before it subscribes
+        again reaches nobody. Saving once the services have subscribed closes that window.
+        """
+        database = self.data_dir / "mosquitto.db"
+        if self.process is None or self.process.poll() is not None:
+            return False
+        before = database.stat().st_mtime_ns if database.exists() else None
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if database.exists() and database.stat().st_mtime_ns != before:
+                return True
+            time.sleep(0.05)
+        return False
 
 
 def mosquitto_config(data_dir: Path, port: int, extra: str = "", *,

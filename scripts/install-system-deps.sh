@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian/Ubuntu machine lacks to run and test Estate Dispatch:
 # Mosquitto, InfluxDB 1.x, PostgreSQL (the registry's tests), Chromium (browser tests),
-# docker-compose (compose file check) and Python's venv. Installs nothing that is already there; needs root or sudo otherwise.
+# docker-compose (compose file check), promtool (package prometheus: alert rules) and
+# Python's venv. Installs nothing that is already there; needs root or sudo otherwise.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,7 @@ have influxd || missing+=(influxdb)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 have chromium || missing+=(chromium)
 have docker-compose || missing+=(docker-compose)
+have promtool || missing+=(prometheus)
 have make || missing+=(make)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 

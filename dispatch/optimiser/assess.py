@@ -8,9 +8,12 @@ for power limits and tank bounds, per kWh or m³ for shortfalls), so for a solve
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from dispatch.optimiser import explain
+from dispatch.optimiser import causes, explain
+from dispatch.optimiser.penalty import violation_penalty
 from dispatch.optimiser.problem import BoolArray, EstateProblem, FloatArray
 from dispatch.optimiser.result import Assessment, Costs, Schedule, Violation
 
@@ -31,13 +34,15 @@ def costs(problem: EstateProblem, s: Schedule) -> Costs:
     start_cost = np.array([g.start_cost for g in gens])[:, None] if gens else 0.0
     was_on = np.array([g.initially_on for g in gens], dtype=bool)
     deg = np.array([x.degradation_cost for x in p.batteries])[:, None] if p.batteries else 0.0
+    spill = np.array([w.spill_cost for w in p.pumps])[:, None] if p.pumps else 0.0
     return Costs(
         energy=float(dt * np.dot(p.import_price, s.grid_import)),
         export_revenue=float(dt * np.dot(p.export_price, s.grid_export)),
         demand_charge=float(p.demand_charge * max(peak - p.prior_peak_kw, 0.0)),
         fuel=float(dt * np.sum(fuel * s.genset_power)),
         starts=float(np.sum(start_cost * starts(s.genset_on, was_on))),
-        degradation=float(dt * np.sum(deg * (s.battery_charge + s.battery_discharge))))
+        degradation=float(dt * np.sum(deg * (s.battery_charge + s.battery_discharge))),
+        spill=float(np.sum(spill * s.water_spill)))
 
 
 def assess(problem: EstateProblem, s: Schedule) -> Assessment:
@@ -49,7 +54,7 @@ def assess(problem: EstateProblem, s: Schedule) -> Assessment:
         found.extend(violations)
     found.sort(key=lambda v: (v.first_step, v.limit, v.subject))
     return Assessment(costs=costs(problem, s), peak_kw=float(s.grid_import.max(initial=0.0)),
-                      penalty=problem.violation_penalty * penalty, violations=tuple(found))
+                      penalty=violation_penalty(problem) * penalty, violations=tuple(found))
 
 
 Breach = tuple[FloatArray, float, list[Violation]]
@@ -63,22 +68,26 @@ def _breaches(problem: EstateProblem, s: Schedule) -> list[Breach]:
 
 def _grid(p: EstateProblem, s: Schedule) -> list[Breach]:
     dt = p.step_hours
+    base = np.asarray(p.base_load_kw, dtype=np.float64).sum(axis=0)
     over = s.grid_import - p.capacity_kw
     cap = explain.quantity(p.capacity_kw, "kW")
     out: list[Breach] = [(over, dt, explain.per_step(
         p, "capacity", "estate", over, "kW",
-        lambda by, a, b: f"Contracted capacity {cap} exceeded {by} {explain.when(p, a, b)}"))]
+        lambda by, a, b: f"Contracted capacity {cap} exceeded {by} {explain.when(p, a, b)}",
+        lambda a, b: causes.power_limit(p, s, a, b, base, np.full(p.steps, p.capacity_kw))))]
     limit = p.export_limit()
     excess = s.grid_export - limit  # -inf where there is no limit
     out.append((excess, dt, explain.per_step(
         p, "export_limit", "estate", excess, "kW",
         lambda by, a, b: (f"Export limit {explain.span(limit[a:b + 1], 'kW')} exceeded {by} "
-                          f"{explain.when(p, a, b)}"))))
+                          f"{explain.when(p, a, b)}"),
+        lambda a, b: causes.export_limit(p, s, a, b))))
     return out
 
 
 def _facilities(p: EstateProblem, s: Schedule) -> list[Breach]:
     limit = p.facility_limits()
+    base = np.asarray(p.base_load_kw, dtype=np.float64)
     excess = s.facility_import - limit  # -inf where there is no limit
     out: list[Breach] = []
     for f, name in enumerate(p.facilities):
@@ -89,72 +98,98 @@ def _facilities(p: EstateProblem, s: Schedule) -> list[Breach]:
             return (f"Import limit of tenant {p.label(name)} ({lim}) exceeded {by} "
                     f"{explain.when(p, a, b)}")
 
+        def cause(a: int, b: int, f: int = f) -> str:
+            return causes.power_limit(p, s, a, b, base[f], limit[f], facility=f)
+
         out.append((row, p.step_hours,
-                    explain.per_step(p, "facility_limit", name, row, "kW", describe)))
+                    explain.per_step(p, "facility_limit", name, row, "kW", describe, cause)))
     return out
 
 
 def _demand_response(p: EstateProblem, s: Schedule) -> list[Breach]:
     out: list[Breach] = []
+    base = np.asarray(p.base_load_kw, dtype=np.float64).sum(axis=0)
     for w in p.dr_windows:
         excess = s.grid_import[w.start:w.end] - w.cap_kw
-        order = (f"{w.name}, {explain.clock(p, w.start)}–{explain.clock(p, w.end)}")
+        order = f"{w.name}, {explain.span_of(p, w.start, w.end)}"
         cap = explain.quantity(w.cap_kw, "kW")
 
         def describe(by: str, a: int, b: int, cap: str = cap, order: str = order) -> str:
             return f"Demand-response cap {cap} ({order}) exceeded {by} {explain.when(p, a, b)}"
 
+        def cause(a: int, b: int, cap_kw: float = w.cap_kw) -> str:
+            return causes.power_limit(p, s, a, b, base, np.full(p.steps, cap_kw))
+
         out.append((excess, p.step_hours, explain.per_step(
-            p, "demand_response", w.name, excess, "kW", describe, offset=w.start)))
+            p, "demand_response", w.name, excess, "kW", describe, cause, offset=w.start)))
     return out
 
 
-def _tank_breaches(p: EstateProblem, kind: str, what: str, unit: str, names: list[str],
-                   level: FloatArray, low: FloatArray, high: FloatArray,
-                   terminal: FloatArray) -> list[Breach]:
-    out: list[Breach] = []
-    last = p.steps - 1
-    for i, name in enumerate(names):
-        label = p.label(name)
-        under = low[i] - level[i]
-        over = level[i] - high[i]
-        lo, hi = explain.quantity(low[i], unit), explain.quantity(high[i], unit)
+@dataclass(frozen=True, slots=True)
+class _Tank:
+    """A tank as the explanations see it, whatever it holds."""
 
-        def below(by: str, a: int, b: int, label: str = label, lo: str = lo) -> str:
-            return f"{what} {label} below its minimum of {lo} {by} {explain.when(p, a, b)}"
+    kind: str  # "tank" (chilled water) or "water"
+    what: str
+    unit: str
+    machine: str
+    name: str
+    low: float
+    target: float
+    initial: float
+    demand: FloatArray  # per step, in the unit per hour
+    most_in: float  # the machine's most, in the unit per hour
+    keep: float  # share of the content kept over a step
 
-        def above(by: str, a: int, b: int, label: str = label, hi: str = hi) -> str:
-            return f"{what} {label} above its maximum of {hi} {by} {explain.when(p, a, b)}"
 
-        out.append((under, p.step_hours,
-                    explain.per_step(p, f"{kind}_min", name, under, unit, below)))
-        out.append((over, p.step_hours,
-                    explain.per_step(p, f"{kind}_max", name, over, unit, above)))
-        short = float(terminal[i] - level[i, -1]) if level.shape[1] else 0.0
-        target = explain.quantity(terminal[i], unit)
-        out.append((np.array([short]), 1.0, explain.once(
-            p, f"{kind}_terminal", name, short, unit, last, last,
-            f"{what} {label} ends the horizon ({explain.clock(p, p.steps)}) "
-            f"{explain.quantity(short, unit)} below its target of {target}")))
+def _tank_list(p: EstateProblem) -> list[_Tank]:
+    n = p.steps
+    out = [_Tank("tank", "Chilled-water tank", "kWh", "chiller", c.name, c.tank_min_kwh,
+                 c.terminal_kwh, c.tank_initial_kwh,
+                 np.broadcast_to(np.asarray(c.cooling_demand_kw_th, dtype=np.float64), (n,)),
+                 c.chiller_max_kw_th, 1.0 - c.loss_per_hour * p.step_hours)
+           for c in p.thermal]
+    out += [_Tank("water", "Water tank", "m³", "pump", w.name, w.tank_min_m3, w.terminal_m3,
+                  w.tank_initial_m3,
+                  np.broadcast_to(np.asarray(w.water_demand_m3h, dtype=np.float64), (n,)),
+                  w.pump_max_kw * w.flow_per_kw, 1.0)
+            for w in p.pumps]
     return out
 
 
 def _tanks(p: EstateProblem, s: Schedule) -> list[Breach]:
-    th, pu = p.thermal, p.pumps
-    return [
-        *_tank_breaches(p, "tank", "Chilled-water tank", "kWh", [x.name for x in th],
-                        s.tank_level, np.array([x.tank_min_kwh for x in th]),
-                        np.array([x.tank_max_kwh for x in th]),
-                        np.array([x.terminal_kwh for x in th])),
-        *_tank_breaches(p, "water", "Water tank", "m³", [x.name for x in pu], s.water_level,
-                        np.array([x.tank_min_m3 for x in pu]),
-                        np.array([x.tank_max_m3 for x in pu]),
-                        np.array([x.terminal_m3 for x in pu])),
-    ]
+    out: list[Breach] = []
+    last = p.steps - 1
+    levels = [*s.tank_level, *s.water_level]
+    for tank, level in zip(_tank_list(p), levels, strict=True):
+        label, unit = p.label(tank.name), tank.unit
+        under = tank.low - level
+        lo = explain.quantity(tank.low, unit)
+
+        def below(by: str, a: int, b: int, t: _Tank = tank, label: str = label,
+                  lo: str = lo) -> str:
+            return f"{t.what} {label} below its minimum of {lo} {by} {explain.when(p, a, b)}"
+
+        def low_cause(a: int, b: int, t: _Tank = tank) -> str:
+            return causes.tank_low(p, a, t.initial, t.low, t.unit, t.demand, t.most_in,
+                                   t.machine)
+
+        out.append((under, p.step_hours, explain.per_step(
+            p, f"{tank.kind}_min", tank.name, under, unit, below, low_cause)))
+        short = float(tank.target - level[-1]) if level.size else 0.0
+        target = explain.quantity(tank.target, unit)
+        out.append((np.array([short]), 1.0, explain.once(
+            p, f"{tank.kind}_terminal", tank.name, short, unit, last, last,
+            f"{tank.what} {label} ends the horizon ({explain.clock(p, p.steps)}) "
+            f"{explain.quantity(short, unit)} below its target of {target}",
+            causes.tank_short(p, tank.initial, tank.target, unit, tank.demand, tank.most_in,
+                              tank.keep, tank.machine) if short > explain.TOLERANCE else "")))
+    return out
 
 
 def _deferrables(p: EstateProblem, s: Schedule) -> list[Breach]:
     out: list[Breach] = []
+    facility = {name: i for i, name in enumerate(p.facilities)}
     for i, load in enumerate(p.deferrables):
         short = load.energy_kwh - p.step_hours * float(s.deferrable_power[i].sum())
         first, last = load.window_start, load.window_end - 1
@@ -162,6 +197,11 @@ def _deferrables(p: EstateProblem, s: Schedule) -> list[Breach]:
                    f"{explain.quantity(load.energy_kwh, 'kWh')} by "
                    f"{explain.quantity(short, 'kWh')} in its window "
                    f"{explain.when(p, first, last)}")
+        why = ""
+        if short > explain.TOLERANCE:
+            binding = causes.binding_limits(p, s, load.window_start, load.window_end,
+                                            facility[load.facility])
+            why = causes.deferrable_short(p, s, i, binding)
         out.append((np.array([short]), 1.0, explain.once(
-            p, "deferrable_energy", load.name, short, "kWh", first, last, message)))
+            p, "deferrable_energy", load.name, short, "kWh", first, last, message, why)))
     return out

@@ -7,9 +7,17 @@ and gensets, the ones with binaries). Every asset adds its electric draw to ``Bu
 ``define_balance`` and ``define_facility_limits`` sum them, so an asset kind never needs
 to know about the estate's rows.
 
-Every limit that can be broken in practice has a slack column whose cost is
-``violation_penalty`` per unit: the model is always feasible, and a slack above zero in
-the optimum is a limit that nothing the optimiser controls could keep.
+Every limit that can be broken in practice has a slack column whose cost is the violation
+penalty per unit (``dispatch.optimiser.penalty``: derived from the prices, so it outweighs
+every one of them): the model is always feasible, and a slack above zero in the optimum is
+a limit that nothing the optimiser controls could keep.
+
+The estate either imports or exports in a step. Where export pays at most what import
+costs that needs no binary: lowering both flows by the smaller one keeps the balance,
+loosens every limit and costs ``(import - export price) x flow >= 0`` less, so an optimum
+never holds both (``extract`` nets any tie). Where export pays more, a binary
+(``grid_importing``) picks the direction, with big-M bounds from what the assets can draw
+or give at most in that step.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dispatch.optimiser.model import LinearModel, Term, term
+from dispatch.optimiser.penalty import violation_penalty
 from dispatch.optimiser.problem import EstateProblem, FloatArray, IntArray
 
 
@@ -50,7 +59,7 @@ class Build:
 
     @property
     def penalty(self) -> float:
-        return self.problem.violation_penalty
+        return violation_penalty(self.problem)
 
     def facility_of(self, facilities: Sequence[str]) -> IntArray:
         index = {name: i for i, name in enumerate(self.problem.facilities)}
@@ -112,6 +121,41 @@ def define_balance(b: Build) -> None:
         terms.append(term(d.cols, coeff, np.broadcast_to(t, d.cols.shape)))
     base = np.asarray(b.problem.base_load_kw, dtype=np.float64).sum(axis=0)
     m.add_constraints("balance", base, base, terms)
+
+
+def draw_range(b: Build) -> tuple[FloatArray, FloatArray]:
+    """The least and the most the estate's assets together can draw in each step (kW)."""
+    lower, upper = b.model.column_bounds()
+    low, high = np.zeros(b.steps), np.zeros(b.steps)
+    for d in b.draws:
+        coeff = np.broadcast_to(d.coeff, d.cols.shape)
+        ends = np.stack([coeff * lower[d.cols], coeff * upper[d.cols]])
+        low += ends.min(axis=0).sum(axis=0)
+        high += ends.max(axis=0).sum(axis=0)
+    return low, high
+
+
+def define_grid_modes(b: Build) -> None:
+    """Where export pays more than import: import <= M u, export <= M' (1 - u), u binary.
+
+    M and M' are the most the estate can import and export in the step (its base load
+    and what its assets can draw or give), so the rows cut nothing else.
+    """
+    p, m = b.problem, b.model
+    steps = np.flatnonzero(np.asarray(p.export_price) > np.asarray(p.import_price))
+    if steps.size == 0:
+        return
+    base = np.asarray(p.base_load_kw, dtype=np.float64).sum(axis=0)
+    low, high = draw_range(b)
+    most_in = np.maximum(base + high, 0.0)[steps]
+    most_out = np.maximum(-(base + low), 0.0)[steps]
+    importing = m.add_variables("grid_importing", (steps.size,), upper=1.0, integer=True)
+    b.index["grid_importing"] = steps
+    m.add_constraints("grid_import_mode", -np.inf, 0.0,
+                      [term(m.variables["grid_import"][steps]), term(importing, -most_in)],
+                      shape=(steps.size,))
+    m.add_constraints("grid_export_mode", -np.inf, most_out,
+                      [term(m.variables["grid_export"][steps]), term(importing, most_out)])
 
 
 def define_capacity(b: Build) -> None:

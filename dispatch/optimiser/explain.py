@@ -1,9 +1,12 @@
-"""Broken limits in an operator's words: which limit, when, and by how much.
+"""Broken limits in an operator's words: which limit, when, by how much, and why.
 
 A limit's per-step excess becomes one ``Violation`` per run of consecutive steps, e.g.
-"Contracted capacity 2,500 kW exceeded by 120 kW from 18:00 to 19:15" (the run's largest
-excess; "by up to" when it varies). Times are step boundaries in the problem's clock,
-with the weekday when the horizon spans more than one day.
+"Contracted capacity 2,500 kW exceeded by 120 kW from 18:00 to 19:15: the base load alone
+reaches 2,620 kW" (the run's largest excess, "by up to" when it varies; the cause from
+``causes``). Times are step boundaries in the problem's clock. They carry their date
+("Tue 14 Jul 23:00") whenever a bare time could mislead: a run that crosses midnight (or
+ends at it), a horizon over more than one calendar day, a run over the whole horizon
+("throughout the horizon, from Tue 14 Jul 00:00 to Wed 15 Jul 00:00").
 """
 
 from __future__ import annotations
@@ -21,15 +24,40 @@ about 1e-7 relative, so smaller values are solver noise, and a watt is below any
 
 Describe = Callable[[str, int, int], str]
 """(amount in words, first step, last step) -> the message."""
+Cause = Callable[[int, int], str]
+"""(first step, last step) -> why the limit was broken there, in words ("" if unknown)."""
+
+_DATED = "%a %d %b %H:%M"
+_TIME = "%H:%M"
+
+
+def multi_day(problem: EstateProblem) -> bool:
+    """Whether the horizon's steps start on more than one calendar day."""
+    last = problem.time_of(max(problem.steps - 1, 0))
+    return problem.start.date() != last.date()
+
+
+def stamp(problem: EstateProblem, step: int, dated: bool) -> str:
+    return problem.time_of(step).strftime(_DATED if dated else _TIME)
 
 
 def clock(problem: EstateProblem, step: int) -> str:
-    """The wall-clock time of a step boundary, with the weekday on multi-day horizons."""
+    """A step boundary on its own (the horizon's end, say): dated unless it falls on the
+    horizon's first day of a one-day horizon."""
     moment = problem.time_of(step)
-    last = problem.time_of(max(problem.steps - 1, 0))
-    if problem.start.date() != last.date():
-        return moment.strftime("%a %H:%M")
-    return moment.strftime("%H:%M")
+    dated = multi_day(problem) or moment.date() != problem.start.date()
+    return stamp(problem, step, dated)
+
+
+def span_of(problem: EstateProblem, first: int, end: int) -> str:
+    """``[first, end)`` as "20:00–21:00", dated when it crosses midnight or the horizon
+    spans days ("Tue 14 Jul 22:00–Wed 15 Jul 02:00")."""
+    a, b = problem.time_of(first), problem.time_of(end)
+    if a.date() == b.date() and not multi_day(problem):
+        return f"{a.strftime(_TIME)}–{b.strftime(_TIME)}"
+    if a.date() == b.date():
+        return f"{a.strftime(_DATED)}–{b.strftime(_TIME)}"
+    return f"{a.strftime(_DATED)}–{b.strftime(_DATED)}"
 
 
 def quantity(value: float, unit: str) -> str:
@@ -58,8 +86,13 @@ def runs(excess: FloatArray) -> list[tuple[int, int]]:
                     (np.flatnonzero(change == -1) - 1).tolist(), strict=True))
 
 
+def _with(message: str, cause: str) -> str:
+    return f"{message}: {cause}" if cause else message
+
+
 def per_step(problem: EstateProblem, limit: str, subject: str, excess: FloatArray, unit: str,
-             describe: Describe, offset: int = 0) -> list[Violation]:
+             describe: Describe, cause: Cause | None = None,
+             offset: int = 0) -> list[Violation]:
     """Violations from a per-step excess whose first entry is step ``offset``."""
     found: list[Violation] = []
     for a, b in runs(excess):
@@ -68,22 +101,32 @@ def per_step(problem: EstateProblem, limit: str, subject: str, excess: FloatArra
         words = ("by " if float(part.min()) >= amount - TOLERANCE else "by up to ")
         words += quantity(amount, unit)
         first, last = a + offset, b + offset
+        why = cause(first, last) if cause else ""
         found.append(Violation(
             limit=limit, subject=subject, first_step=first, last_step=last,
             start=problem.time_of(first), end=problem.time_of(last + 1), amount=amount,
-            unit=unit, message=describe(words, first, last)))
+            unit=unit, message=_with(describe(words, first, last), why), cause=why))
     return found
 
 
 def once(problem: EstateProblem, limit: str, subject: str, amount: float, unit: str,
-         first: int, last: int, message: str) -> list[Violation]:
+         first: int, last: int, message: str, cause: str = "") -> list[Violation]:
     """A violation measured once (a shortfall of energy or of a final level)."""
     if amount <= TOLERANCE:
         return []
     return [Violation(limit=limit, subject=subject, first_step=first, last_step=last,
                       start=problem.time_of(first), end=problem.time_of(last + 1),
-                      amount=amount, unit=unit, message=message)]
+                      amount=amount, unit=unit, message=_with(message, cause), cause=cause)]
 
 
 def when(problem: EstateProblem, first: int, last: int) -> str:
-    return f"from {clock(problem, first)} to {clock(problem, last + 1)}"
+    """When ``[first, last]`` (steps) happened, dated where a bare time could mislead."""
+    a, b = problem.time_of(first), problem.time_of(last + 1)
+    dates = f"from {a.strftime(_DATED)} to {b.strftime(_DATED)}"
+    if first == 0 and last == problem.steps - 1:
+        return f"throughout the horizon, {dates}"
+    if a.date() != b.date():
+        return dates
+    if multi_day(problem):
+        return f"on {a.strftime('%a %d %b')} from {a.strftime(_TIME)} to {b.strftime(_TIME)}"
+    return f"from {a.strftime(_TIME)} to {b.strftime(_TIME)}"

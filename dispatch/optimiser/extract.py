@@ -1,6 +1,14 @@
-"""Extract: the solution vector becomes a ``Schedule`` (index blocks, no lookups by name)."""
+"""Extract: the solution vector becomes a ``Schedule`` (index blocks, no lookups by name).
+
+Two things are settled here rather than in the model, both never worse than the solver's
+own values (``build`` and ``schedule`` say why): in steps without a direction binary,
+import and export are netted (a tie between them costs nothing either way), and water
+levels follow the pumps by the tank's physics.
+"""
 
 from __future__ import annotations
+
+import numpy as np
 
 from dispatch.optimiser.build import Build
 from dispatch.optimiser.problem import BoolArray, FloatArray
@@ -28,6 +36,11 @@ def extract(b: Build, x: FloatArray) -> Schedule:
         if on is not None:
             deferrable_on[b.index["deferrable_binary"]] = on > ON_THRESHOLD
     genset_on = block("genset_on")
+    grid_import = x[m.variables["grid_import"]].copy()
+    grid_export = x[m.variables["grid_export"]].copy()
+    free = np.ones(b.steps, dtype=bool)
+    free[b.index.get("grid_importing", np.zeros(0, dtype=np.int64))] = False
+    both = np.where(free, np.minimum(grid_import, grid_export), 0.0)
     return make_schedule(
         p,
         battery_charge=block("battery_charge"), battery_discharge=block("battery_discharge"),
@@ -35,7 +48,6 @@ def extract(b: Build, x: FloatArray) -> Schedule:
         deferrable_on=deferrable_on, genset_power=block("genset_power"),
         genset_on=None if genset_on is None else genset_on > ON_THRESHOLD,
         chiller_cooling=block("chiller_cooling"), tank_level=block("tank_level"),
-        pump_power=block("pump_power"), water_level=block("water_level"),
-        pv_power=block("pv_power"),
-        grid=(x[m.variables["grid_import"]], x[m.variables["grid_export"]]))
+        pump_power=block("pump_power"), pv_power=block("pv_power"),
+        grid=(grid_import - both, grid_export - both))
 

@@ -105,6 +105,9 @@ class LinearModel:
         up = np.broadcast_to(np.asarray(upper, dtype=np.float64), shape).ravel()
         offset = self._num_rows
         for rows, cols, values in terms:
+            if rows.size and (rows.min() < 0 or rows.max() >= low.size):
+                raise ValueError(f"constraint block {name!r}: a term's rows lie outside its "
+                                 f"{low.size} rows (give its shape)")
             self._entries.append((rows + offset, cols, values))
         index = np.arange(offset, offset + low.size, dtype=np.int64).reshape(shape)
         self._num_rows += low.size
@@ -112,10 +115,16 @@ class LinearModel:
         self.constraints[name] = index
         return index
 
+    def column_bounds(self) -> tuple[FloatArray, FloatArray]:
+        """The lower and upper bounds of every column so far."""
+        if not self._col_parts:
+            return np.zeros(0), np.zeros(0)
+        return (np.concatenate([p[1] for p in self._col_parts]),
+                np.concatenate([p[2] for p in self._col_parts]))
+
     def bounds(self, index: IntArray) -> tuple[FloatArray, FloatArray]:
         """The lower and upper bounds of columns ``index`` (in its shape)."""
-        lower = np.concatenate([p[1] for p in self._col_parts])
-        upper = np.concatenate([p[2] for p in self._col_parts])
+        lower, upper = self.column_bounds()
         return lower[index], upper[index]
 
     def add_cost(self, offset: float) -> None:

@@ -22,11 +22,12 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-DEFAULT_VIOLATION_PENALTY: Final = 1e4
-"""Currency per kW·h (or kWh, m³) of a broken limit. Why 1e4: three to four orders of
-magnitude above any energy price, fuel cost or demand charge spread over a step, so the
-optimiser breaks a limit only when nothing it may do avoids it; much larger values hurt
-HiGHS's numerics (its tolerances are relative to the largest cost)."""
+RUNNING_SHARE: Final = 0.01
+"""A deferrable load with binaries draws at least this share of its ``max_kw`` while on,
+when its own ``min_kw`` is lower. Why: "on" at zero power would let a non-interruptible
+load stop in the middle of its one run (or a minimum run count idle steps); 1% of the
+rating is as good as stopped for any real batch process, and small enough to cost
+nothing measurable."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -72,6 +73,12 @@ class DeferrableLoad:
     @property
     def needs_binaries(self) -> bool:
         return self.min_kw > 0 or self.min_run_steps > 1 or self.non_interruptible
+
+    @property
+    def floor_kw(self) -> float:
+        """The least it draws while on (loads with binaries): ``min_kw``, or a sliver of
+        ``max_kw`` (``RUNNING_SHARE``) when that is zero, so "on" always means running."""
+        return max(self.min_kw, RUNNING_SHARE * self.max_kw)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -121,7 +128,12 @@ class ThermalStorage:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PumpTank:
-    """A variable-speed pump filling a water tank that serves a water demand."""
+    """A variable-speed pump filling a water tank that serves a water demand.
+
+    The tank's maximum is its top: water never stands above it. ``overflow`` says the
+    tank has an overflow (the estate file's word): water pumped in while it is full runs
+    away, at ``spill_cost`` per m³; without one the pump simply cannot fill it further.
+    """
 
     name: str
     facility: str
@@ -133,6 +145,9 @@ class PumpTank:
     tank_max_m3: float
     tank_initial_m3: float
     tank_terminal_m3: float | None = None
+    overflow: bool = False
+    spill_cost: float = 0.0
+    """Currency per m³ of water that runs over the top (water bought, treated, lost)."""
 
     @property
     def terminal_m3(self) -> float:
@@ -186,7 +201,9 @@ class EstateProblem:
     thermal: tuple[ThermalStorage, ...] = ()
     pumps: tuple[PumpTank, ...] = ()
     pv: tuple[PV, ...] = ()
-    violation_penalty: float = DEFAULT_VIOLATION_PENALTY
+    violation_penalty: float | None = None
+    """Currency per kW·h (kWh, m³) of a broken limit; None: derived from the prices so
+    it outweighs every one of them (``dispatch.optimiser.penalty``)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Optional display names (facility or asset name -> words an operator knows)."""
 

@@ -44,7 +44,8 @@ class Schedule:
     chiller_power: FloatArray
     tank_level: FloatArray  # kWh of cooling at the end of each step
     pump_power: FloatArray
-    water_level: FloatArray  # m³ at the end of each step
+    water_level: FloatArray  # m³ at the end of each step, at most the tank's top
+    water_spill: FloatArray  # m³ run over the top in each step (tanks with an overflow)
     pv_power: FloatArray  # used; the forecast minus this is curtailed
 
 
@@ -58,11 +59,12 @@ class Costs:
     fuel: float
     starts: float
     degradation: float
+    spill: float = 0.0
 
     @property
     def total(self) -> float:
         return (self.energy - self.export_revenue + self.demand_charge + self.fuel
-                + self.starts + self.degradation)
+                + self.starts + self.degradation + self.spill)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,8 @@ class Violation:
     end: datetime
     amount: float  # the largest excess (or shortfall) over the run
     unit: str
-    message: str
+    message: str  # what, when, by how much, and (after a colon) why
+    cause: str = ""  # the why on its own: which window, bound or target made it so
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -86,7 +89,7 @@ class Assessment:
 
     costs: Costs
     peak_kw: float
-    penalty: float  # violation_penalty times the slack the limits need
+    penalty: float  # the violation penalty times the slack the limits need
     violations: tuple[Violation, ...]
 
     @property
@@ -98,11 +101,21 @@ class Assessment:
 class Timings:
     build_s: float
     solve_s: float
+    """Wall-clock, from handing the model to HiGHS to its answer; never more than the
+    bound ``bound_s`` (a solve that reaches it is stopped)."""
     extract_s: float
+    bound_s: float = float("inf")
+    """The solve's wall-clock bound: the time limit plus the documented margin."""
+    start_s: float = 0.0
+    """Starting a solving process (the first solve of a process, or after a kill)."""
+    solve_cpu_s: float | None = None
+    """CPU time the solving process spent on the solve (None if not measured: a solve in
+    the calling thread, or one stopped at its bound); on a busy machine it stays near the
+    quiet machine's wall clock while ``solve_s`` grows."""
 
     @property
     def total_s(self) -> float:
-        return self.build_s + self.solve_s + self.extract_s
+        return self.start_s + self.build_s + self.solve_s + self.extract_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,14 @@ DEFERRABLE_GROUPS = ("deferrable_start", "deferrable_min_run", "deferrable_singl
                      "deferrable_min_power")
 GENSET_GROUPS = ("genset_min_up", "genset_min_down", "genset_min_power")
 """The rows each group's relaxation frees; the gensets' start/stop rows always stay."""
+MODE_BINARIES = ("battery_charging", "grid_importing")
+MODE_GROUPS = ("battery_charge_mode", "battery_discharge_mode", "grid_import_mode",
+               "grid_export_mode")
+"""Directions (a battery charging or not, the estate importing or not) are rounded last,
+from the LP with every load and genset fixed, to the direction that LP's flows take; where
+it moved no energy both ways (prices that do not pay for burning energy) the rounding
+costs nothing. Their rows are freed in the relaxations before: kept, they made the
+200-asset relaxation about three times slower for the same bound."""
 SWITCH_ON_SHARE = 0.5
 """A step counts for "on" as far as the relaxed plan's on/off value (or output against
 minimum output) exceeds this. Why a half: it rounds to the nearer of off and on."""
@@ -54,7 +62,27 @@ def roundings(b: Build) -> list[Rounding]:
     if "genset_on" in m.variables:
         out.append(Rounding(m.variables["genset_on"].ravel(), _rows(b, GENSET_GROUPS),
                             lambda x: _genset_pattern(b, x).ravel().astype(np.float64)))
+    modes = [m.variables[name].ravel() for name in MODE_BINARIES if name in m.variables]
+    if modes:
+        out.append(Rounding(np.concatenate(modes), _rows(b, MODE_GROUPS),
+                            lambda x: _directions(b, x)))
     return out
+
+
+def _directions(b: Build, x: FloatArray) -> FloatArray:
+    """1 where a battery charges at least as much as it discharges (the estate imports at
+    least as much as it exports), in ``MODE_BINARIES`` order."""
+    m = b.model
+    out: list[FloatArray] = []
+    if "battery_charging" in m.variables:
+        charge = x[m.variables["battery_charge"]]
+        discharge = x[m.variables["battery_discharge"]]
+        out.append((charge >= discharge).astype(np.float64).ravel())
+    if "grid_importing" in m.variables:
+        steps = b.index["grid_importing"]
+        out.append((x[m.variables["grid_import"][steps]]
+                    >= x[m.variables["grid_export"][steps]]).astype(np.float64))
+    return np.concatenate(out)
 
 
 def _deferrable_blocks(b: Build, x: FloatArray) -> BoolArray:

@@ -49,7 +49,9 @@ def define_deferrables(b: Build) -> None:
 def define_deferrable_runs(b: Build, power: IntArray, inside: np.ndarray) -> None:
     """Binaries for the loads that need them: min power, min run time, a single run.
 
-    A run may start only where it can finish inside the window.
+    A run may start only where it can finish inside the window. While on, a load draws at
+    least its ``floor_kw`` (its ``min_kw``, or a sliver of ``max_kw`` when that is zero),
+    so a run is a run of drawing steps: a non-interruptible load is one block of power.
     """
     m, n = b.model, b.steps
     chosen = np.array([x.needs_binaries for x in b.problem.deferrables])
@@ -73,7 +75,7 @@ def define_deferrable_runs(b: Build, power: IntArray, inside: np.ndarray) -> Non
                       [term(on, -1.0), *lagged_sum(start, run, rows)], shape=shape)
     own = power[chosen]
     m.add_constraints("deferrable_min_power", 0.0, np.inf,
-                      [term(own), term(on, -values(loads, "min_kw")[:, None])], shape=shape)
+                      [term(own), term(on, -values(loads, "floor_kw")[:, None])], shape=shape)
     m.add_constraints("deferrable_max_power", -np.inf, 0.0,
                       [term(own), term(on, -values(loads, "max_kw")[:, None])], shape=shape)
     single = np.flatnonzero([x.non_interruptible for x in loads])

@@ -113,10 +113,13 @@ def latest_values(store: TimeSeriesStore, estate: str, devices: Sequence[tuple[s
     out: dict[tuple[str, str], dict[str, float]] = {}
     for latest in found:
         key = (latest.tags.get("facility", ""), latest.tags.get("device", ""))
+        # A reading that is not a finite number says nothing (and would be refused by the
+        # optimiser, stopping every plan until it aged out).
         out[key] = {name: float(value) for name, value in
                     (("power", latest.values.get("power")),
                      ("soc", latest.values.get("state_of_charge")))
-                    if isinstance(value, int | float) and not isinstance(value, bool)}
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value)}
     return out
 
 

@@ -188,7 +188,8 @@ def add_asset(row: AssetRecord, spec: Any, facility: str, parts: Parts, start: d
         parts.pumps.append(PumpTank(
             row.id, facility, spec.pump_max_kw, spec.flow_per_kw,
             np.full(steps, min(drawn, spec.pump_max_kw) * spec.flow_per_kw),
-            spec.tank_min_m3, spec.tank_max_m3, (spec.tank_min_m3 + spec.tank_max_m3) / 2))
+            spec.tank_min_m3, spec.tank_max_m3, (spec.tank_min_m3 + spec.tank_max_m3) / 2,
+            overflow=spec.overflow, spill_cost=spec.spill_cost))
         notes.append(f"{label}: tank level not measured; half full assumed")
     elif isinstance(spec, PVSpec):
         parts.pv.append(PV(row.id, facility, clear_sky_kw(spec.peak_kw, start, steps,

@@ -32,7 +32,7 @@ from dispatch.registry.estate_store import planning_inputs
 from dispatch.registry.plan_store import PlanStore
 from dispatch.registry.records import SavedPlan
 from dispatch.settings import PlanningSettings, RollupSettings
-from estate.errors import PlanningError
+from estate.errors import PlanningError, RegistryError
 from estate.ports import TimeSeriesStore
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class PlanJob:
                 # The registry describes no plan: nothing the next run would do better
                 # until someone corrects the estate file, so say it loudly and wait.
                 log.error("no plan for %s: %s", self._estate, exc)
+                self._record_failure(trigger, str(exc), now_ms)
                 return None
             at = datetime.fromtimestamp(now_ms / 1000, UTC)
             saved = self._plans.save(plan_draft(assembly, result, at), trigger, at)
@@ -129,6 +130,14 @@ class PlanJob:
                      result.peak_kw, result.baseline.peak_kw, result.timings.total_s,
                      len(commands))
             return PlanOutcome(saved, assembly, result, commands)
+
+    def _record_failure(self, trigger: str, reason: str, now_ms: int) -> None:
+        """The registry being down is logged, not raised: the run has failed already."""
+        try:
+            self._plans.record_failure(self._estate, trigger, reason,
+                                       datetime.fromtimestamp(now_ms / 1000, UTC))
+        except RegistryError as exc:
+            log.error("plan failure of %s not recorded: %s", self._estate, exc)
 
     def _ensure_policies(self) -> None:
         if self._policies_ready:

@@ -12,6 +12,9 @@ still refer to it:
 
 Rows are matched by their identifiers: facility, meter and asset ids; a tariff version by
 name and ``valid_from``; a capacity limit by facility (none: the estate) and ``valid_from``.
+Networks (``dispatch.registry.networks``) are configuration and deleted when the file
+drops them; crews (``dispatch.registry.incident_desk.load_crews``) are retired, as
+assignments name them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.registry.db import Registry
+from dispatch.registry.incident_desk import load_crews
 from dispatch.registry.models import (
     AssetRow,
     CapacityLimitRow,
@@ -36,6 +40,7 @@ from dispatch.registry.models import (
     TariffPeriodRow,
     TariffRow,
 )
+from dispatch.registry.networks import load_networks
 from estate.assets import TariffSpec, days_mask
 from estate.model import EstateSpec, load_estate
 
@@ -187,6 +192,11 @@ def load_into_registry(session: Session, spec: EstateSpec,
     _load_tariffs(session, spec, summary)
     _load_limits(session, spec, summary)
     session.flush()
+    for table, counts in (("networks", load_networks(session, spec)),
+                          ("crews", load_crews(session, spec, now))):
+        for outcome, n in counts.items():
+            for _ in range(n):
+                summary.count(table, outcome)
     log.info("estate %s loaded into the registry: %s", spec.id, "; ".join(summary.lines()))
     return summary
 

@@ -16,88 +16,35 @@ name, ``estate_id`` first where they belong to an estate, ``*_at`` for timestamp
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from typing import Any, ClassVar, Final
+from datetime import date, datetime
+from typing import Any, Final
 
 from sqlalchemy import (
-    JSON,
     CheckConstraint,
     Column,
-    Date,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
     Unicode,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-NAMING_CONVENTION: Final = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+# Base and UtcDateTime are also the models' (the migrations and the schema tests take them
+# from here, with every table registered on Base.metadata).
+from dispatch.registry.base import Base as Base
+from dispatch.registry.base import UtcDateTime as UtcDateTime
+from dispatch.registry.base import one_of, utc_now
 
 ASSET_CONTROL_MODES: Final = ("manual", "auto")
 PLAN_STATUSES: Final = ("draft", "approved", "rejected", "superseded", "executed")
 SCHEDULER_JOBS_TABLE: Final = "scheduler_jobs"
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware datetime, stored as UTC; naive datetimes are refused.
-
-    PostgreSQL keeps it as ``timestamptz``. SQLite has no time zones: the value is stored
-    as naive UTC text (which sorts and compares in time order) and comes back marked UTC.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} given to the registry; "
-                             "registry times are timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect
-                             ) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: UtcDateTime(),
-        date: Date(),
-        dict[str, Any]: JSON(),
-        list[Any]: JSON(),
-    }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _one_of(column: str, allowed: tuple[str, ...], name: str) -> CheckConstraint:
-    values = ", ".join(f"'{v}'" for v in allowed)
-    return CheckConstraint(f"{column} IN ({values})", name=name)
 
 
 # --- the estate description (loaded from YAML by ``dispatch.registry.loader``) ---
@@ -157,7 +104,7 @@ class AssetRow(Base):
     __table_args__ = (
         ForeignKeyConstraint(["estate_id", "facility_id"],
                              ["facilities.estate_id", "facilities.id"], ondelete="CASCADE"),
-        _one_of("control_mode", ASSET_CONTROL_MODES, "control_mode"),
+        one_of("control_mode", ASSET_CONTROL_MODES, "control_mode"),
     )
 
     estate_id: Mapped[str] = mapped_column(
@@ -252,7 +199,7 @@ class PlanRow(Base):
 
     __tablename__ = "plans"
     __table_args__ = (
-        _one_of("status", PLAN_STATUSES, "status"),
+        one_of("status", PLAN_STATUSES, "status"),
         Index(None, "estate_id", "horizon_start"),
     )
 
@@ -331,7 +278,7 @@ class LeaseRow(Base):
     expires_at: Mapped[datetime]
 
 
-# APScheduler's own job table (``dispatch.registry.jobstore``), declared here with the
+# APScheduler's own job table (``dispatch.scheduler.sql_jobstore``), declared here with the
 # columns its SQLAlchemyJobStore (3.x) creates, so Alembic owns the schema like any other.
 scheduler_jobs = Table(
     SCHEDULER_JOBS_TABLE, Base.metadata,
@@ -339,3 +286,8 @@ scheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+# The control room's tables live in a module of their own; importing them here puts them
+# in ``Base.metadata`` wherever the models are used (Alembic, the schema tests).
+from dispatch.registry import control_room as _control_room  # noqa: E402, F401

@@ -34,6 +34,10 @@ from estate.topics import DeviceId
 
 SUBJECT: Final = "plan"
 APPROVED: Final = "plan.approved"
+FAILURE_CHARS: Final = 2_000
+"""A plan failure's reason as the audit log keeps it, at most. Why: it repeats names from
+the estate file (assets, facilities), which an operator controls; 2,000 characters hold
+about twenty refused fields."""
 
 
 def plan_of(session: Session, plan_id: int, estate_id: str | None) -> PlanRow:
@@ -94,6 +98,14 @@ class PlanStore:
                                          "solver_status": row.solver_status,
                                          "cost": row.cost, "baseline_cost": row.baseline_cost}))
             return SavedPlan(row.id, row.status, True, revision)
+
+    def record_failure(self, estate_id: str, trigger: str, reason: str, at: datetime) -> None:
+        """A run that made no plan: an audit row ``plan.failed`` on the estate with the
+        reason (for inputs the optimiser refuses, each asset and field)."""
+        with self._registry.writing() as session:
+            session.add(AuditRow(at=at, actor="dispatch", action="plan.failed",
+                                 subject_type="estate", subject_id=estate_id,
+                                 detail={"trigger": trigger, "reason": reason[:FAILURE_CHARS]}))
 
     def approve_draft(self, plan_id: int, operator: str, *, at: datetime,
                       estate_id: str | None = None, revision: int | None = None) -> bool:

@@ -63,10 +63,15 @@ def test_a_connection_comes_back_after_a_broker_restart_with_its_subscription(
     listener.subscribe("jitter/test", handle, qos=1)
     try:
         listener.connect()
+        assert listener.wait_subscribed(30)
         broker.stop()
         assert wait_until(lambda: not listener.connected), "the loss was noticed"
+        assert not listener.subscribed
         broker.start()
-        assert wait_until(lambda: listener.connected), "reconnected after the restart"
+        # Subscribed again, not only connected: publishing after CONNACK and before the
+        # SUBACK could be lost to us.
+        assert listener.wait_subscribed(60), "subscribed again after the restart"
+        assert listener.connected
         sender = MqttConnection(settings, f"send-{uuid.uuid4().hex[:8]}")
         sender.connect()
         sender.publish("jitter/test", b"after", qos=1).wait(10)
@@ -188,3 +193,24 @@ class _CountingSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
+
+
+def test_subscribed_means_what_is_published_next_arrives(mqtt_settings: MqttSettings) -> None:
+    got: list[bytes] = []
+    listener = MqttConnection(mqtt_settings, f"sub-{uuid.uuid4().hex[:8]}")
+    try:
+        listener.connect()
+        assert listener.subscribed, "no subscription to wait for"
+        # A subscription made while connected clears readiness until its SUBACK.
+        listener.subscribe("ready/one", lambda m: got.append(m.payload), qos=1)
+        listener.subscribe("ready/two", lambda m: got.append(m.payload), qos=1)
+        assert listener.wait_subscribed(30)
+        sender = MqttConnection(mqtt_settings, f"send-{uuid.uuid4().hex[:8]}")
+        sender.connect()
+        for topic in ("ready/one", "ready/two"):
+            sender.publish(topic, topic.encode(), qos=1).wait(10)
+        sender.close()
+        assert wait_until(lambda: len(got) == 2, 30)
+        assert sorted(got) == [b"ready/one", b"ready/two"]
+    finally:
+        listener.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import estate.senml
-from estate.units import QUANTITIES, UNITS
+from estate.units import CHANNELS, QUANTITIES, UNITS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
 
@@ -83,3 +83,19 @@ def test_documented_units_are_exactly_the_accepted_ones(rows: dict[str, list[str
 def test_extensions_are_the_documented_non_registry_units(rows: dict[str, list[str]]) -> None:
     extensions = {name for name in UNITS if rows[name][4] == "ext"}
     assert extensions == {"bar", "kPa", "m3/h", "l/min", "MW", "MWh", "kJ", "MJ", "kV"}
+
+
+def test_the_channels_table_is_the_decoders() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("### 3.1 Channels"):text.index("## 4. Units")]
+    documented: dict[str, set[str]] = {name: set() for name in QUANTITIES}
+    for row in re.findall(r"^\| (`.+`) \| [^|]+ \| ([^|]+) \|$", section, re.MULTILINE):
+        channels, quantities = row
+        names = re.findall(r"`([^`]+)`", channels)
+        if " to " in channels:  # `1` to `8`
+            names = [str(k) for k in range(int(names[0]), int(names[1]) + 1)]
+        targets = (list(QUANTITIES) if quantities.strip() == "every quantity"
+                   else [q.strip() for q in quantities.split(",")])
+        for quantity in targets:
+            documented[quantity] |= set(names)
+    assert documented == {name: set(channels) for name, channels in CHANNELS.items()}

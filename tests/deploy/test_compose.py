@@ -1,15 +1,19 @@
-"""The single-host stack in docker-compose.yml: valid, wired, and configured with real settings.
+"""The single-host stack in docker-compose.yml: valid, pinned, wired, and configured with
+real settings.
 
 No container engine runs here, so these tests check what can be checked without one:
-docker-compose validates the file, every environment variable a service gets names a real
-field of that service's settings class, the settings build from exactly that environment,
-and the services run real subcommands in a sensible start order.
+docker-compose validates the file, the images are pinned to the versions the tests run,
+every environment variable a service gets names a real field of that service's settings
+class (or, with ``_FILE``, a compose secret holding one), the settings build from exactly
+that environment, every service has a health check, a restart policy and its state in a
+named volume, and only the ports an operator needs are published. tests/deploy/
+test_stack.py runs the services' commands and health checks against real servers.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -24,21 +28,13 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
-from adapters.mqtt import MqttConnection
 from dispatch.settings import DispatchSettings
-from edge.settings import EdgeSettings
-from estate.errors import BrokerError
+from edge.settings import EdgeSettings, GatewaySettings
 from estate.model import SAMPLE_ESTATE, load_estate
-from estate.settings import MqttSettings
 from ingest.settings import IngestSettings
 from launcher import cli
-from launcher.broker_security import (
-    DEFAULT_SERVICES,
-    password_variable,
-    service_username,
-    write_broker_security,
-)
-from launcher.servers import Mosquitto, free_port
+from launcher.secret_files import apply_secret_files
+from launcher.stack_secrets import STACK_SERVICES, write_stack_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -53,6 +49,24 @@ APP_SERVICES: dict[str, tuple[type[BaseSettings], str, str, str]] = {
     "dispatch": (DispatchSettings, "DISPATCH_", "__", "dispatch"),
     "web": (DispatchSettings, "DISPATCH_", "__", "web"),
     "simulator": (EdgeSettings, "EDGE_", "__", "simulate"),
+    "gateway": (GatewaySettings, "GATEWAY_", "__", "edge"),
+}
+# Always started (the rest are profiles: gateway "modbus", prometheus and grafana
+# "monitoring").
+DEFAULT_SERVICES = {"setup", "mosquitto", "influxdb", "postgres", "ingest", "dispatch", "web",
+                    "simulator"}
+PROFILES = {"gateway": "modbus", "prometheus": "monitoring", "grafana": "monitoring"}
+
+# The image each server runs, and how to read the version the tests run from the binary
+# here: the compose stack must be the stack the tests prove.
+PINNED = {
+    "mosquitto": ("eclipse-mosquitto:2.0.11-openssl", ["mosquitto", "-h"], "2.0.11"),
+    "postgres": ("postgres:15.18-bookworm",
+                 ["/usr/lib/postgresql/15/bin/postgres", "--version"], "15.18"),
+    # The last InfluxDB 1.6 image is 1.6.6; Debian ships 1.6.7~rc0 of the same series (same
+    # API, same storage engine): docs/deploy.md.
+    "influxdb": ("influxdb:1.6.6", ["influxd", "version"], "v1.6."),
+    "prometheus": ("prom/prometheus:v2.42.0", ["promtool", "--version"], "2.42.0"),
 }
 
 
@@ -67,30 +81,42 @@ def docker_compose() -> str:
     return found
 
 
-# Stand-ins for the services' broker passwords, which the stack takes from the
-# services.env that `estate broker-credentials` writes.
-PLACEHOLDER_PASSWORDS = {password_variable(s.name): f"placeholder-{s.name}"
-                         for s in DEFAULT_SERVICES}
-# The account each service logs in with, by its role's name.
-ACCOUNTS = {"ingest": "ingest", "dispatch": "dispatch", "web": "web", "simulator": "simulator"}
-
-
-def compose_config(compose_file: Path, *, env_file: Path | None = None,
-                   passwords: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `docker-compose config` on a file, relative paths resolved from the project root.
-
-    The passwords come from ``env_file`` if given, else from placeholders unless
-    ``passwords`` is false; the shell's own MQTT_PASSWORD_* never leak in.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_PASSWORD_")}
-    if passwords and env_file is None:
-        env |= PLACEHOLDER_PASSWORDS
-    options = ["--env-file", str(env_file)] if env_file is not None else []
+def compose_config(compose_file: Path, *, profiles: tuple[str, ...] = ("modbus", "monitoring"),
+                   ) -> subprocess.CompletedProcess[str]:
+    """Run `docker-compose config` on a file, relative paths resolved from the project root."""
+    options = [arg for p in profiles for arg in ("--profile", p)]
     return subprocess.run(
         [docker_compose(), "--project-directory", str(ROOT), *options, "-f",
          str(compose_file), "config"],
-        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
     )
+
+
+def resolved_services() -> dict[str, dict[str, Any]]:
+    """The services as docker-compose resolves them (anchors merged, every profile on)."""
+    result = compose_config(COMPOSE_FILE)
+    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
+    services: dict[str, dict[str, Any]] = yaml.safe_load(result.stdout)["services"]
+    return services
+
+
+def secret_names(service: dict[str, Any]) -> set[str]:
+    return {s["source"] if isinstance(s, dict) else str(s)
+            for s in service.get("secrets") or []}
+
+
+def published_ports(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(host address, published port, container port) of each published port."""
+    found = []
+    for spec in service.get("ports") or []:
+        if isinstance(spec, dict):
+            found.append((spec.get("host_ip", "0.0.0.0"), int(spec["published"]),
+                          int(spec["target"])))
+            continue
+        parts = str(spec).split("/")[0].split(":")
+        host = parts[0] if len(parts) == 3 else "0.0.0.0"
+        found.append((host, int(parts[-2]), int(parts[-1])))
+    return found
 
 
 def service_env(service: dict[str, Any]) -> dict[str, str]:
@@ -175,6 +201,34 @@ def field_at(settings: BaseModel, path: list[str]) -> tuple[Any, FieldInfo]:
     return value, field
 
 
+def mosquitto_directives(path: Path) -> dict[str, list[str]]:
+    """Each directive of a Mosquitto config file with its values, comments left out."""
+    found: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.strip().partition(" ")
+            found.setdefault(name, []).append(value.strip())
+    return found
+
+
+def placeholder_secrets(service: dict[str, Any], env: dict[str, str], tmp: Path,
+                        ) -> dict[str, str]:
+    """The service's environment with each ``/run/secrets/X`` path swapped for a file of
+    placeholder text, and ``X_SECRET_FILE`` variables read as the image's command does."""
+    swapped = {}
+    for name, value in env.items():
+        if value.startswith("/run/secrets/"):
+            secret = value.removeprefix("/run/secrets/")
+            assert secret in secret_names(service), f"{name} names {secret}, not mounted"
+            path = tmp / secret
+            path.write_text(f"placeholder-{secret}\n" if secret != "registry_url"
+                            else "postgresql+psycopg://estate:pw@postgres:5432/registry\n")
+            value = str(path)
+        swapped[name] = value
+    apply_secret_files(swapped)
+    return swapped
+
+
 # --- fixtures ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -185,23 +239,27 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found = compose.get("services")
-    assert isinstance(found, dict), "docker-compose.yml has no services"
-    return found
+def services() -> dict[str, dict[str, Any]]:
+    return resolved_services()
 
 
-# --- (a) docker-compose validates the file --------------------------------------------------
+# --- docker-compose validates the file, and would reject a broken one ------------------------
 
-def test_docker_compose_validates_the_file() -> None:
-    result = compose_config(COMPOSE_FILE)
-    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
-    resolved = yaml.safe_load(result.stdout)
-    expected = {"mosquitto", "influxdb", *APP_SERVICES}
-    assert set(resolved["services"]) == expected
+def test_docker_compose_validates_the_file_with_and_without_profiles() -> None:
+    plain = compose_config(COMPOSE_FILE, profiles=())
+    assert plain.returncode == 0, f"docker-compose config failed:\n{plain.stderr}"
+    assert set(yaml.safe_load(plain.stdout)["services"]) >= DEFAULT_SERVICES
+    assert set(resolved_services()) == DEFAULT_SERVICES | set(PROFILES)
 
 
-# --- (e) ...and would reject a broken one ----------------------------------------------------
+def test_the_file_has_no_obsolete_version_key_and_profiles_as_documented(
+        compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    assert "version" not in compose
+    for name, profile in PROFILES.items():
+        assert services[name].get("profiles") == [profile]
+    for name in DEFAULT_SERVICES:
+        assert not services[name].get("profiles"), f"{name} must start by default"
+
 
 def test_docker_compose_rejects_a_misspelt_key(tmp_path: Path) -> None:
     text = COMPOSE_FILE.read_text(encoding="utf-8")
@@ -218,7 +276,31 @@ def test_docker_compose_rejects_a_misspelt_key(tmp_path: Path) -> None:
     assert "portz" in result.stderr
 
 
-# --- (b) every environment variable is a real settings field ---------------------------------
+# --- images pinned to what the tests run ------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_server_images_are_pinned_to_the_versions_the_tests_run(
+        services: dict[str, dict[str, Any]], name: str) -> None:
+    image, version_command, tested = PINNED[name]
+    assert services[name]["image"] == image
+    binary = shutil.which(version_command[0]) or next(
+        (str(p) for d in ("/usr/sbin", "/usr/bin") if (p := Path(d) / version_command[0])
+         .exists()), version_command[0])
+    out = subprocess.run([binary, *version_command[1:]], capture_output=True, text=True,
+                         timeout=30, check=False)
+    assert tested in out.stdout + out.stderr, (
+        f"the tests run {(out.stdout + out.stderr).strip()[:200]!r}, compose pins {image}")
+
+
+def test_every_image_has_an_exact_tag(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        image = service["image"]
+        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+        assert re.fullmatch(r"v?\d+\.\d+(\.\d+)?(-[a-z0-9.]+)?", tag), (
+            f"{name}: {image} is not pinned to a release")
+
+
+# --- every environment variable is a real settings field --------------------------------------
 
 def test_resolver_accepts_real_fields_and_rejects_made_up_ones() -> None:
     assert resolve_env_var(IngestSettings, "INGEST_", "__", "INGEST_MQTT__HOST") == [
@@ -236,23 +318,41 @@ def test_resolver_accepts_real_fields_and_rejects_made_up_ones() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
-def test_every_environment_variable_is_a_settings_field(
+def test_every_environment_variable_is_a_settings_field_or_a_secret_file(
         services: dict[str, dict[str, Any]], name: str) -> None:
     settings_cls, prefix, delimiter, _ = APP_SERVICES[name]
     env = service_env(services[name])
     assert env, f"{name} gets no configuration at all"
-    for var in env:
+    for var, value in env.items():
+        if var.endswith("_SECRET_FILE"):
+            assert value.startswith("/run/secrets/"), f"{var} is not a compose secret"
+            assert value.removeprefix("/run/secrets/") in secret_names(services[name])
+            var = var.removesuffix("_SECRET_FILE")
         resolve_env_var(settings_cls, prefix, delimiter, var)
 
 
-# --- (c) the settings build from exactly that environment ------------------------------------
+def test_no_secret_is_an_environment_variable(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for var, value in service_env(service).items():
+            if re.search(r"PASSWORD|TOKEN|SECRET|REGISTRY_URL", var) and not var.endswith(
+                    "_FILE"):
+                pytest.fail(f"{name}: {var}={value!r} carries a secret in the environment")
+
+
+def test_no_share_group_on_a_single_mosquitto(services: dict[str, dict[str, Any]]) -> None:
+    """Mosquitto 2.0 loses shared subscriptions over a restart (docs/operations.md)."""
+    assert "INGEST_SHARE_GROUP" not in service_env(services["ingest"])
+    assert service_env(services["ingest"])["INGEST_CLIENT_ID"], "a stable session name"
+
+
+# --- the settings build from exactly that environment ------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
 def test_settings_build_from_the_service_environment(
         services: dict[str, dict[str, Any]], name: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings_cls, prefix, delimiter, _ = APP_SERVICES[name]
-    env = service_env(services[name])
+    env = placeholder_secrets(services[name], service_env(services[name]), tmp_path)
     # Only the service's own environment: nothing from the shell running the tests.
     for var in list(os.environ):
         if var.upper().startswith(prefix):
@@ -270,34 +370,57 @@ def test_settings_build_from_the_service_environment(
             value, expected = value.get_secret_value(), expected.get_secret_value()
         assert value == expected, f"{var}={raw!r} landed as {value!r}"
 
-    # The containers find each other by service name, never by loopback.
+    # The containers find each other by service name, over TLS with the stack's own CA.
     mqtt = settings.mqtt
-    assert mqtt.host == "mosquitto"
-    assert mqtt.port == 1883
+    assert (mqtt.host, mqtt.port, mqtt.tls) == ("mosquitto", 8883, True)
+    assert mqtt.ca_file == str(tmp_path / "broker_ca"), "the CA is the mounted secret"
+    assert mqtt.password.get_secret_value().startswith("placeholder-mqtt_")
     if hasattr(settings, "influx"):
-        influx = settings.influx
-        assert influx.url == "http://influxdb:8086"
-        influx_env = services["influxdb"].get("environment") or {}
-        assert influx.database == influx_env["INFLUXDB_DB"]
+        assert settings.influx.url == "http://influxdb:8086"
+    if hasattr(settings, "registry_url"):
+        assert settings.registry_url.startswith("postgresql+psycopg://estate:")
+        assert "@postgres:5432/registry" in settings.registry_url
     assert settings.mode == "production"
 
 
-def test_web_listens_on_every_interface_at_the_published_port(
-        services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in list(os.environ):
-        if var.upper().startswith("DISPATCH_"):
-            monkeypatch.delenv(var)
-    for var, value in service_env(services["web"]).items():
-        monkeypatch.setenv(var, value)
-    settings = DispatchSettings()
-    assert settings.web.host == "0.0.0.0"
-    container_ports = {str(p).rsplit(":", 1)[-1] for p in services["web"].get("ports", [])}
-    assert str(settings.web.port) in container_ports
-    health = " ".join(services["web"]["healthcheck"]["test"])
-    assert f":{settings.web.port}/api/health" in health
+# --- ports, health checks, restarts, start order, volumes ---------------------------------------
+
+def test_only_the_ports_an_operator_needs_are_published(
+        services: dict[str, dict[str, Any]]) -> None:
+    published = {name: published_ports(s) for name, s in services.items()
+                 if published_ports(s)}
+    assert published == {
+        # Meters and gateways on the estate's network reach the broker, over TLS only.
+        "mosquitto": [("0.0.0.0", 8883, 8883)],
+        # The page, Prometheus and Grafana only on the host's loopback (a reverse proxy
+        # in front authenticates operators: docs/deploy.md).
+        "web": [("127.0.0.1", 8000, 8000)],
+        "prometheus": [("127.0.0.1", 9090, 9090)],
+        "grafana": [("127.0.0.1", 3000, 3000)],
+    }
 
 
-# --- (d) commands, healthchecks and start order ----------------------------------------------
+@pytest.mark.parametrize("name", sorted((DEFAULT_SERVICES | set(PROFILES)) - {"setup"}))
+def test_every_service_has_a_healthcheck_and_restarts(
+        services: dict[str, dict[str, Any]], name: str) -> None:
+    service = services[name]
+    check = service.get("healthcheck")
+    assert check, f"{name} has no healthcheck"
+    assert not check.get("disable", False)
+    assert check["test"][0] in ("CMD", "CMD-SHELL")
+    assert service.get("restart") == "unless-stopped"
+
+
+def test_setup_runs_once_and_writes_the_secrets(services: dict[str, dict[str, Any]]) -> None:
+    setup = services["setup"]
+    assert setup.get("restart") == "no"
+    assert setup["command"][0] in SUBCOMMANDS
+    assert setup["command"] == ["stack-secrets", "--out", "/secrets"]
+    assert any(str(v.get("target") if isinstance(v, dict) else v.split(":")[1]) == "/secrets"
+               for v in setup.get("volumes", []))
+    for name in ("mosquitto", "postgres"):
+        assert depends_on(services[name]).get("setup") == "service_completed_successfully"
+
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
 def test_app_service_runs_its_subcommand(
@@ -307,25 +430,22 @@ def test_app_service_runs_its_subcommand(
     assert argv, f"{name} has no command"
     assert argv[0] in SUBCOMMANDS, f"{name} runs {argv[0]!r}, not one of {sorted(SUBCOMMANDS)}"
     assert argv[0] == APP_SERVICES[name][3]
-    assert services[name].get("build") == ".", f"{name} is not built from this project"
+    assert services[name]["image"] == services["setup"]["image"], "one image for all"
 
 
-def test_image_entrypoint_is_the_estate_command() -> None:
+def test_image_entrypoint_is_the_estate_command_with_the_tools_it_runs() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
         "project"]["scripts"]
     assert "estate" in scripts
-    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
-    assert 'ENTRYPOINT ["estate"]' in dockerfile
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    lines = dockerfile.splitlines()
+    assert 'ENTRYPOINT ["estate"]' in lines
     assert any(line.startswith("USER ") and line.split()[1] not in ("root", "0")
-               for line in dockerfile), "the image must not run as root"
-
-
-@pytest.mark.parametrize("name", ["mosquitto", "influxdb", "web"])
-def test_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name: str) -> None:
-    check = services[name].get("healthcheck")
-    assert check, f"{name} has no healthcheck"
-    assert not check.get("disable", False)
-    assert check["test"][0] in ("CMD", "CMD-SHELL")
+               for line in lines), "the image must not run as root"
+    assert "FROM python:3.11-slim-bookworm" in lines, "the base image is pinned to Debian 12"
+    # stack-secrets runs openssl and mosquitto_passwd; estate backup runs pg_dump.
+    for package in ("openssl", "mosquitto", "postgresql-client"):
+        assert re.search(rf"\b{package}\b", dockerfile), f"the image lacks {package}"
 
 
 def test_start_order(services: dict[str, dict[str, Any]]) -> None:
@@ -334,7 +454,10 @@ def test_start_order(services: dict[str, dict[str, Any]]) -> None:
         deps = depends_on(services[name])
         assert deps.get("mosquitto") == healthy, f"{name} must wait for a healthy broker"
         assert deps.get("influxdb") == healthy, f"{name} must wait for a healthy InfluxDB"
-    assert depends_on(services["simulator"]).get("mosquitto") == healthy
+    for name in ("dispatch", "web"):
+        assert depends_on(services[name]).get("postgres") == healthy
+    for name in ("simulator", "gateway"):
+        assert depends_on(services[name]).get("mosquitto") == healthy
 
 
 def test_state_lives_in_named_volumes(
@@ -344,126 +467,52 @@ def test_state_lives_in_named_volumes(
     def named_mounts(service: str) -> dict[str, str]:
         mounts = {}
         for spec in services[service].get("volumes", []):
+            if isinstance(spec, dict):
+                if spec.get("type") == "volume":
+                    mounts[spec["target"]] = spec["source"]
+                continue
             source, target = str(spec).split(":")[:2]
             if not source.startswith((".", "/")):
                 mounts[target] = source
         return mounts
 
-    assert named_mounts("mosquitto").get("/mosquitto/data") in declared
-    assert named_mounts("influxdb").get("/var/lib/influxdb") in declared
-    assert named_mounts("dispatch").get("/var/lib/estate") in declared
-    conf = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
-    assert any(str(v).startswith("./deploy/mosquitto/mosquitto.conf:")
-               for v in services["mosquitto"]["volumes"])
-    assert conf.is_file()
+    expected = {"mosquitto": "/mosquitto/data", "influxdb": "/var/lib/influxdb",
+                "postgres": "/var/lib/postgresql/data", "ingest": "/var/lib/estate",
+                "simulator": "/var/lib/estate", "gateway": "/var/lib/estate",
+                "prometheus": "/prometheus", "grafana": "/var/lib/grafana"}
+    for service, target in expected.items():
+        assert named_mounts(service).get(target) in declared, f"{service} {target}"
+    env = service_env(services["ingest"])
+    assert env["INGEST_SPOOL_DIR"].startswith("/var/lib/estate/"), "the spool outlives it"
+    assert service_env(services["gateway"])["GATEWAY_OUTBOX_PATH"].startswith(
+        "/var/lib/estate/")
 
 
-# --- (f) the broker: accounts and ACL, no anonymous clients ---------------------------------
+# --- secrets: what setup writes is what the services mount ----------------------------------------
 
-def mosquitto_directives(path: Path) -> dict[str, list[str]]:
-    """Each directive of a Mosquitto config file with its values, comments left out."""
-    found: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.strip().partition(" ")
-            found.setdefault(name, []).append(value.strip())
-    return found
-
-
-def mounts(service: dict[str, Any]) -> dict[str, str]:
-    """Bind-mount target -> source of a service."""
-    return {str(v).split(":")[1]: str(v).split(":")[0] for v in service.get("volumes", [])}
+def test_every_secret_is_a_file_the_setup_service_writes(
+        compose: dict[str, Any], tmp_path: Path) -> None:
+    written = write_stack_secrets(load_estate(SAMPLE_ESTATE), tmp_path / "secrets")
+    files = {p.relative_to(tmp_path) for p in written.written}
+    for name, spec in compose["secrets"].items():
+        path = Path(spec["file"])
+        assert path.parts[0] == "secrets", f"{name} is not under ./secrets"
+        assert path in files, f"{name}: setup does not write {path}"
+    assert {f"mqtt_{s.name}" for s in STACK_SERVICES} <= set(compose["secrets"])
+    again = write_stack_secrets(load_estate(SAMPLE_ESTATE), tmp_path / "secrets")
+    assert again.written == (), "a second run keeps every secret"
 
 
-def test_the_broker_refuses_anonymous_clients_and_reads_the_generated_files(
+def test_the_broker_speaks_tls_only_with_the_mounted_secrets(
         services: dict[str, dict[str, Any]]) -> None:
     conf = mosquitto_directives(ROOT / "deploy" / "mosquitto" / "mosquitto.conf")
     assert conf["allow_anonymous"] == ["false"]
-    mounted = mounts(services["mosquitto"])
-    for directive, generated in (("password_file", "passwd"), ("acl_file", "acl")):
-        (target,) = conf[directive]
-        assert mounted.get(target) == f"./secrets/broker/{generated}", (
-            f"{directive} {target} is not the mounted {generated}")
-
-
-def test_generated_credentials_plug_into_the_stack(tmp_path: Path) -> None:
-    security = write_broker_security(load_estate(SAMPLE_ESTATE), tmp_path / "broker")
-    assert security.services_env_file is not None
-    result = compose_config(COMPOSE_FILE, env_file=security.services_env_file)
-    assert result.returncode == 0, result.stderr
-    resolved = yaml.safe_load(result.stdout)["services"]
-    acl = security.acl_file.read_text(encoding="utf-8")
-    estate = load_estate(SAMPLE_ESTATE).id
-    for name, (_, prefix, _, _) in APP_SERVICES.items():
-        env = resolved[name]["environment"]
-        username = env[f"{prefix}MQTT__USERNAME"]
-        assert username == service_username(estate, ACCOUNTS[name])
-        assert env[f"{prefix}MQTT__PASSWORD"] == security.password(username)
-        assert f"\nuser {username}\n" in acl
-    # The simulator's account may publish every meter's readings of the estate.
-    assert f"user {service_username(estate, 'simulator')}\n" \
-           f"topic write estate/v1/{estate}/+/+/telemetry\n" in acl
-
-
-def test_the_stack_will_not_start_without_the_passwords() -> None:
-    result = compose_config(COMPOSE_FILE, passwords=False)
-    assert result.returncode != 0
-    assert "run estate broker-credentials" in result.stderr
-
-
-@pytest.mark.servers
-def test_the_broker_config_works_in_a_real_mosquitto(tmp_path: Path) -> None:
-    """The deploy config, with the container's paths and port swapped for local ones."""
-    security = write_broker_security(load_estate(SAMPLE_ESTATE), tmp_path / "broker")
-    port = free_port()
-    text = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
-    swaps = {"listener 1883": f"listener {port} 127.0.0.1",
-             "/mosquitto/config/passwd": str(security.password_file),
-             "/mosquitto/config/acl": str(security.acl_file),
-             "/mosquitto/data/": f"{tmp_path}/data/"}
-    for old, new in swaps.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    (tmp_path / "data").mkdir()
-    broker = LocalConfigMosquitto(tmp_path / "run", port, text)
-    broker.start()
-    try:
-        settings = MqttSettings(host="127.0.0.1", port=port)
-        with pytest.raises(BrokerError, match="refused"):
-            MqttConnection(settings, "test-anonymous").connect(timeout_s=10)
-        ingest = service_username(load_estate(SAMPLE_ESTATE).id, "ingest")
-        connection = MqttConnection(settings.model_copy(update={
-            "username": ingest, "password": SecretStr(security.password(ingest))}),
-            "test-ingest")
-        connection.connect(timeout_s=10)
-        connection.close()
-        healthy = run_healthcheck(port)
-    finally:
-        broker.stop()
-    down = run_healthcheck(port)
-    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert down.returncode != 0, "a broker that is down must not look healthy"
-
-
-class LocalConfigMosquitto(Mosquitto):
-    """Mosquitto run with a given configuration text (as the current user)."""
-
-    def __init__(self, data_dir: Path, port: int, config: str) -> None:
-        super().__init__(data_dir, port=port)
-        self._config = f"user {getpass.getuser()}\n{config}"
-
-    def argv(self) -> list[str]:
-        binary = super().argv()[0]  # which also writes the default config: replaced here
-        self.config_path.write_text(self._config)
-        return [binary, "-c", str(self.config_path)]
-
-
-def run_healthcheck(port: int) -> subprocess.CompletedProcess[str]:
-    """The compose file's broker healthcheck, aimed at a local port."""
-    services = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
-    kind, command = services["mosquitto"]["healthcheck"]["test"]
-    assert kind == "CMD-SHELL"
-    assert "-h 127.0.0.1 " in command
-    return subprocess.run(["sh", "-c", command.replace("-h 127.0.0.1 ",
-                                                       f"-h 127.0.0.1 -p {port} ")],
-                          capture_output=True, text=True, timeout=30, check=False)
+    assert conf["listener"] == ["8883"], "one listener, the TLS one"
+    mounted = secret_names(services["mosquitto"])
+    for directive in ("password_file", "acl_file", "certfile", "keyfile", "cafile"):
+        (path,) = conf[directive]
+        assert path.startswith("/run/secrets/")
+        assert path.removeprefix("/run/secrets/") in mounted, directive
+    check = services["mosquitto"]["healthcheck"]["test"][1]
+    assert "-p 8883" in check
+    assert "--cafile /run/secrets/broker_ca" in check

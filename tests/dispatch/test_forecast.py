@@ -188,3 +188,22 @@ def test_a_backtest_without_a_week_of_history_has_no_baseline() -> None:
     assert math.isnan(result.naive.mape)
     assert result.days[0].method is Method.DAILY_PROFILE
     assert math.isfinite(result.forecast.wape)
+
+
+def test_the_method_forecasts_water_and_gas_flows_as_well() -> None:
+    """Nothing in the method is about power: a tenant's water (m3/h) and gas (m3/h) with
+    their own working pattern get profile+level forecasts close to the pattern."""
+    rng = np.random.default_rng(3)
+    times = regular_times(ms(2026, 9, 7), 5 * 7 * 96)
+    cal = local_calendar(times, ATHENS)
+    hour = cal.slot / 4
+    working = (cal.weekday < 5) & (hour >= 7) & (hour < 17)
+    for base, peak in ((2.0, 18.0), (10.0, 95.0)):  # water, gas
+        flow = np.where(working, peak, base) * (1 + 0.05 * rng.standard_normal(times.size))
+        start = int(times[-1]) + STEP_MS
+        forecast = forecast_demand(times, flow, start, 96, ATHENS)
+        assert forecast.method is Method.PROFILE_LEVEL
+        target = local_calendar(forecast.times_ms, ATHENS)
+        expected = np.where((target.weekday < 5) & (target.slot >= 28) & (target.slot < 68),
+                            peak, base)
+        assert np.allclose(forecast.values_kw, expected, rtol=0.1)

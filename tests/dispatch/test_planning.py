@@ -132,7 +132,7 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
     # the estate's connection, the tenants' assets with their tenants.
     assert outcome.assembly.start_ms == end + STEP_MS == horizon_start_ms(end + 60_000, 15)
     assert problem.steps == SETTINGS.horizon_steps
-    assert problem.facilities == ("foods", "metal", "textile", "utilities", SHARED)
+    assert problem.facilities == ("foods", "metal", "textile", "units", "utilities", SHARED)
     shared: tuple[OptimiserAsset, ...] = (*problem.batteries, *problem.gensets,
                                           *problem.thermal, *problem.pumps, *problem.pv)
     by_name = {a.name: a.facility for a in shared}
@@ -150,7 +150,7 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
                         end - RAW_HOURS * 3_600_000, STEP_MS)
     if history.size:
         estate = np.sum([demand(f, history) for f in ("textile", "foods", "metal",
-                                                      "utilities")], axis=0)
+                                                      "utilities", "units")], axis=0)
         expected = float(estate.max())
         assert problem.prior_peak_kw == pytest.approx(expected)
 
@@ -207,6 +207,27 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
         audit = session.scalar(select(func.count()).select_from(AuditRow)
                                .where(AuditRow.subject_type == "plan"))
     assert audit == 3
+
+
+def test_inputs_the_optimiser_refuses_are_a_plan_failure_with_the_asset_and_field(
+        store: InfluxV1Store, influx_settings: InfluxSettings,
+        registry: Registry) -> None:
+    with registry.writing() as session:
+        battery = session.scalars(select(AssetRow).where(AssetRow.kind == "battery")).first()
+        assert battery is not None
+        battery.params = {**battery.params, "charge_kw": 1e12}  # kW for W: a unit mistake
+        battery_id = battery.id
+    job = PlanJob(store, registry, SPEC.id, SETTINGS, nominal_kw=nominal_kw(SPEC))
+
+    assert job.run(now_ms=now_quarter() + 60_000) is None
+    assert _plan_rows(registry) == []
+    with registry.reading() as session:
+        failures = list(session.scalars(select(AuditRow).where(
+            AuditRow.action == "plan.failed", AuditRow.subject_id == SPEC.id)))
+    assert len(failures) == 1
+    assert failures[0].detail["trigger"] == "schedule"
+    assert f"{battery_id} charge_kw: must be in [0, 1e+07], got 1e+12" in (
+        failures[0].detail["reason"])
 
 
 def test_an_event_replans_at_once_with_its_reason_as_the_trigger(

@@ -32,6 +32,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from adapters.mqtt import InboundMessage, MqttConnection
+from adapters.ops_http import wait_healthy
 from dispatch.__main__ import build_web
 from dispatch.settings import DispatchSettings
 from edge.gateway import Gateway
@@ -44,7 +45,7 @@ from estate.readings import Reading
 from estate.senml import decode_pack
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import Channel, DeviceId, parse_topic, subscription
-from launcher.servers import Mosquitto, find_binary
+from launcher.servers import Mosquitto, find_binary, free_port
 from tests.conftest import served
 from tests.edge.test_modbus import RAW, UNIT_ID, modbus_server, registers_for
 
@@ -126,11 +127,18 @@ def write_meters_file(path: Path, ports: list[int]) -> Path:
     return path
 
 
-def gateway_settings(tmp_path: Path, mqtt: MqttSettings, ports: list[int]) -> GatewaySettings:
+def gateway_settings(tmp_path: Path, mqtt: MqttSettings, ports: list[int],
+                     metrics_port: int = 0) -> GatewaySettings:
     return GatewaySettings(
         mqtt=mqtt, client_id=f"gw-{uuid.uuid4().hex[:8]}", estate=ESTATE, device="gw",
         meters_file=write_meters_file(tmp_path / "meters.yaml", ports),
-        interval_s=INTERVAL_S, outbox_path=tmp_path / "outbox.sqlite3")
+        interval_s=INTERVAL_S, outbox_path=tmp_path / "outbox.sqlite3",
+        metrics_port=metrics_port)
+
+
+def health(url: str) -> tuple[int, dict[str, Any]]:
+    answer = httpx.get(url, timeout=10)
+    return answer.status_code, answer.json()
 
 
 def stored(url: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
@@ -250,13 +258,18 @@ def test_broker_down_for_a_minute_every_reading_arrives_once_and_in_order(
     observer = Observer(stack.mqtt)
     started = time.monotonic()
     with meters(METERS) as ports:
-        settings = gateway_settings(tmp_path, stack.mqtt, ports)
+        settings = gateway_settings(tmp_path, stack.mqtt, ports, metrics_port=free_port())
+        health_url = f"http://127.0.0.1:{settings.metrics_port}/health"
         gateway = Gateway(settings, load_meters(settings.meters_file, ESTATE), on_queued=record)
         stop = threading.Event()
         gateway.start()
         poll_thread = threading.Thread(target=gateway.run, args=(stop,), daemon=True)
         poll_thread.start()
         try:
+            ready = wait_healthy(health_url, 60)
+            assert ready is not None, "the gateway did not become ready"
+            assert ready["checks"] == {"mqtt_connected": True, "subscribed": True,
+                                       "forwarding": True, "polling": True}
             start_ms = time.time_ns() // 1_000_000 - 1000
             wait_until(lambda: {r["device"] for r in stored(stack.url, start_ms,
                                                             start_ms + 3_600_000)}
@@ -267,11 +280,16 @@ def test_broker_down_for_a_minute_every_reading_arrives_once_and_in_order(
                 before_outage = len(polled)
             wait_until(lambda: gateway.metrics.registry.get_sample_value(
                 "gateway_mqtt_connected") == 0, 30, "the gateway to see the broker gone")
+            status, body = health(health_url)
+            assert status == 503
+            assert body["checks"]["mqtt_connected"] is False
+            assert body["checks"]["polling"] is True, "polling goes on offline"
             time.sleep(OUTAGE_S)
             queued_in_outage = len(gateway.outbox)
             with lock:
                 polled_in_outage = len(polled) - before_outage
             stack.broker.start()
+            assert wait_healthy(health_url, 120) is not None, "not ready after the outage"
             # Poll a little after the broker is back, then stop polling: the backlog and
             # the newest readings must all reach storage.
             wait_until(lambda: polled_count() > before_outage + polled_in_outage + 100, 30,

@@ -124,20 +124,22 @@ def test_gateway_polls_the_simulators_values_from_several_servers(
                           DeviceId(spec.id, "edge", "modbus-test"))
     with SimulatedModbusServers(sim, units_per_server=4) as servers:
         electrical = [m.device for m in servers.served]
-        assert len(electrical) == 12  # 7 electricity meters, HVAC, PV, battery, genset, pump
-        assert len(set(servers.ports)) == 3
+        # 20 electricity meters (the grid incomer, two feeders, the tenants' incomers and
+        # sub-meters, ten workshop units), HVAC, PV, battery, genset, pump.
+        assert len(electrical) == 25
+        assert len(set(servers.ports)) == 7
         assert {m.unit_id for m in servers.served} == {1, 2, 3, 4}
         gateway = ModbusGateway(servers.meters, publisher, timeout_s=2)
         publisher.start(electrical)
         try:
             first = gateway.poll_once(T0)
             assert set(first) == set(electrical)
-            assert _check(first, meter_map, sim) == 12 * len(meter_map.points)
+            assert _check(first, meter_map, sim) == 25 * len(meter_map.points)
             # The registers follow the simulation.
             sim.step(T0 + 3_600_000)
             servers.update()
             second = gateway.poll_once(T0 + 3_600_000)
-            assert _check(second, meter_map, sim) == 12 * len(meter_map.points)
+            assert _check(second, meter_map, sim) == 25 * len(meter_map.points)
         finally:
             gateway.close()
             publisher.stop(electrical)

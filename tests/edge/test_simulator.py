@@ -338,3 +338,158 @@ def test_every_reading_is_within_the_contract() -> None:
                 count += len(pack.readings)
     assert count > 10_000
     assert refused == []
+
+
+# --- networks -----------------------------------------------------------------------------
+
+def _flows(step: list[tuple[DeviceId, list[Reading]]], quantity: str) -> dict[str, float]:
+    return {f"{d.facility}/{d.device}": r.value for d, rs in step for r in rs
+            if r.quantity == quantity and r.channel == ""}
+
+
+def _imbalance(spec: EstateSpec, step: list[tuple[DeviceId, list[Reading]]],
+               meter: str) -> tuple[float, float]:
+    """A balanced node's parent minus its expected reading, and the allowance."""
+    node = next(b for t in spec.network_trees() for b in t.balance_nodes() if b.meter == meter)
+    flows = _flows(step, node.quantity)
+    if node.utility == "electricity":  # a pump on an electricity network counts its power
+        flows.update(_flows(step, "power"))
+    children = [flows.get(c, 0.0) for c in node.children]
+    total, absolute = sum(children), sum(abs(c) for c in children)
+    parent = flows[meter]
+    return parent - node.expected(total, absolute), node.allowance(parent, absolute)
+
+
+BALANCED = ["utilities/grid", "utilities/feeder-north", "utilities/feeder-south",
+            "utilities/network", "utilities/gas-station"]
+
+
+def test_parents_read_their_children_plus_losses_within_tolerance(sample: EstateSpec) -> None:
+    assert sorted(b.meter for t in sample.network_trees() for b in t.balance_nodes()) == sorted(
+        BALANCED)
+    day = run(EstateSimulator(sample, 7), SUMMER_MIDNIGHT, 96, QUARTER)
+    for meter in BALANCED:
+        residuals = []
+        for step in day:
+            residual, allowance = _imbalance(sample, step, meter)
+            assert abs(residual) < 0.25 * allowance, (meter, residual, allowance)
+            residuals.append(residual)
+        assert max(map(abs, residuals)) > 0, f"{meter}: losses are noisy, not exact"
+    # The grid's losses are on throughput: about 1.5 % of what its children move.
+    grid = np.array(series(day, "utilities", "grid", "power"))
+    feeders = np.array(series(day, "utilities", "feeder-north", "power")) + np.array(
+        series(day, "utilities", "feeder-south", "power"))
+    assert (grid > feeders).mean() > 0.5
+    # A parent's register integrates the flow it reads.
+    energy = np.array(series(day, "utilities", "grid", "energy_import"))
+    np.testing.assert_allclose(np.diff(energy), np.maximum(grid[1:], 0) * QUARTER / HOUR,
+                               atol=1e-5)
+    volume = np.array(series(day, "utilities", "network", "water_volume"))
+    flow = np.array(series(day, "utilities", "network", "water_flow"))
+    np.testing.assert_allclose(np.diff(volume), flow[1:] * QUARTER / HOUR, atol=1e-5)
+
+
+@pytest.mark.parametrize(("facility", "meter", "quantity", "leak"), [
+    ("utilities", "network", "water_flow", 3.0), ("utilities", "gas-station", "gas_flow", 12.0)])
+def test_a_leak_below_a_parent_breaks_its_balance(sample: EstateSpec, facility: str,
+                                                  meter: str, quantity: str,
+                                                  leak: float) -> None:
+    ref = f"{facility}/{meter}"
+    clean, faulty = _pair(sample, _fault(meter, "leak", 4, 9, magnitude=leak,
+                                         facility=facility))
+    for k, step in enumerate(faulty):
+        residual, allowance = _imbalance(sample, step, ref)
+        if 4 <= k < 9:
+            assert residual == pytest.approx(leak, abs=0.25 * allowance)
+            assert residual > allowance, "the leak is outside the tolerance"
+        else:
+            assert abs(residual) < 0.25 * allowance
+    assert series(faulty, facility, meter, quantity)[:4] == series(clean, facility, meter,
+                                                                   quantity)[:4]
+
+
+def test_a_leak_at_a_tenant_keeps_the_network_balanced(sample: EstateSpec) -> None:
+    clean, faulty = _pair(sample, _fault("water", "leak", 2, None, magnitude=4.0))
+    network = np.array(series(faulty, "utilities", "network", "water_flow"))
+    network0 = np.array(series(clean, "utilities", "network", "water_flow"))
+    # The tenant's extra draw passes the tower outlet too (plus its losses).
+    np.testing.assert_allclose(network[2:] - network0[2:], 4.0 * 1.02, atol=0.05)
+    for step in faulty:
+        residual, allowance = _imbalance(sample, step, "utilities/network")
+        assert abs(residual) < 0.25 * allowance
+
+
+def test_a_feeder_outage_silences_every_meter_below_it(sample: EstateSpec) -> None:
+    clean, faulty = _pair(sample, _fault("feeder-south", "outage", 10, 13,
+                                         facility="utilities"))
+    below = {DeviceId("demo", *m.split("/")) for m in next(
+        t for t in sample.network_trees() if t.id == "power").subtree("utilities/feeder-south")}
+    assert len(below) == 12
+    for k, step in enumerate(faulty):
+        silent = {d for d, rs in step if not rs}
+        assert silent == (below if 10 <= k < 13 else set()), k
+    # The grid no longer carries the feeder's load, and still balances.
+    for k in (10, 11, 12):
+        south = _flows(clean[k], "power")["utilities/feeder-south"]
+        drop = _flows(clean[k], "power")["utilities/grid"] - _flows(faulty[k], "power")[
+            "utilities/grid"]
+        assert drop == pytest.approx(south * 1.015, rel=0.02)
+        residual, allowance = _imbalance(sample, faulty[k], "utilities/grid")
+        assert abs(residual) < 0.25 * allowance
+    # The units drew nothing while cut off: their registers did not move.
+    energy = series(faulty, "units", "u04", "energy_import")
+    step13 = dict(faulty[13])[DeviceId("demo", "units", "u04")]
+    register = next(r.value for r in step13 if r.quantity == "energy_import")
+    power = next(r.value for r in step13 if r.quantity == "power")
+    assert register == pytest.approx(energy[9] + power, abs=1e-4)  # one hour at 13:00's draw
+    assert clean[14] != faulty[14]
+
+
+def test_a_water_outage_dries_the_meters_below_it(sample: EstateSpec) -> None:
+    _, faulty = _pair(sample, _fault("tower", "outage", 3, 5, facility="utilities"))
+    for k in (3, 4):
+        flows = _flows(faulty[k], "water_flow")
+        pressure = _flows(faulty[k], "pressure")
+        for meter in ("utilities/network", "textile/water", "foods/water", "units/water"):
+            assert flows[meter] == 0.0
+            assert pressure[meter] < 0.3
+        assert flows["utilities/booster"] >= 0  # above the tower: unaffected
+        assert all(rs for _, rs in faulty[k]), "water meters keep reporting"
+    assert _flows(faulty[5], "water_flow")["textile/water"] > 0
+
+
+def test_spike_stuck_and_skew_apply_to_any_meter_parents_included(sample: EstateSpec) -> None:
+    clean, faulty = _pair(
+        sample, _fault("grid", "spike", 2, 3, magnitude=5.0, facility="utilities"),
+        _fault("feeder-north", "stuck", 4, 8, facility="utilities"),
+        _fault("gas-station", "clock_skew", 6, 7, magnitude=120, facility="utilities"))
+    grid, grid0 = (series(s, "utilities", "grid", "power") for s in (faulty, clean))
+    assert grid[2] == pytest.approx(5 * grid0[2])
+    assert grid[3:] == grid0[3:]
+    north = series(faulty, "utilities", "feeder-north", "power")
+    assert north[4:8] == [north[4]] * 4
+    # The feeder's meter is stuck, not the feeder: the grid still sees its real load.
+    assert grid[4:8] == grid0[4:8]
+    station = by_meter(faulty)[DeviceId("demo", "utilities", "gas-station")]
+    assert {r.time_ms for r in station[6]} == {SUMMER_MIDNIGHT + 6 * HOUR + 120_000}
+
+
+def test_a_synthetic_estate_has_feeders_of_forty_tenants_and_balances() -> None:
+    spec = synthetic_estate(2_000, seed=5)
+    trees = {t.id: t for t in spec.network_trees()}
+    assert {t.utility for t in trees.values()} == {"electricity", "water", "gas"}
+    feeder = trees["power-1"]
+    assert feeder.root == "utilities/feeder-1"
+    assert len(feeder.descendants(feeder.root)) == 40
+    start = datetime.fromtimestamp(SUMMER_MIDNIGHT / 1000, UTC) + timedelta(hours=10)
+    fault = InjectedFault(facility="utilities", meter="feeder-1", kind="outage", start=start,
+                          end=start + timedelta(hours=1))
+    sim = EstateSimulator(spec, 5, faults=estate_faults(spec, [fault]))
+    silent = {d for d, rs in sim.step(SUMMER_MIDNIGHT + 10 * HOUR) if not rs}
+    assert {f"{d.facility}/{d.device}" for d in silent} == set(feeder.meters)
+    assert len(silent) == 41
+    step = sim.step(SUMMER_MIDNIGHT + 12 * HOUR)
+    for tree in trees.values():
+        for node in tree.balance_nodes():
+            residual, allowance = _imbalance(spec, step, node.meter)
+            assert abs(residual) < 0.25 * allowance, node.meter

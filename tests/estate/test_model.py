@@ -12,7 +12,7 @@ import yaml
 from estate.errors import ConfigError, EstateError
 from estate.model import MEASURES, SAMPLE_ESTATE, EstateSpec, load_estate
 from estate.topics import DeviceId, validate_identifier
-from estate.units import QUANTITIES
+from estate.units import CHANNELS, QUANTITIES
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +31,11 @@ def test_sample_estate_loads() -> None:
     spec = load_estate(SAMPLE_ESTATE)
     assert isinstance(spec, EstateSpec)
     assert spec.id == "demo"
-    assert [f.id for f in spec.facilities] == ["textile", "foods", "metal", "utilities"]
+    assert [f.id for f in spec.facilities] == ["textile", "foods", "metal", "utilities", "units"]
     assert spec.contracted_capacity_kw == 2500
     assert spec.timezone == "Europe/Athens"
     devices = spec.devices()
-    assert len(devices) == 21
+    assert len(devices) == 37
     assert devices[0][0] == DeviceId("demo", "textile", "main")
     assert {m.kind for _, m, _ in devices} == set(MEASURES)
 
@@ -60,6 +60,30 @@ def test_what_each_kind_measures_is_in_the_contract(
         assert quantity in QUANTITIES
         if channel:
             validate_identifier(channel, "channel")
+            assert channel in CHANNELS[quantity], "the simulator sends only contract channels"
+
+
+def test_a_meter_may_have_channels_of_its_own(tmp_path: Path, sample: dict[str, Any]) -> None:
+    data = copy.deepcopy(sample)
+    data["facilities"][0]["meters"][4]["channels"] = {"temperature": ["bath-1", "supply"]}
+    spec = load_estate(write(tmp_path, data))
+    # Only what the contract lacks is extra.
+    assert spec.extra_fields() == {DeviceId("demo", "textile", "dyehouse-temp"):
+                                   frozenset({"temperature.bath-1"})}
+    assert load_estate(SAMPLE_ESTATE).extra_fields() == {}
+
+
+@pytest.mark.parametrize(("channels", "message"), [
+    ({"humidity": ["a"]}, "'humidity' is not a quantity"),
+    ({"temperature": ["bath 1"]}, "channel 'bath 1' of temperature"),
+    ({"temperature": ["x" * 65]}, "is not 1-64"),
+])
+def test_channels_of_a_meter_are_checked(tmp_path: Path, sample: dict[str, Any],
+                                         channels: dict[str, list[str]], message: str) -> None:
+    data = copy.deepcopy(sample)
+    data["facilities"][0]["meters"][4]["channels"] = channels
+    with pytest.raises(ConfigError, match=message):
+        load_estate(write(tmp_path, data))
 
 
 def test_duplicate_meter_id_names_meter_and_facility(tmp_path: Path,

@@ -23,7 +23,8 @@ from estate.senml import (
     encode_readings,
 )
 from estate.topics import DeviceId
-from estate.units import QUANTITIES
+from estate.units import CHANNELS, QUANTITIES
+from tests.hostile import long_base_name_pack
 
 DEVICE = DeviceId("demo", "textile", "main")
 BN = DEVICE.base_name
@@ -56,6 +57,7 @@ CASES: dict[str, list[Any]] = {
     "identity-mismatch": [good(bn="demo:foods:main:")],
     "unknown-quantity": [{"n": "humidity", "u": "/", "v": 0.4}],
     "bad-name": [{"n": "voltage.l/1", "u": "V", "v": 230}],
+    "unknown-channel": [{"n": "voltage.zone-7", "u": "V", "v": 230}],
     "unsupported-value-type": [{"n": "power", "vs": "high"}],
     "missing-value": [{"n": "power", "u": "kW"}],
     "not-a-number": [good(v="41.5")],
@@ -68,7 +70,7 @@ CASES: dict[str, list[Any]] = {
     "duplicate-record": [good(bt=NOW_S), good(v=42.0)],
 }
 WHOLE_MESSAGE = {"payload-too-large", "malformed-json", "not-a-pack", "empty-pack",
-                 "too-many-records"}
+                 "too-many-records", "nothing-to-store"}
 
 
 def _reasons_in_source() -> set[str]:
@@ -104,6 +106,9 @@ def test_record_reason(reason: str) -> None:
         (b'"power"', DEFAULT_LIMITS, "not-a-pack"),
         (b"[]", DEFAULT_LIMITS, "empty-pack"),
         (orjson.dumps([good(t=k) for k in range(4)]), Limits(max_records=3), "too-many-records"),
+        (orjson.dumps([{"bn": BN, "bt": NOW_S}, {"bu": "kW"}]), DEFAULT_LIMITS,
+         "nothing-to-store"),
+        (b'[{"name":"power","unit":"W","value":5}]', DEFAULT_LIMITS, "nothing-to-store"),
     ],
 )
 def test_whole_message_reasons(payload: bytes, limits: Limits, reason: str) -> None:
@@ -265,8 +270,8 @@ def test_clock_limits_are_inclusive() -> None:
 
 
 def test_duplicate_keeps_the_first() -> None:
-    decoded = decode([good(bt=NOW_S, v=1.0), good(v=2.0), good(v=3.0, n="power.x")])
-    assert [(r.channel, r.value) for r in decoded.readings] == [("", 1.0), ("x", 3.0)]
+    decoded = decode([good(bt=NOW_S, v=1.0), good(v=2.0), good(v=3.0, n="power.l1")])
+    assert [(r.channel, r.value) for r in decoded.readings] == [("", 1.0), ("l1", 3.0)]
     assert [(r.reason, r.record) for r in decoded.rejections] == [("duplicate-record", 1)]
 
 
@@ -283,15 +288,100 @@ def test_record_of_base_fields_only_is_context_not_a_reading() -> None:
         ("power", 3.0, NOW_MS)]
 
 
-@pytest.mark.parametrize("channel", ["l1", "L3", "n", "supply_air", "zone-7", "x" * 64])
-def test_valid_channels(channel: str) -> None:
-    decoded = decode([{"n": f"voltage.{channel}", "u": "V", "v": 230}])
-    assert [r.channel for r in decoded.readings] == [channel]
+@pytest.mark.parametrize(("name", "unit"), [
+    ("voltage.l1", "V"), ("voltage.l31", "V"), ("current.n", "A"), ("temperature.supply", "Cel"),
+    ("energy_import.t2", "kWh"), ("water_flow.in", "m3/h"), ("tank_level.3", "m"),
+    ("power.8", "W")])
+def test_channels_of_the_contract(name: str, unit: str) -> None:
+    decoded = decode([{"n": name, "u": unit, "v": 230}])
+    assert decoded.rejections == []
+    assert [f"{r.quantity}.{r.channel}" for r in decoded.readings] == [name]
+
+
+@pytest.mark.parametrize("name", ["voltage.L1", "voltage.n", "power.supply_air", "power.zone-7",
+                                  "frequency.l1", "voltage." + "x" * 64, "power.9", "power.0"])
+def test_other_well_formed_channels_are_refused(name: str) -> None:
+    assert reasons([{"n": name, "u": "V" if "voltage" in name else "kW", "v": 1}]) == [
+        "unknown-channel"]
+
+
+def test_the_estate_file_may_give_a_device_channels_of_its_own() -> None:
+    payload = orjson.dumps([{"bn": BN, "bt": NOW_S, "n": "temperature.bath-1", "u": "Cel",
+                             "v": 61.5}, {"n": "temperature.bath-2", "u": "K", "v": 340.0}])
+    assert [r.reason for r in decode_pack(payload, DEVICE, NOW_MS).rejections] == [
+        "unknown-channel", "unknown-channel"]
+    decoded = decode_pack(payload, DEVICE, NOW_MS,
+                          extra_fields=frozenset({"temperature.bath-1", "temperature.bath-2"}))
+    assert decoded.rejections == []
+    assert [(r.channel, r.value) for r in decoded.readings] == [
+        ("bath-1", 61.5), ("bath-2", pytest.approx(66.85))]
 
 
 @pytest.mark.parametrize("channel", ["l 1", "l1.a", "x" * 65, "é", "l1;drop", "a,b", "a=b"])
 def test_invalid_channels(channel: str) -> None:
     assert reasons([{"n": f"voltage.{channel}", "u": "V", "v": 230}]) == ["bad-name"]
+
+
+def test_a_name_that_begins_with_a_colon_names_no_identity() -> None:
+    # docs/contract.md section 2.6: without bn, ":power" has the prefix ":", which is not
+    # the topic's identity.
+    assert reasons([{"n": ":power", "u": "kW", "v": 1}]) == ["identity-mismatch"]
+    assert reasons([{"bn": BN, "n": ":power", "u": "kW", "v": 1}]) == ["identity-mismatch"]
+    assert reasons([{"n": BN + "power", "u": "kW", "v": 1}]) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded work: what a hostile device sends costs in proportion to its payload, and the text
+# of a refusal does not repeat it.
+
+def test_a_long_base_name_is_not_repeated_in_each_refusal() -> None:
+    # A 255 KB pack: a 100,000-character base name, then 3,999 records it applies to.
+    payload = long_base_name_pack("x" * 99_992 + ":evil:m:", bt=NOW_S)
+    assert 250_000 < len(payload) <= DEFAULT_LIMITS.max_payload_bytes
+    decoded = decode_pack(payload, DEVICE, NOW_MS)
+    assert decoded.readings == []
+    assert {r.reason for r in decoded.rejections} == {"identity-mismatch"}
+    assert len(decoded.rejections) == 4000
+    assert max(len(r.detail) for r in decoded.rejections) < 400
+    assert sum(len(r.detail) for r in decoded.rejections) < 4000 * 400
+
+
+@pytest.mark.parametrize("bn", ["", BN, "volt", BN + "voltage."])
+@pytest.mark.parametrize("tail", ["x" * 100_000, "age.l1" + "x" * 100_000, "power" * 20_000])
+def test_a_long_local_name_is_refused_as_a_short_one_would_be(bn: str, tail: str) -> None:
+    record = {"bn": bn, "n": tail, "u": "V", "v": 1.0}
+    rejection, = decode([record]).rejections
+    # The same reason as the general resolution gives, with a detail of bounded length.
+    local = (bn + tail).rsplit(":", 1)[-1]
+    expected = estate.senml._resolve_local(local)[0]
+    assert rejection.reason == expected
+    assert len(rejection.detail) < 300
+
+
+def test_long_names_are_not_cached() -> None:
+    # A device sending endless distinct long names must not grow the name cache: only
+    # names that can be valid are kept there.
+    for k in range(300):
+        decode([{"n": f"{k:06d}" + "q" * 250_000, "u": "kW", "v": 1.0}])
+        decode([{"n": f"power.{k:06d}" + "c" * 250_000, "u": "kW", "v": 1.0}])
+    assert max(map(len, estate.senml._LOCAL_NAMES)) <= estate.senml.LONGEST_LOCAL_NAME
+    held = sum(len(k) + sum(len(str(v)) for v in value)
+               for k, value in estate.senml._LOCAL_NAMES.items())
+    assert held < estate.senml._LOCAL_NAMES_MAX * 600
+
+
+@pytest.mark.parametrize("record", [
+    {"n": "power", "u": "kW", "v": "9" * 200_000},
+    {"n": "power", "u": "k" * 200_000, "v": 1.0},
+    {"n": "power", "u": "kW", "v": [[["x" * 100_000] * 3] * 3]},
+    {"n": "power", "u": "kW", "v": 1.0, "t": {"a" * 100_000: 1}},
+    {"bn": ["y" * 100_000], "n": "power", "u": "kW", "v": 1.0},
+    {"n": "power", "u": "kW", "v": 1.0, "x" * 100_000 + "_": 1},
+    {"bver": "9" * 100_000, "n": "power", "u": "kW", "v": 1.0},
+])
+def test_device_values_in_a_detail_are_cut(record: dict[str, Any]) -> None:
+    rejection, = decode([record]).rejections
+    assert len(rejection.detail) < 300, rejection.reason
 
 
 def test_encode_then_decode_is_the_identity() -> None:
@@ -399,6 +489,9 @@ def _has_name_or_value(record: Any) -> bool:
 @given(SENML_PACKS)
 def test_never_raises_on_senml_like_packs(pack: list[Any]) -> None:
     decoded = decode_pack(_dumps(pack), DEVICE, NOW_MS)
+    if [r.reason for r in decoded.rejections] == ["nothing-to-store"]:
+        assert not any(_has_name_or_value(record) or record == {} for record in pack)
+        return
     indices = [r.record for r in decoded.rejections]
     assert None not in indices
     assert len(indices) == len(set(indices))  # a record is refused at most once
@@ -473,21 +566,19 @@ def test_every_record_with_a_name_or_value_is_a_reading_or_a_rejection(
         pack: list[dict[str, Any]]) -> None:
     decoded = decode_pack(_dumps(pack), DEVICE, NOW_MS)
     counted = sum(1 for record in pack if _has_name_or_value(record) or record == {})
-    assert len(decoded.readings) + len(decoded.rejections) == counted
-
-
-CHANNELS = st.one_of(st.just(""), st.text(
-    st.sampled_from("abcxyzABC0129_-"), min_size=1, max_size=64))
+    # A pack with nothing to read is refused as a whole, once: never silently.
+    assert len(decoded.readings) + len(decoded.rejections) == max(1, counted)
 
 
 @st.composite
 def _valid_reading(draw: st.DrawFn) -> Reading:
     quantity = QUANTITIES[draw(st.sampled_from(sorted(QUANTITIES)))]
+    channel = draw(st.sampled_from(["", *sorted(CHANNELS[quantity.name])]))
     value = draw(st.floats(quantity.minimum, quantity.maximum, allow_nan=False))
     time_ms = draw(st.integers(NOW_MS - DEFAULT_LIMITS.max_age_ms,
                                NOW_MS + DEFAULT_LIMITS.max_future_ms))
     return Reading(DEVICE.estate, DEVICE.facility, DEVICE.device, quantity.name,
-                   draw(CHANNELS), value, time_ms)
+                   channel, value, time_ms)
 
 
 @given(st.lists(_valid_reading(), min_size=1, max_size=30,

@@ -168,3 +168,13 @@ def test_filters_follow_mqtts_rules_and_shares_match_their_filter() -> None:
         assert not is_filter(bad), bad
     assert unshared("$share/ingest/estate/v1/#") == "estate/v1/#"
     assert unshared("estate/v1/#") == "estate/v1/#"
+
+
+@pytest.mark.parametrize("topic", [
+    "x" * 65_000, "estate/v1/demo/textile/" + "m" * 65_000 + "/telemetry",
+    "estate/v" + "9" * 65_000 + "/demo/textile/main/telemetry",
+    "estate/v1/demo/textile/main/" + "c/" * 30_000])
+def test_a_topic_refusal_does_not_repeat_a_long_topic(topic: str) -> None:
+    with pytest.raises(TopicError) as info:
+        parse_topic(topic)
+    assert len(info.value.detail) < 600

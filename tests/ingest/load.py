@@ -13,6 +13,7 @@ from pathlib import Path
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection, Session
+from adapters.ops_http import wait_healthy
 from estate.ports import TimeRange, Where
 from estate.readings import Reading
 from estate.senml import encode_readings
@@ -101,8 +102,25 @@ def wait_for_count(store: InfluxV1Store, expected: int, timeout_s: float) -> int
     return n
 
 
-def start_ingest_process(settings: IngestSettings, log: Path) -> subprocess.Popen[bytes]:
-    """Run ``python -m ingest`` as a separate process configured through its environment."""
+def start_ingest_process(settings: IngestSettings, log: Path,
+                         ready_within_s: float = 120.0) -> subprocess.Popen[bytes]:
+    """Run ``python -m ingest`` as a separate process configured through its environment,
+    and wait until its ``/health`` says it is ready (connected and subscribed: what is
+    published from then on reaches it). ``settings.http_port`` must be a port of its own.
+
+    The wait ends as soon as it is ready; its bound is for a machine under load."""
+    assert settings.http_port, "readiness is read from /health: give the worker a port"
+    worker = _spawn(settings, log)
+    health = wait_healthy(f"http://127.0.0.1:{settings.http_port}/health", ready_within_s)
+    if health is None:
+        worker.kill()
+        worker.wait(10)
+        raise AssertionError(f"ingest not ready within {ready_within_s} s:\n"
+                             f"{log.read_text()[-3000:]}")
+    return worker
+
+
+def _spawn(settings: IngestSettings, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update({
         "INGEST_MQTT__HOST": settings.mqtt.host, "INGEST_MQTT__PORT": str(settings.mqtt.port),
@@ -112,7 +130,30 @@ def start_ingest_process(settings: IngestSettings, log: Path) -> subprocess.Pope
         "INGEST_SPOOL_DIR": str(settings.spool_dir), "INGEST_HTTP_PORT": str(settings.http_port),
         "INGEST_BATCH_SIZE": str(settings.batch_size),
         "INGEST_FLUSH_INTERVAL_S": str(settings.flush_interval_s),
+        "INGEST_DECODE_IN_PROCESS": str(settings.decode_in_process).lower(),
+        "INGEST_MAX_QUEUED_BYTES": str(settings.max_queued_bytes),
+        "INGEST_MAX_FIELDS_PER_DEVICE": str(settings.max_fields_per_device),
     })
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, "-m", "ingest"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (ingest's decoding process), recursively."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            pids += family(int(child))
+    return pids
+
+
+def peak_rss_mb(pid: int) -> list[float]:
+    """The peak resident memory of a process and of each of its children; their sum is an
+    upper bound of their peak together (each peaked at some moment, perhaps not the same)."""
+    peaks = []
+    for member in family(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return peaks

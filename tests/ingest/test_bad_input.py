@@ -22,7 +22,9 @@ from adapters.mqtt import MqttConnection
 from estate.schema import DEAD_LETTERS, READINGS
 from estate.settings import MqttSettings
 from estate.stored import count_readings, select_readings
+from estate.units import CHANNELS
 from tests.conftest import RunningIngest
+from tests.hostile import long_base_name_pack, long_name_pack
 
 NOW = time.time()
 T = "estate/v1/demo/{facility}/{device}/telemetry"
@@ -32,7 +34,7 @@ T = "estate/v1/demo/{facility}/{device}/telemetry"
 class Case:
     kind: str
     payload: bytes
-    reasons: tuple[str, ...]  # dead-letter reasons expected, one per bad part
+    reasons: tuple[str, ...]  # refusal reasons expected, one per bad part
     good: int = 0  # readings of this message that must be stored
     device: str = ""  # defaults to a device of its own
 
@@ -101,6 +103,20 @@ CORPUS: list[Case] = [
          j([{"bn": "demo:bad:reg:", "bt": NOW - 60, "n": "energy_import", "u": "kWh",
              "v": 5_000.0}, {"n": "energy_import", "u": "kWh", "v": 4_900.0, "t": 30}]),
          ("counter-backwards",), good=1, device="reg"),
+    Case("fields that SenML does not know", b'[{"name":"power","unit":"W","value":5}]',
+         ("nothing-to-store",)),
+    Case("base fields only", j([{"bt": NOW, "bu": "kW"}, {"bv": 1}]), ("nothing-to-store",)),
+    Case("a channel outside the contract", j([rec(n="power.zone-7"), rec(n="power.l1")]),
+         ("unknown-channel",), good=1),
+    Case("a name beginning with a colon", j([rec(n=":power")]), ("identity-mismatch",)),
+    Case("a 100,000-character base name over 3,999 records",
+         long_base_name_pack("demo:" + "x" * 99_995 + ":m:", bt=NOW),
+         ("identity-mismatch",) * 4000),
+    Case("a 250,000-character name", long_name_pack("q" * 250_000, bt=NOW),
+         ("unknown-quantity",)),
+    Case("4,999 invented channels", j([{"bt": NOW, "bu": "kW"},
+                                       *({"n": f"power.c{k}", "v": 1.0} for k in range(4_999))]),
+         ("unknown-channel",) * 4_999),
 ]
 
 
@@ -119,8 +135,8 @@ def _count(store: InfluxV1Store, measurement: str) -> int:
 
 
 def test_the_corpus_has_at_least_thirty_kinds() -> None:
-    assert len({c.kind for c in CORPUS}) >= 30
-    assert len({r for c in CORPUS for r in c.reasons}) >= 25
+    assert len({c.kind for c in CORPUS}) >= 40
+    assert len({r for c in CORPUS for r in c.reasons}) >= 28
 
 
 def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_else_changes(
@@ -136,33 +152,42 @@ def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_else_cha
         client.publish(T.format(facility="bad", device="twice"), again, qos=1).wait(10)
     client.close()
 
+    # One dead letter per reason per message, counting the records it stands for.
     expected = Counter(r for c in CORPUS for r in c.reasons)
+    letters = Counter(r for c in CORPUS for r in set(c.reasons))
     good = sum(c.good for c in CORPUS) + 1
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if _count(store, DEAD_LETTERS) >= sum(expected.values()) and \
+        if _count(store, DEAD_LETTERS) >= sum(letters.values()) and \
                 _count(store, READINGS) >= good:
             break
         time.sleep(0.5)
     time.sleep(1.0)
 
     assert running_ingest.is_alive(), "ingest died on bad input"
-    by_reason = Counter({s.tags["reason"]: int(s.values[0][1]) for s in store.query(
-        f'SELECT count("record") FROM "{DEAD_LETTERS}" GROUP BY "reason"')})
-    assert by_reason == expected
+    by_reason = {s.tags["reason"]: s.values[0][1:] for s in store.query(
+        f'SELECT count("record"), sum("count") FROM "{DEAD_LETTERS}" GROUP BY "reason"')}
+    assert Counter({reason: int(n) for reason, (n, _) in by_reason.items()}) == letters
+    assert Counter({reason: int(total) for reason, (_, total) in by_reason.items()}) == expected
     stored = select_readings(store)
     assert len(stored) == good, [(r.device, r.quantity, r.value) for r in stored]
 
     # Every dead letter says what was wrong, and where it came from.
-    letters = store.query(f'SELECT "detail", "topic", "payload_bytes" FROM "{DEAD_LETTERS}"')
-    for row in letters[0].records():
+    rows = store.query(f'SELECT "detail", "topic", "payload_bytes" FROM "{DEAD_LETTERS}"')
+    for row in rows[0].records():
         assert row["detail"]
+        assert len(row["detail"]) < 500
         assert row["topic"].startswith("estate/v1/demo/bad/")
         assert row["payload_bytes"] > 0
 
     # Nothing injected: only our measurements, only our tag keys, no evil estate.
     measurements = {row[0] for s in store.query("SHOW MEASUREMENTS") for row in s.values}
     assert measurements == {READINGS, DEAD_LETTERS}
+    # No device added a field to the readings beyond the contract's channels.
+    fields = {row[0] for s in store.query(f'SHOW FIELD KEYS FROM "{READINGS}"')
+              for row in s.values}
+    assert fields <= {f"{q}.{c}" for q, channels in CHANNELS.items() for c in channels} \
+        | set(CHANNELS)
     keys = {row[0] for s in store.query("SHOW TAG KEYS") for row in s.values}
     assert keys <= {"estate", "facility", "device", "quantity", "channel", "reason"}
     estates = {row[1] for s in store.query('SHOW TAG VALUES WITH KEY = "estate"')

@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from adapters.mqtt import InboundMessage
-from estate.senml import Limits
 from ingest.decoding import ProcessDecoder, ThreadDecoder, _serve
+from ingest.pipeline import Rules
 from ingest.service import Ingestor
 
 TOPIC = "estate/v1/demo/metal/main/telemetry"
@@ -54,7 +54,7 @@ def test_a_process_decodes_as_a_thread_does(in_process: ProcessDecoder) -> None:
     # One call, and the same messages split over two calls: the register history (5,000
     # then 4,900 kWh is a register going backwards) lives on in the process between calls.
     expected = ThreadDecoder()(MESSAGES, NOW_MS, 7)
-    reasons = [[r.reason for r in d.rejections] for d in expected]
+    reasons = [[r.reason for r in d.dead_letters] for d in expected]
     assert reasons == [[], ["malformed-json"], ["identity-mismatch"], ["counter-backwards"],
                        ["bad-topic"]]
     assert in_process(MESSAGES[:2], NOW_MS, 7) + in_process(MESSAGES[2:], NOW_MS, 8) == expected
@@ -86,8 +86,8 @@ class _DieOnBoom:
         self.connection.send(answer)
 
 
-def _serve_dying_on_boom(connection: Connection, limits: Limits) -> None:
-    _serve(_DieOnBoom(connection), limits)  # type: ignore[arg-type]
+def _serve_dying_on_boom(connection: Connection, rules: Rules) -> None:
+    _serve(_DieOnBoom(connection), rules)  # type: ignore[arg-type]
 
 
 def test_a_message_that_ends_the_decoder_every_time_is_dead_lettered() -> None:
@@ -98,8 +98,8 @@ def test_a_message_that_ends_the_decoder_every_time_is_dead_lettered() -> None:
         decoded = decoder([MESSAGES[0], (TOPIC, b"boom"), plain], NOW_MS, 40)
         # The others are kept; the one that ends the process each time is a dead letter.
         assert [d.readings for d in decoded] == [2, 0, 1]
-        assert [r.reason for r in decoded[1].rejections] == ["decoder-crashed"]
-        assert "exit code 3" in decoded[1].rejections[0].detail
+        assert [r.reason for r in decoded[1].dead_letters] == ["decoder-crashed"]
+        assert "exit code 3" in decoded[1].dead_letters[0].detail
         assert decoded[1].lines[0].startswith(
             "dead_letter,device=main,estate=demo,facility=metal,reason=decoder-crashed ")
         assert decoder.pid not in (0, first)

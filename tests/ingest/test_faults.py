@@ -108,10 +108,9 @@ def test_influxdb_down_for_30_seconds_spools_then_replays(
 def test_ingest_killed_mid_batch_and_restarted(
         mqtt_settings: MqttSettings, store: InfluxV1Store, tmp_path: Path,
         ingest_settings: Callable[..., IngestSettings]) -> None:
-    settings = ingest_settings(batch_size=5000, flush_interval_s=0.5)
+    settings = ingest_settings(batch_size=5000, flush_interval_s=0.5, http_port=free_port())
     log = tmp_path / "ingest.log"
-    worker = start_ingest_process(settings, log)
-    time.sleep(2)  # connected and subscribed
+    worker = start_ingest_process(settings, log)  # returns once ready: subscribed
     load = KnownLoad()
     publisher = threading.Thread(target=load.publish, args=(mqtt_settings, 1000), daemon=True)
     publisher.start()
@@ -146,7 +145,6 @@ def test_two_workers_share_the_load_and_one_is_killed(
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     a = start_ingest_process(a_settings, log_a)
     b = start_ingest_process(b_settings, log_b)
-    time.sleep(2)
     load = KnownLoad()
     publisher = threading.Thread(target=load.publish, args=(mqtt_settings, 500), daemon=True)
     publisher.start()
@@ -156,7 +154,11 @@ def test_two_workers_share_the_load_and_one_is_killed(
     assert b_seen > 0, "worker B got nothing: the subscription is not shared"
     a.send_signal(signal.SIGKILL)
     a.wait(10)
-    time.sleep(3)
+    b_then = _messages_seen(b_settings.http_port)
+    deadline = time.monotonic() + 60
+    while _messages_seen(b_settings.http_port) <= b_then and publisher.is_alive():
+        assert time.monotonic() < deadline, "B stopped receiving when A died"
+        time.sleep(0.2)
     assert _messages_seen(b_settings.http_port) > b_seen, "B stopped receiving when A died"
     # A supervisor restarts the dead worker; its session gives back what it held.
     a = start_ingest_process(a_settings, log_a)
@@ -181,26 +183,36 @@ def test_why_a_single_worker_uses_a_plain_subscription(own_broker: Mosquitto) ->
     received: dict[str, int] = {}
     for topic_filter, client_id in (("$share/g/probe/t", "shared"), ("probe/t", "plain")):
         received[client_id] = 0
+        marker = threading.Event()
 
-        def count(message: InboundMessage, client_id: str = client_id) -> None:
-            received[client_id] += 1
+        def count(message: InboundMessage, client_id: str = client_id,
+                  marker: threading.Event = marker) -> None:
+            if message.topic == "probe/marker":
+                marker.set()
+            else:
+                received[client_id] += 1
 
         session = Session(clean_start=False, expiry_s=600)
         subscriber = MqttConnection(mqtt, client_id, session=session)
         subscriber.subscribe(topic_filter, count, 1)
         subscriber.connect()
-        time.sleep(0.3)
+        assert subscriber.wait_subscribed(30)
         subscriber.close()
         own_broker.stop()
         own_broker.start()
         publisher = MqttConnection(mqtt, f"pub-{client_id}")
         publisher.connect()
         publisher.publish("probe/t", b"x", qos=1).wait(5)
-        publisher.close()
+        # Back with its session: the broker sends what the session kept right after the
+        # CONNACK, before it takes the new subscription to a marker published after it,
+        # so the marker's arrival says everything kept has arrived.
         subscriber = MqttConnection(mqtt, client_id, session=session)
-        subscriber.subscribe(topic_filter, count, 1)
+        subscriber.subscribe("probe/marker", count, 1)
         subscriber.connect()
-        time.sleep(1.0)
+        assert subscriber.wait_subscribed(30)
+        publisher.publish("probe/marker", b"m", qos=1).wait(5)
+        assert marker.wait(30), "the marker did not arrive"
+        publisher.close()
         subscriber.close()
     assert received == {"shared": 0, "plain": 1}
 
@@ -217,6 +229,7 @@ def test_a_full_spool_holds_acknowledgements_and_says_so_then_loses_nothing(
     watcher.subscribe(f"estate/system/ingest/{settings.client_id}/events",
                       lambda m: events.append(orjson.loads(m.payload)), 1)
     watcher.connect()
+    assert watcher.wait_subscribed(30)
     start_ingest(settings)
     store = InfluxV1Store(influx)
     own_influx.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -10,10 +11,12 @@ import orjson
 import pytest
 
 from adapters.influxdb_v1 import InfluxV1Store
-from adapters.mqtt import MqttConnection
+from adapters.mqtt import InboundMessage, MqttConnection
+from estate.errors import StoreRejected
 from estate.schema import DEAD_LETTERS, READINGS, ROLLUP_REQUESTS
 from estate.settings import MqttSettings
 from estate.stored import count_readings, select_readings
+from ingest.service import REJECTED, Ingestor
 
 
 @pytest.fixture
@@ -129,3 +132,101 @@ def test_points_the_store_refuses_become_dead_letters_not_silence(
     assert sorted(r["topic"] for r in rows) == ["estate/v1/demo/metal/a/telemetry",
                                                  "estate/v1/demo/metal/b/telemetry"]
     assert all("field type conflict" in r["detail"] for r in rows)
+    # They keep the identity their topics gave.
+    by_device = store.query(f'SELECT count("record") FROM "{DEAD_LETTERS}" WHERE "reason" = '
+                            "'store-rejected' GROUP BY \"estate\", \"facility\", \"device\"")
+    assert sorted((s.tags["estate"], s.tags["facility"], s.tags["device"]) for s in by_device) \
+        == [("demo", "metal", "a"), ("demo", "metal", "b")]
+
+
+def _reasons(store: InfluxV1Store) -> dict[str, int]:
+    return {s.tags["reason"]: int(s.values[0][1]) for s in store.query(
+        f'SELECT count("record") FROM "{DEAD_LETTERS}" GROUP BY "reason"')}
+
+
+def test_retained_telemetry_is_refused_at_every_subscription_and_stored_never(
+        start_ingest: Callable[..., object], mqtt_settings: MqttSettings,
+        store: InfluxV1Store) -> None:
+    # A pack with a relative time: stored at each delivery, it would be a reading at
+    # another time every time a worker subscribes.
+    topic = "estate/v1/demo/retained/main/telemetry"
+    payload = orjson.dumps([{"n": "power", "u": "kW", "v": 5.0}])
+    client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
+    client.connect()
+    try:
+        client.publish(topic, payload, qos=1, retain=True).wait(5)
+        for workers in (1, 2):  # each subscription is sent the retained message again
+            start_ingest(batch_size=200)
+            deadline = time.monotonic() + 30
+            while _reasons(store).get("retained-telemetry", 0) < workers:
+                assert time.monotonic() < deadline, _reasons(store)
+                time.sleep(0.2)
+        assert _count(store, READINGS) == 0
+        letter = store.query(f'SELECT * FROM "{DEAD_LETTERS}" WHERE "reason" = '
+                             "'retained-telemetry'")[0].records()[0]
+        assert (letter["estate"], letter["facility"], letter["device"]) == (
+            "demo", "retained", "main")
+        assert "retain off" in letter["detail"]
+    finally:
+        # An empty retained message removes it from the broker, for the tests after this.
+        client.publish(topic, b"", qos=1, retain=True).wait(5)
+        client.close()
+
+
+class _MemoryStore:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_lines(self, lines: list[str], retention_policy: str | None = None) -> None:
+        self.lines += lines
+
+
+def test_refusals_are_counted_each_and_logged_at_most_once_per_reason_and_period(
+        caplog: pytest.LogCaptureFixture) -> None:
+    acked: list[int] = []
+    store = _MemoryStore()
+    ingestor = Ingestor(store, lambda mid, qos: acked.append(mid),  # type: ignore[arg-type]
+                        batch_size=1000, flush_interval_s=0.05)
+    before = REJECTED.labels("not-a-pack")._value.get()
+    caplog.set_level(logging.INFO, logger="ingest.refusals")
+    ingestor.start()
+    try:
+        for mid in range(1, 201):
+            ingestor.submit(InboundMessage("estate/v1/demo/logs/main/telemetry", b'"hello"',
+                                           1, False, mid))
+        deadline = time.monotonic() + 30
+        while len(acked) < 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        ingestor.stop()
+    assert REJECTED.labels("not-a-pack")._value.get() - before == 200
+    assert sum(1 for x in store.lines if x.startswith(DEAD_LETTERS)) == 200
+    lines = [r for r in caplog.records if "not-a-pack" in r.getMessage()]
+    assert len(lines) <= 1, [r.getMessage() for r in lines]
+
+
+class _RefusingStore(_MemoryStore):
+    """Refuses any write holding a line other than a dead letter with ``bad`` in it, as
+    InfluxDB refuses a field type clash."""
+
+    def write_lines(self, lines: list[str], retention_policy: str | None = None) -> None:
+        if any("bad" in x and not x.startswith(DEAD_LETTERS) for x in lines):
+            raise StoreRejected("partial write: field type conflict", 400)
+        super().write_lines(lines)
+
+
+def test_a_spooled_line_the_store_refuses_keeps_its_identity_in_its_dead_letter() -> None:
+    store = _RefusingStore()
+    ingestor = Ingestor(store, lambda mid, qos: None,  # type: ignore[arg-type]
+                        batch_size=10, flush_interval_s=0.05)
+    good = "reading,device=m1,estate=demo,facility=metal power=1.0 1000000"
+    bad = 'reading,device=m2,estate=demo,facility=metal power="bad" 1000000'
+    ingestor._replay_line_by_line([good, bad, "weird line bad"])
+    letters = [x for x in store.lines if x.startswith(DEAD_LETTERS)]
+    assert store.lines[0] == good
+    assert len(letters) == 2
+    assert letters[0].startswith(f"{DEAD_LETTERS},device=m2,estate=demo,facility=metal,"
+                                 "reason=store-rejected ")
+    assert 'topic="estate/v1/demo/metal/m2/telemetry"' in letters[0]
+    assert letters[1].startswith(f"{DEAD_LETTERS},reason=store-rejected ")

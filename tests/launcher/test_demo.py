@@ -26,15 +26,22 @@ from launcher.broker_security import load_broker_security, service_username
 from launcher.servers import free_port
 
 
-def _start(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
+def demo_ports() -> dict[str, int]:
+    return {name: free_port()
+            for name in ("web", "mqtt", "influx", "ingest", "simulator", "supervisor")}
+
+
+def start_demo(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "launcher", "demo", "--var", str(var),
          "--port", str(ports["web"]), "--mqtt-port", str(ports["mqtt"]),
-         "--influx-port", str(ports["influx"]), "--ingest-metrics-port", str(ports["ingest"])],
+         "--influx-port", str(ports["influx"]), "--ingest-metrics-port", str(ports["ingest"]),
+         "--simulator-metrics-port", str(ports["simulator"]),
+         "--supervisor-port", str(ports["supervisor"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _wait_for_all_meters(url: str, meters: int, timeout_s: float) -> dict[str, Any]:
+def wait_for_all_meters(url: str, meters: int, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     live: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -48,7 +55,14 @@ def _wait_for_all_meters(url: str, meters: int, timeout_s: float) -> dict[str, A
     return live
 
 
-def _interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+def _written(port: int) -> float:
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    line = next(x for x in metrics.splitlines()
+                if x.startswith("ingest_readings_written_total "))
+    return float(line.split()[1])
+
+
+def interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=60)
     return process.returncode, out.decode(errors="replace")
@@ -56,16 +70,15 @@ def _interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
 
 @pytest.mark.servers
 def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
-    influx = free_port()
-    ports = {"web": free_port(), "mqtt": free_port(), "influx": influx, "ingest": free_port()}
+    ports = demo_ports()
     url = f"http://127.0.0.1:{ports['web']}"
     meters = len(load_estate(SAMPLE_ESTATE).devices())
     var = tmp_path / "var"
 
     started = time.monotonic()
-    first = _start(var, ports)
+    first = start_demo(var, ports)
     try:
-        live = _wait_for_all_meters(url, meters, timeout_s=60)
+        live = wait_for_all_meters(url, meters, timeout_s=60)
         took = time.monotonic() - started
         assert len({(v["facility"], v["device"]) for v in live["values"]}) == meters
         health = httpx.get(f"{url}/api/health", timeout=5)
@@ -93,24 +106,28 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
         account.connect(timeout_s=10)
         account.close()
         passwd = security.password_file.read_bytes()
-        time.sleep(3)  # a couple of reporting intervals, so ingest stores some
+        # Some readings stored, so the second run has a first run's to find.
+        deadline = time.monotonic() + 60
+        while _written(ports["ingest"]) < meters:
+            assert time.monotonic() < deadline, "ingest stored nothing"
+            time.sleep(0.25)
         first_run_end = datetime.now(UTC)
     finally:
-        code, output = _interrupt(first)
+        code, output = interrupt(first)
     assert code == 0, output[-3000:]
     assert "demo stopped" in output
     assert "broker accounts written to" in output
     assert "Traceback" not in output, output[-3000:]
 
-    second = _start(var, ports)
+    second = start_demo(var, ports)
     try:
-        _wait_for_all_meters(url, meters, timeout_s=60)
+        wait_for_all_meters(url, meters, timeout_s=60)
         stored = httpx.get(f"{url}/api/readings", timeout=10, params={
             "start": datetime.fromtimestamp(first_run_end.timestamp() - 600, UTC).isoformat(),
             "end": first_run_end.isoformat()}).json()
         assert stored["count"] > 0, "the second run did not find the first run's readings"
     finally:
-        code, output = _interrupt(second)
+        code, output = interrupt(second)
     assert code == 0, output[-3000:]
     assert "broker accounts written to" not in output
     assert security.password_file.read_bytes() == passwd, "the second run kept the accounts"

@@ -157,3 +157,25 @@ def mixed_estate(assets: int, steps: int = 96, seed: int = 7,
         demand_charge=12.0, prior_peak_kw=float(total.max() * 0.9), facility_limit_kw=limits,
         dr_windows=(window,), batteries=batteries, deferrables=tuple(deferrables),
         gensets=gensets)
+
+
+def small_mixed_cases() -> dict[str, EstateProblem]:
+    """Small estates of the kinds an operator's own checks use: a battery on a TOU tariff
+    with a demand charge, gensets under a tight capacity, deferrable loads with PV and a
+    tenant limit, every kind together over 96 and 192 quarter-hours, and the benchmark's
+    own mix at 20 and 50 assets."""
+    every = dict.fromkeys(ALL_KINDS, 2)
+    cases = {
+        "battery, TOU, demand charge": random_problem(5, 96, {"battery": 1}, step_hours=0.25),
+        "gensets, tight capacity": random_problem(6, 96, {"genset": 3}, tight=True,
+                                                  step_hours=0.25),
+        "deferrables, PV, tenant limit": random_problem(7, 96, {"deferrable": 6, "pv": 1},
+                                                        step_hours=0.25),
+        "mixed, 192 steps": random_problem(8, 192, {"deferrable": 6, "genset": 3,
+                                                    "battery": 2, "pv": 1}, step_hours=0.25),
+    }
+    for seed in range(3):
+        cases[f"every kind, seed {seed}"] = random_problem(20 + seed, 96, every, step_hours=0.25)
+    cases["benchmark mix, 20 assets"] = mixed_estate(20)
+    cases["benchmark mix, 50 assets"] = mixed_estate(50)
+    return cases

@@ -1,10 +1,16 @@
-"""Every constraint, rechecked from a returned plan's schedule alone.
+"""Every constraint, rechecked from a returned plan's schedule alone; and the physics.
 
 Independent of the builder: it recomputes state-of-charge and tank dynamics, bounds,
 energy windows, runs and minimum up/down times from the schedule, step by step, and the
-objective from the prices. Limits that may be broken (capacity, export, tenants, demand
-response, tanks, deferrable energy) must be broken exactly where the plan says, by the
-amount it says.
+objective from the prices (with the violation penalty derived here from the rule
+docs/optimiser.md states, not from the optimiser's code). Limits that may be broken
+(capacity, export, tenants, demand response, tank minimums and targets, deferrable
+energy) must be broken exactly where the plan says, by the amount it says.
+
+``physical`` checks what no plan may do however its limits fare: a battery charging and
+discharging in the same step, the estate importing and exporting in the same step, a tank
+above its top (or spilling while not full), a load "on" without drawing, a
+non-interruptible load in more than one block.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from dispatch.optimiser import EstateProblem, Plan
+from dispatch.optimiser import EstateProblem, Plan, Schedule
 
 ATOL = 1e-4  # kW, kWh or m³: HiGHS's feasibility tolerance scaled to estate-sized numbers
 REPORTED = 1e-3  # the smallest excess the optimiser reports (its documented tolerance)
@@ -30,6 +36,22 @@ def runs(flags: np.ndarray) -> Iterator[tuple[int, int]]:
             start = None
     if start is not None:
         yield start, len(flags) - 1
+
+
+def penalty(p: EstateProblem) -> float:
+    """The violation penalty by docs/optimiser.md: 100 x the most a unit of slack is worth."""
+    if p.violation_penalty is not None:
+        return float(p.violation_penalty)
+    dt = p.step_hours
+    price = max(float(np.abs(p.import_price).max()), float(np.abs(p.export_price).max()))
+    worth = [1.0, price, p.demand_charge / dt]
+    worth += [g.fuel_cost for g in p.gensets]
+    worth += [g.start_cost / (dt * g.max_kw) for g in p.gensets]
+    worth += [2 * b.degradation_cost / (b.charge_efficiency * b.discharge_efficiency)
+              for b in p.batteries]
+    worth += [price / w.flow_per_kw for w in p.pumps] + [w.spill_cost for w in p.pumps]
+    worth += [price / float(np.min(c.cop)) for c in p.thermal]
+    return 100.0 * max(worth)
 
 
 class Checker:
@@ -123,10 +145,11 @@ class Checker:
             if not d.needs_binaries:
                 continue
             on = s.deferrable_on[i]
+            floor = max(d.min_kw, 0.01 * d.max_kw)  # docs: "at least 1% of max_kw while on"
             for t in range(p.steps):
                 if power[t] > ATOL and not on[t]:
                     self.fail(f"{d.name} draws {power[t]} while off at {t}")
-                if on[t] and power[t] < d.min_kw - ATOL:
+                if on[t] and power[t] < floor - ATOL:
                     self.fail(f"{d.name} below its minimum at {t}")
             found = list(runs(on))
             if d.non_interruptible and len(found) > 1:
@@ -170,9 +193,11 @@ class Checker:
                       c.terminal_kwh)
         for i, w in enumerate(p.pumps):
             self.within(f"{w.name} pump", s.pump_power[i], 0.0, w.pump_max_kw)
+            self.within(f"{w.name} spill", s.water_spill[i], 0.0, np.inf if w.overflow else 0.0)
             level = w.tank_initial_m3
             for t in range(p.steps):
                 level += dt * (w.flow_per_kw * s.pump_power[i, t] - w.water_demand_m3h[t])
+                level -= s.water_spill[i, t]
                 self.close(f"{w.name} level {t}", s.water_level[i, t], level)
             self.tank("water", w.name, s.water_level[i], w.tank_min_m3, w.tank_max_m3,
                       w.terminal_m3)
@@ -180,10 +205,10 @@ class Checker:
     def tank(self, kind: str, name: str, level: np.ndarray, low: float, high: float,
              target: float) -> None:
         dt = self.p.step_hours
+        self.within(f"{name} level", level, -np.inf, high)  # the top is a hard limit
         self.excess[(f"{kind}_min", name)] = low - level
-        self.excess[(f"{kind}_max", name)] = level - high
         self.excess[(f"{kind}_terminal", name)] = np.array([target - level[-1]])
-        self.penalty += dt * (np.maximum(low - level, 0).sum() + np.maximum(level - high, 0).sum())
+        self.penalty += dt * np.maximum(low - level, 0).sum()
         self.penalty += max(target - level[-1], 0.0)
 
     def limits(self) -> None:
@@ -244,10 +269,45 @@ class Checker:
                 if s.genset_on[i, t] and not before:
                     cost += g.start_cost
                 before = bool(s.genset_on[i, t])
+        for i, w in enumerate(p.pumps):
+            cost += w.spill_cost * float(s.water_spill[i].sum())
         self.close("cost", self.plan.cost, cost, 1e-6)
-        total = cost + p.violation_penalty * self.penalty
+        total = cost + penalty(p) * self.penalty
         self.close("objective", self.plan.objective, total, 1e-6)
 
 
 def check(problem: EstateProblem, plan: Plan) -> list[str]:
     return Checker(problem, plan).run()
+
+
+def physical(problem: EstateProblem, s: Schedule) -> list[str]:
+    """What no schedule may do, whatever its limits (see the module docstring)."""
+    p, errors = problem, []
+    both = np.minimum(s.battery_charge, s.battery_discharge)
+    for i, t in zip(*np.nonzero(both > ATOL), strict=True):
+        errors.append(f"{p.batteries[i].name} charges {s.battery_charge[i, t]:.4g} and "
+                      f"discharges {s.battery_discharge[i, t]:.4g} kW at {t}")
+    for t in np.flatnonzero(np.minimum(s.grid_import, s.grid_export) > ATOL):
+        errors.append(f"imports {s.grid_import[t]:.4g} and exports {s.grid_export[t]:.4g} kW "
+                      f"at {t}")
+    for i, c in enumerate(p.thermal):
+        for t in np.flatnonzero(s.tank_level[i] > c.tank_max_kwh + ATOL):
+            errors.append(f"{c.name} holds {s.tank_level[i, t]:.6g} kWh above its top "
+                          f"{c.tank_max_kwh} at {t}")
+    for i, w in enumerate(p.pumps):
+        for t in np.flatnonzero(s.water_level[i] > w.tank_max_m3 + ATOL):
+            errors.append(f"{w.name} holds {s.water_level[i, t]:.6g} m³ above its top "
+                          f"{w.tank_max_m3} at {t}")
+        for t in np.flatnonzero(s.water_spill[i] > ATOL):
+            if not w.overflow:
+                errors.append(f"{w.name} spills at {t} without an overflow")
+            elif s.water_level[i, t] < w.tank_max_m3 - ATOL:
+                errors.append(f"{w.name} spills at {t} while not full")
+    for i, d in enumerate(p.deferrables):
+        drawing = s.deferrable_power[i] > ATOL
+        if d.needs_binaries and (drawing != s.deferrable_on[i]).any():
+            t = int(np.flatnonzero(drawing != s.deferrable_on[i])[0])
+            errors.append(f"{d.name} on/off record disagrees with its power at {t}")
+        if d.non_interruptible and len(list(runs(drawing))) > 1:
+            errors.append(f"{d.name} draws in {len(list(runs(drawing)))} blocks")
+    return errors

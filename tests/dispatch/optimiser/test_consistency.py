@@ -33,7 +33,7 @@ def test_shapes_and_unknown_facilities_are_errors() -> None:
     with pytest.raises(ProblemError) as raised:
         validate(bad)
     assert isinstance(raised.value, ConfigError)
-    assert "import_price must be 16 finite values" in str(raised.value)
+    assert "estate import_price: must have shape (16,), got shape (3,)" in str(raised.value)
 
 
 def test_every_error_is_listed() -> None:
@@ -44,10 +44,12 @@ def test_every_error_is_listed() -> None:
         Battery("b2", "nowhere", 0, 100, 0, 10, 10)))
     messages = [str(i) for i in check_problem(bad) if i.level == "error"]
 
-    assert "b1: initial charge 5 kWh outside [10, 100]" in messages
-    assert "b2: cannot charge from 0 to 90 kWh within the horizon" in messages
-    assert "b2: asset name used twice" in messages
-    assert "b2: unknown facility 'nowhere'" in messages
+    assert ("b1 soc_initial_kwh: initial charge 5 kWh outside [10, 100] (soc_min_kwh, "
+            "soc_max_kwh)") in messages
+    assert ("b2 soc_terminal_kwh: cannot charge from 0 to 90 kWh within the horizon (steps x "
+            "step_hours at charge_kw 1 and charge_efficiency 0.95)") in messages
+    assert "b2 name: asset name used twice" in messages
+    assert "b2 facility: unknown facility 'nowhere'" in messages
 
 
 def test_warnings_are_logged_and_do_not_stop_the_optimiser(
@@ -65,9 +67,17 @@ def test_warnings_are_logged_and_do_not_stop_the_optimiser(
 
 
 def test_strict_turns_warnings_into_errors() -> None:
+    problem = random_problem(1)
+    squeezed = dataclasses.replace(problem, deferrables=(
+        DeferrableLoad("kiln", "f0", energy_kwh=500, max_kw=10, window_start=0, window_end=4),))
+    with pytest.raises(ProblemError, match="kiln energy_kwh: 500 kWh cannot fit"):
+        validate(squeezed, strict=True)
+
+
+def test_a_penalty_below_the_prices_is_refused() -> None:
     problem = dataclasses.replace(random_problem(1), violation_penalty=1.0)
-    with pytest.raises(ProblemError, match="violation_penalty"):
-        validate(problem, strict=True)
+    with pytest.raises(ProblemError, match="estate violation_penalty: 1 does not outweigh"):
+        validate(problem)
 
 
 def test_optimise_refuses_a_broken_problem() -> None:

@@ -69,4 +69,4 @@ def test_default_gap_plans_are_within_it() -> None:
     assert check(problem, plan) == []
     assert plan.mip_gap is not None
     assert plan.mip_gap <= 0.01
-    assert best <= plan.objective <= best * 1.01 + 1e-9
+    assert best * (1 - 1e-6) <= plan.objective <= best * 1.01 + 1e-9  # CBC's own tolerance

@@ -53,7 +53,7 @@ def test_solver_failure_falls_back_to_the_baseline(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(solve_module, "_new_highs", broken)
     problem = random_problem(2)
-    plan = optimise(problem)
+    plan = optimise(problem, SolveOptions(isolated=False))
 
     assert plan.status is Status.FALLBACK
     assert "HiGHS failed: licence server on fire" in plan.reason
@@ -85,7 +85,8 @@ def test_time_limit_returns_the_incumbent() -> None:
 
 
 def test_lp_without_binaries_is_solved_in_one_go() -> None:
-    problem = random_problem(3, binaries=False)
+    problem = random_problem(3, binaries=False, counts={"deferrable": 2, "thermal": 1,
+                                                        "pump": 1, "pv": 1})
     plan = optimise(problem)
 
     assert plan.status is Status.OPTIMAL

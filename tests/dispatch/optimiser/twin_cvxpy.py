@@ -1,8 +1,10 @@
 """The same problem written independently with cvxpy, vectorised per asset kind.
 
-Like ``twin_pulp`` it reads only the problem's dataclasses. The tests solve it for LP
-problems (cvxpy -> HiGHS); the benchmark times its build (expressions plus cvxpy's
-compilation to the solver's matrices, which is where cvxpy does its building).
+Like ``twin_pulp`` it reads only the problem's dataclasses, and spells out the same
+physics (a direction binary per battery and per step at the grid connection, hard tank
+tops, spill only through an overflow). The tests solve it (cvxpy -> HiGHS); the benchmark
+times its build (expressions plus cvxpy's compilation to the solver's matrices, which is
+where cvxpy does its building).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import cvxpy
 import numpy as np
 
 from dispatch.optimiser import EstateProblem
+from tests.dispatch.optimiser.checker import penalty
+from tests.dispatch.optimiser.twin_pulp import big_m
 
 # cvxpy ships py.typed but does not export its atoms (multiply, sum, hstack) to type checkers
 cp: Any = cvxpy
@@ -54,7 +58,7 @@ def _incidence(p: EstateProblem, assets: Sequence[object]) -> np.ndarray:
 
 def build(p: EstateProblem) -> Twin:
     began = time.perf_counter()
-    n, dt, pen = p.steps, p.step_hours, p.violation_penalty
+    n, dt, pen = p.steps, p.step_hours, penalty(p)
     base = np.asarray(p.base_load_kw, dtype=float)
     imp = cp.Variable(n, nonneg=True)
     exp = cp.Variable(n, nonneg=True)
@@ -70,6 +74,9 @@ def build(p: EstateProblem) -> Twin:
             return np.array([getattr(b, name) for b in bs], dtype=float)[:, None]
 
         ch, dis, soc = (cp.Variable((k, n), nonneg=True) for _ in range(3))
+        charging = cp.Variable((k, n), boolean=True)
+        cons += [ch <= cp.multiply(np.repeat(col("charge_kw"), n, 1), charging),
+                 dis <= cp.multiply(np.repeat(col("discharge_kw"), n, 1), 1 - charging)]
         step = dt * (cp.multiply(np.repeat(col("charge_efficiency"), n, 1), ch)
                      - cp.multiply(np.repeat(1 / col("discharge_efficiency"), n, 1), dis))
         cons += [ch <= np.repeat(col("charge_kw"), n, 1),
@@ -103,9 +110,10 @@ def build(p: EstateProblem) -> Twin:
             on = cp.Variable((len(bd), n), boolean=True)
             st = cp.Variable((len(bd), n), nonneg=True)
             sub = pw[sel, :]
+            floor = np.array([[max(d.min_kw, 0.01 * d.max_kw)] for d in bd])  # 1% of max while on
             cons += [on <= inside[sel], st <= may, st >= on - _shift(on, 1),
                      _window_sum(st, run) <= on,
-                     sub >= cp.multiply(np.repeat(np.array([[d.min_kw] for d in bd]), n, 1), on),
+                     sub >= cp.multiply(np.repeat(floor, n, 1), on),
                      sub <= cp.multiply(np.repeat(top[sel], n, 1), on)]
             single = [j for j, d in enumerate(bd) if d.non_interruptible]
             if single:
@@ -139,12 +147,11 @@ def build(p: EstateProblem) -> Twin:
     def tank(level: Any, low: np.ndarray, high: np.ndarray, target: np.ndarray) -> None:
         nonlocal cost
         under = cp.Variable(level.shape, nonneg=True)
-        over = cp.Variable(level.shape, nonneg=True)
         end_short = cp.Variable(level.shape[0], nonneg=True)
         cons.extend([level + under >= np.repeat(low[:, None], n, 1),
-                     level - over <= np.repeat(high[:, None], n, 1),
+                     level <= np.repeat(high[:, None], n, 1),
                      level[:, n - 1] + end_short >= target])
-        cost += pen * dt * cp.sum(under + over) + pen * cp.sum(end_short)
+        cost += pen * dt * cp.sum(under) + pen * cp.sum(end_short)
 
     if p.thermal:
         th = p.thermal
@@ -167,9 +174,14 @@ def build(p: EstateProblem) -> Twin:
         pw = cp.Variable((len(ps), n), nonneg=True)
         level = cp.Variable((len(ps), n))
         flow = np.repeat(np.array([[w.flow_per_kw] for w in ps]), n, 1)
+        spill = cp.Variable((len(ps), n), nonneg=True)
+        may_spill = np.repeat(np.array([[float(w.overflow)] for w in ps]), n, 1)
         cons += [pw <= np.repeat(np.array([[w.pump_max_kw] for w in ps]), n, 1),
+                 cp.multiply(1 - may_spill, spill) == 0,
                  level == _shift(level, 1, [w.tank_initial_m3 for w in ps])
-                 + dt * (cp.multiply(flow, pw) - demand)]
+                 + dt * (cp.multiply(flow, pw) - demand) - spill]
+        cost += cp.sum(cp.multiply(np.repeat(np.array([[w.spill_cost] for w in ps]), n, 1),
+                                   spill))
         tank(level, np.array([w.tank_min_m3 for w in ps]), np.array([w.tank_max_m3 for w in ps]),
              np.array([w.terminal_m3 for w in ps]))
         facility = facility + _incidence(p, ps) @ pw
@@ -180,6 +192,9 @@ def build(p: EstateProblem) -> Twin:
         facility = facility - _incidence(p, p.pv) @ used
 
     cons.append(imp - exp == cp.sum(facility, axis=0))
+    importing = cp.Variable(n, boolean=True)
+    big = big_m(p)
+    cons += [imp <= big * importing, exp <= big * (1 - importing)]
     over = cp.Variable(n, nonneg=True)
     cons.append(imp <= p.capacity_kw + over)
     cost += pen * dt * cp.sum(over)
@@ -223,5 +238,6 @@ def solve_built(twin: Twin, **highs_options: float) -> tuple[str, float | None]:
 
 
 def solve(p: EstateProblem) -> tuple[str, float]:
-    status, value = solve_built(build(p))
+    """Solved to optimality (HiGHS's default MIP gap through cvxpy is 1e-4)."""
+    status, value = solve_built(build(p), mip_rel_gap=0.0)
     return status, float("nan") if value is None else value

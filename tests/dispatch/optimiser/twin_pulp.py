@@ -2,7 +2,10 @@
 
 Nothing here comes from the optimiser's builder: it reads the problem's dataclasses and
 writes the model the textbook way, so agreeing objectives mean both got the model right.
-The benchmark uses it to time PuLP's build of the same model.
+Its physics is spelt out without the optimiser's shortcuts: a direction binary for every
+battery and for the grid connection in every step (the optimiser has the grid's only where
+export pays more than import), a hard top on every tank, spill at the top only through an
+overflow. The benchmark uses it to time PuLP's build of the same model.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pulp
 from pulp.apis.coin_api import pulp_cbc_path
 
 from dispatch.optimiser import EstateProblem
+from tests.dispatch.optimiser.checker import penalty
 
 
 @dataclass
@@ -25,7 +29,7 @@ class Twin:
 
 def build(p: EstateProblem) -> Twin:
     began = time.perf_counter()
-    T, dt, pen = range(p.steps), p.step_hours, p.violation_penalty
+    T, dt, pen = range(p.steps), p.step_hours, penalty(p)
     prob = pulp.LpProblem("estate", pulp.LpMinimize)
     cost: list[pulp.LpAffineExpression] = []
     imp = [prob.add_variable(f"imp_{t}", lowBound=0) for t in T]
@@ -39,7 +43,10 @@ def build(p: EstateProblem) -> Twin:
         ch = [prob.add_variable(f"{b.name}_ch_{t}", 0, b.charge_kw) for t in T]
         dis = [prob.add_variable(f"{b.name}_dis_{t}", 0, b.discharge_kw) for t in T]
         soc = [prob.add_variable(f"{b.name}_soc_{t}", b.soc_min_kwh, b.soc_max_kwh) for t in T]
+        charging = [prob.add_variable(f"{b.name}_charging_{t}", cat="Binary") for t in T]
         for t in T:
+            prob += ch[t] <= b.charge_kw * charging[t]
+            prob += dis[t] <= b.discharge_kw * (1 - charging[t])
             before = soc[t - 1] if t else b.soc_initial_kwh
             prob += soc[t] == before + dt * (b.charge_efficiency * ch[t]
                                              - dis[t] / b.discharge_efficiency)
@@ -59,11 +66,12 @@ def build(p: EstateProblem) -> Twin:
             run = {t: prob.add_variable(f"{d.name}_on_{t}", cat="Binary") for t in win}
             # a run starts at t when on[t] and not on[t-1]; it must fit in the window
             st = {t: prob.add_variable(f"{d.name}_st_{t}", 0, 1) for t in win}
+            floor = max(d.min_kw, 0.01 * d.max_kw)  # "on" draws at least 1% of max_kw
             for t in win:
                 prob += st[t] >= run[t] - run.get(t - 1, 0)
                 if t > d.window_end - d.min_run_steps:
                     prob += st[t] == 0
-                prob += load[t] >= d.min_kw * run[t]
+                prob += load[t] >= floor * run[t]
                 prob += load[t] <= d.max_kw * run[t]
                 prob += pulp.lpSum(st[k] for k in win if t - d.min_run_steps < k <= t) <= run[t]
             if d.non_interruptible:
@@ -93,10 +101,9 @@ def build(p: EstateProblem) -> Twin:
         nonlocal prob
         for t in T:
             under = prob.add_variable(f"{name}_under_{t}", lowBound=0)
-            over = prob.add_variable(f"{name}_over_{t}", lowBound=0)
             prob += level[t] + under >= low
-            prob += level[t] - over <= high
-            cost.append(pen * dt * (under + over))
+            prob += level[t] <= high
+            cost.append(pen * dt * under)
         short = prob.add_variable(f"{name}_end_short", lowBound=0)
         prob += level[-1] + short >= target
         cost.append(pen * short)
@@ -117,8 +124,12 @@ def build(p: EstateProblem) -> Twin:
         level = [prob.add_variable(f"{w.name}_lvl_{t}") for t in T]
         for t in T:
             before = level[t - 1] if t else w.tank_initial_m3
-            prob += level[t] == before + dt * (w.flow_per_kw * pw[t]
-                                               - float(w.water_demand_m3h[t]))
+            inflow = dt * (w.flow_per_kw * pw[t] - float(w.water_demand_m3h[t]))
+            if w.overflow:
+                spill = prob.add_variable(f"{w.name}_spill_{t}", lowBound=0)
+                cost.append(w.spill_cost * spill)
+                inflow = inflow - spill
+            prob += level[t] == before + inflow
             draw[w.facility][t].append(pw[t])
         tank(w.name, level, w.tank_min_m3, w.tank_max_m3, w.terminal_m3)
 
@@ -130,9 +141,13 @@ def build(p: EstateProblem) -> Twin:
     base = np.asarray(p.base_load_kw, dtype=float)
     limits = p.facility_limits()
     export_limit = p.export_limit()
+    big = big_m(p)
     for t in T:
         total = [x for f in p.facilities for x in draw[f][t]]
         prob += imp[t] - exp[t] == float(base[:, t].sum()) + pulp.lpSum(total)
+        importing = prob.add_variable(f"importing_{t}", cat="Binary")
+        prob += imp[t] <= big * importing
+        prob += exp[t] <= big * (1 - importing)
         over = prob.add_variable(f"cap_over_{t}", lowBound=0)
         prob += imp[t] <= p.capacity_kw + over
         cost.append(pen * dt * over)
@@ -157,6 +172,18 @@ def build(p: EstateProblem) -> Twin:
         cost.append(p.demand_charge * (peak - p.prior_peak_kw))
     prob += pulp.lpSum(cost)
     return Twin(prob, time.perf_counter() - began)
+
+
+def big_m(p: EstateProblem) -> float:
+    """More than the estate can import or export in any step: all its base load and every
+    asset at full output one way or the other."""
+    base = float(np.abs(np.asarray(p.base_load_kw)).sum(axis=0).max())
+    assets = sum(b.charge_kw + b.discharge_kw for b in p.batteries)
+    assets += sum(d.max_kw for d in p.deferrables) + sum(g.max_kw for g in p.gensets)
+    assets += sum(c.chiller_max_kw_th / float(np.min(c.cop)) for c in p.thermal)
+    assets += sum(w.pump_max_kw for w in p.pumps)
+    assets += sum(float(np.max(v.forecast_kw)) for v in p.pv)
+    return base + assets + 1.0
 
 
 def solve(p: EstateProblem, time_limit_s: float = 60.0, gap: float = 0.0) -> tuple[str, float]:

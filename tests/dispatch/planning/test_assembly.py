@@ -62,7 +62,7 @@ def test_base_loads_come_from_the_forecasts_and_a_missing_step_is_a_note(
                         {"foods": 540.0, "metal": 780.0})
     problem = assembly.problem
     assert assembly.start_ms == START_MS
-    assert problem.facilities == ("foods", "metal", "textile", "utilities", SHARED)
+    assert problem.facilities == ("foods", "metal", "textile", "units", "utilities", SHARED)
     base = dict(zip(problem.facilities, problem.base_load_kw, strict=True))
     assert list(base["textile"]) == [500.0] * 8
     # Without telemetry the chillers hold no demand, so nothing is taken off the forecast.

@@ -77,6 +77,8 @@ def test_changes_update_retire_and_delete(engine: Engine) -> None:
         raw["tariffs"][0]["periods"][2]["price"] = 0.25
         raw["capacity_limits"][0]["limit_kw"] = 2600
         raw["facilities"][2]["meters"] = raw["facilities"][2]["meters"][:1]
+        gas = next(n for n in raw["networks"] if n["id"] == "gas")
+        gas["nodes"][0]["feeds"].remove("metal/gas")
         return raw
 
     summary = _load(engine, _edited(change))
@@ -113,6 +115,6 @@ def test_changes_update_retire_and_delete(engine: Engine) -> None:
 def test_registry_command_migrates_and_loads(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'var' / 'registry.sqlite'}"
     summary = registry_command(url, SAMPLE_ESTATE)
-    assert summary.counts["facilities"]["added"] == 4
+    assert summary.counts["facilities"]["added"] == 5
     assert "assets: 7 added" in str(summary)
     assert not registry_command(url, SAMPLE_ESTATE).changed

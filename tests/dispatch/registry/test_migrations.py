@@ -37,7 +37,7 @@ def test_migrated_schema_equals_the_models(engine: Engine) -> None:
     assert set(inspect(engine).get_table_names()) == set(Base.metadata.tables) | {
         "alembic_version"}
     with engine.connect() as connection:
-        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
 
 
 def test_upgrade_twice_and_downgrade_to_empty(engine: Engine) -> None:
