@@ -52,16 +52,15 @@ from edge.scale import synthetic_estate  # noqa: E402
 from edge.simulator import EstateSimulator  # noqa: E402
 from estate.alarm_rules import (  # noqa: E402
     BalanceRule,
-    MeterInfo,
     NoDataRule,
     PowerFactorRule,
     StuckRule,
     ThresholdRule,
     VoltageBandRule,
-    bind_rules,
 )
 from estate.model import MEASURES  # noqa: E402
 from estate.networks import NetworkSpec, build_tree  # noqa: E402
+from estate.rule_binding import MeterInfo, bind_rules  # noqa: E402
 
 WINDOWED_TARGET_S = 1.0
 ASSIGNMENT_TARGET_S = 0.200

@@ -27,7 +27,6 @@ KNOWN_OVER: dict[str, int] = {
     "dispatch/optimiser/solve.py": 415,
     "dispatch/registry/incident_desk.py": 430,
     "edge/simulator.py": 512,
-    "estate/alarm_rules.py": 555,
     "estate/senml.py": 417,
     "estate/senml.py:_decode_records": 89,
     "estate/senml.py:_one_record": 110,

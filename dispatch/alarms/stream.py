@@ -1,7 +1,7 @@
 """Rules evaluated as readings arrive: one decoded reading at a time, a few microseconds each.
 
 ``StreamEvaluator(estate, book, start_ms)`` takes the rule book's streaming rules
-(``estate.alarm_rules.RuleBook.stream``) and keeps one small state per source and rule,
+(``estate.rule_binding.RuleBook.stream``) and keeps one small state per source and rule,
 made when it is built: readings from devices the estate does not describe, or of
 quantities no rule watches, cost one dictionary lookup and are counted, never stored. So
 its memory is fixed by the estate, whatever devices send.
@@ -35,7 +35,6 @@ from estate.alarm_rules import (
     ClockSkewRule,
     NoDataRule,
     RateOfChangeRule,
-    RuleBook,
     Severity,
     SpikeRule,
     StuckRule,
@@ -44,6 +43,7 @@ from estate.alarm_rules import (
     VoltageBandRule,
 )
 from estate.readings import Reading
+from estate.rule_binding import RuleBook
 from estate.units import QUANTITIES
 
 # A rate alarm clears once the rate is this share below its limit: readings jitter, and a

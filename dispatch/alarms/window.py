@@ -35,17 +35,15 @@ from estate.alarm_rules import (
     AlarmRuleSpec,
     BandRule,
     BatterySocRule,
-    BoundBalance,
-    BoundCapacity,
     NoDataRule,
     PowerFactorRule,
-    RuleBook,
     StuckRule,
     TankLevelRule,
     ThresholdRule,
     VoltageBandRule,
 )
 from estate.readings import Reading
+from estate.rule_binding import BoundBalance, BoundCapacity, RuleBook
 from estate.units import QUANTITIES
 
 Floats = npt.NDArray[np.float64]

@@ -21,16 +21,10 @@ from dispatch.alarms.window import (
 )
 from edge.faults import InjectedFault, estate_faults
 from edge.simulator import EstateSimulator
-from estate.alarm_rules import (
-    CapacityRule,
-    NoDataRule,
-    PowerFactorRule,
-    StuckRule,
-    ThresholdRule,
-    bind_rules,
-)
+from estate.alarm_rules import CapacityRule, NoDataRule, PowerFactorRule, StuckRule, ThresholdRule
 from estate.model import SAMPLE_ESTATE, load_estate
 from estate.readings import Reading
+from estate.rule_binding import bind_rules
 from tests.dispatch.alarms.helpers import ESTATE, T0, book, reading
 
 MIN = 60_000
