@@ -38,13 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dispatch.alarms.frames import SeriesWindow, WindowFrame, WindowInputs  # noqa: E402
 from dispatch.alarms.stream import StreamEvaluator  # noqa: E402
-from dispatch.alarms.window import (  # noqa: E402
-    SeriesWindow,
-    WindowedEvaluator,
-    WindowFrame,
-    WindowInputs,
-)
+from dispatch.alarms.window import WindowedEvaluator  # noqa: E402
 from dispatch.incidents.assignment import plan_assignments  # noqa: E402
 from dispatch.incidents.crews import Crew, Shift  # noqa: E402
 from dispatch.incidents.model import open_incident  # noqa: E402

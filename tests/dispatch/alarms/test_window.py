@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch.alarms.stream import StreamEvaluator
-from dispatch.alarms.window import (
+from dispatch.alarms.frames import (
     CapacityInputs,
     SeriesWindow,
-    WindowedEvaluator,
     WindowFrame,
     WindowInputs,
     aggregate,
 )
+from dispatch.alarms.stream import StreamEvaluator
+from dispatch.alarms.window import WindowedEvaluator
 from edge.faults import InjectedFault, estate_faults
 from edge.simulator import EstateSimulator
 from estate.alarm_rules import CapacityRule, NoDataRule, PowerFactorRule, StuckRule, ThresholdRule

@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from dispatch.alarms.frames import WindowInputs, aggregate
 from dispatch.alarms.model import AlarmTransition
 from dispatch.alarms.stream import StreamEvaluator
-from dispatch.alarms.window import WindowedEvaluator, WindowInputs, aggregate
+from dispatch.alarms.window import WindowedEvaluator
 from dispatch.incidents.assignment import plan_assignments
 from dispatch.incidents.triage import AlarmView, Site, triage
 from dispatch.registry import alarm_board, incident_desk, outbox
