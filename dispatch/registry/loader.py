@@ -13,7 +13,7 @@ still refer to it:
 Rows are matched by their identifiers: facility, meter and asset ids; a tariff version by
 name and ``valid_from``; a capacity limit by facility (none: the estate) and ``valid_from``.
 Networks (``dispatch.registry.networks``) are configuration and deleted when the file
-drops them; crews (``dispatch.registry.incident_desk.load_crews``) are retired, as
+drops them; crews (``dispatch.registry.crew_roster.load_crews``) are retired, as
 assignments name them.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatch.registry.crew_roster import load_crews
 from dispatch.registry.db import Registry
-from dispatch.registry.incident_desk import load_crews
 from dispatch.registry.models import (
     AssetRow,
     CapacityLimitRow,
