@@ -35,7 +35,7 @@ from dispatch.optimiser.result import (
     Timings,
     Violation,
 )
-from dispatch.optimiser.solve import SolveOptions
+from dispatch.optimiser.solve_types import SolveOptions
 from dispatch.optimiser.tariffs import (
     TariffError,
     TariffPeriod,
