@@ -16,7 +16,8 @@ from estate.errors import StoreRejected
 from estate.schema import DEAD_LETTERS, READINGS, ROLLUP_REQUESTS
 from estate.settings import MqttSettings
 from estate.stored import count_readings, select_readings
-from ingest.service import REJECTED, Ingestor
+from ingest.metrics import REJECTED
+from ingest.service import Ingestor
 
 
 @pytest.fixture
