@@ -15,10 +15,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends openssl mosquitto postgresql-client \
     && rm -rf /var/lib/apt/lists/*
 
-# Install the package (and only its runtime dependencies), then drop the sources.
+# Install the package and only its runtime dependencies, at the versions of
+# requirements.lock (as constraints, also for the build backend), then drop the sources.
 WORKDIR /tmp/src
 COPY . .
-RUN pip install . && cd / && rm -rf /tmp/src
+RUN PIP_CONSTRAINT=requirements.lock pip install . && cd / && rm -rf /tmp/src
 
 # Run as an unprivileged user. /var/lib/estate is its home and the mount point of the
 # services' state volumes; creating it here makes a fresh named volume owned by this user.

@@ -2,7 +2,8 @@
 
 InfluxDB 1.x serves this natively, 2.x through its v1 compatibility API (token auth and a
 DBRP mapping from database to bucket), 3.x natively. So this one adapter covers all three;
-CI proves it against a real InfluxDB 1.6.7.
+CI proves it against a real InfluxDB 1.6.7. The port's reads are ``adapters.influxql``'s;
+this module is the transport and its errors.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
+from adapters.influxql import InfluxQLStore, Series, quote_identifier
 from estate.errors import StoreMisconfigured, StoreRejected, StoreUnavailable
-from estate.ports import Series
-from estate.retention import ensure_retention_policy, quote_identifier
 from estate.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _translated(action: str) -> Iterator[None]:
         raise StoreUnavailable(f"InfluxDB {action} failed: {exc!r}") from exc
 
 
-class InfluxV1Store:
+class InfluxV1Store(InfluxQLStore):
     """``estate.ports.TimeSeriesStore`` over InfluxDB's v1 HTTP API."""
 
     def __init__(self, settings: InfluxSettings) -> None:
@@ -50,7 +50,7 @@ class InfluxV1Store:
             headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
         elif settings.username and settings.password is not None:
             auth = (settings.username, settings.password.get_secret_value())
-        self._db = settings.database
+        self._database = settings.database
         self._client = httpx.Client(
             base_url=settings.url.rstrip("/"), headers=headers, auth=auth,
             timeout=settings.timeout_s,
@@ -71,15 +71,14 @@ class InfluxV1Store:
             return
         # CREATE DATABASE is idempotent in InfluxQL. The raw retention policy is made the
         # default so raw readings expire; rollups live in longer policies.
-        self._statement(f"CREATE DATABASE {quote_identifier(self._db)}")
-        ensure_retention_policy(self, self._db, "raw", self._settings.raw_retention,
-                                default=True)
+        self.query(f"CREATE DATABASE {quote_identifier(self._database)}")
+        self.ensure_retention("raw", self._settings.raw_retention, default=True)
 
     def write_lines(self, lines: Sequence[str], retention_policy: str | None = None) -> None:
         if not lines:
             return
         body = "\n".join(lines).encode("utf-8")
-        params = {"db": self._db, "precision": "ns"}
+        params = {"db": self._database, "precision": "ns"}
         if retention_policy is not None:
             params["rp"] = retention_policy
         with _translated("write"):
@@ -95,12 +94,14 @@ class InfluxV1Store:
         if response.status_code in MISCONFIGURED:
             raise StoreMisconfigured(
                 f"InfluxDB refused the write with {response.status_code} ({message}): check "
-                f"the credentials and that database {self._db!r} exists")
+                f"the credentials and that database {self._database!r} exists")
         raise StoreRejected(f"InfluxDB refused the write: {message}", response.status_code)
 
     def query(self, influxql: str, params: Mapping[str, str | float | int] | None = None,
               ) -> list[Series]:
-        form: dict[str, str] = {"db": self._db, "q": influxql, "epoch": "ms"}
+        """Run one InfluxQL statement with bound parameters; times come back in epoch ms.
+        Not part of the port: the adapters' own reads and the tests use it."""
+        form: dict[str, str] = {"db": self._database, "q": influxql, "epoch": "ms"}
         if params:
             form["params"] = orjson.dumps(dict(params)).decode()
         with _translated("query"):
@@ -115,9 +116,6 @@ class InfluxV1Store:
             raise StoreRejected(f"InfluxDB refused the query: {_error_text(response)}",
                                 response.status_code)
         return _series(orjson.loads(response.content))
-
-    def _statement(self, influxql: str) -> None:
-        self.query(influxql)
 
     def close(self) -> None:
         self._client.close()
@@ -139,6 +137,3 @@ def _error_text(response: httpx.Response) -> str:
         return str(orjson.loads(response.content).get("error", response.text))
     except (orjson.JSONDecodeError, AttributeError):
         return response.text[:500]
-
-
-

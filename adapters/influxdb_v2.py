@@ -4,9 +4,10 @@ Writes go to ``/api/v2/write`` with ``org``, ``bucket`` and an API token, one sy
 request per call: the ingest service owns batching and retrying, so the client's background
 batching (which retries for minutes and reports failures to a callback) is not used.
 
-Queries stay InfluxQL: 2.x serves it on its v1-compatible ``/query`` endpoint with the same
-token, reading the bucket that a DBRP mapping names for ``settings.database``. So ``query``
-is delegated to ``InfluxV1Store`` rather than rewritten in Flux.
+Reads stay InfluxQL (``adapters.influxql``): 2.x serves it on its v1-compatible ``/query``
+endpoint with the same token, reading the bucket that a DBRP mapping names for
+``settings.database``. So ``query`` is delegated to ``InfluxV1Store`` rather than rewritten
+in Flux.
 
 Proven only against a local HTTP server that records the requests and answers the way 2.x
 does (``tests/adapters/test_influxdb_v2.py``), not against a real 2.x, 3.x or Cloud server.
@@ -25,8 +26,8 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from adapters.influxdb_v1 import InfluxV1Store
+from adapters.influxql import InfluxQLStore, Series
 from estate.errors import ConfigError, StoreMisconfigured, StoreRejected, StoreUnavailable
-from estate.ports import Series
 from estate.settings import InfluxSettings
 
 log = logging.getLogger(__name__)
@@ -84,13 +85,14 @@ def _translated(action: str, *, refusal_is_unavailable: bool = False) -> Iterato
         raise StoreUnavailable(f"InfluxDB {action} failed: {exc!r}") from exc
 
 
-class InfluxV2Store:
+class InfluxV2Store(InfluxQLStore):
     """``estate.ports.TimeSeriesStore`` for InfluxDB 2.x / Cloud: v2 writes, v1 InfluxQL."""
 
     def __init__(self, settings: InfluxSettings) -> None:
         if not (settings.org and settings.bucket and settings.token is not None):
             raise ConfigError("InfluxDB api v2 needs org, bucket and token")
         self._settings = settings
+        self._database = settings.database
         self._org = settings.org
         self._bucket = settings.bucket
         self._client = InfluxDBClient(
@@ -143,6 +145,7 @@ class InfluxV2Store:
 
     def query(self, influxql: str, params: Mapping[str, str | float | int] | None = None,
               ) -> list[Series]:
+        """InfluxQL through the v1-compatible API (not part of the port)."""
         return self._influxql.query(influxql, params)
 
     def close(self) -> None:

@@ -1,8 +1,12 @@
-"""The one wrapper around paho-mqtt: MQTT 5, VERSION2 callbacks, explicit readiness.
+"""The one module that imports paho-mqtt: ``estate.ports.Messaging`` over MQTT 5.
 
-Everything paho-specific stays here: return codes become ``BrokerError``, the network
-thread's messages reach the service through a ``MessageHandler`` callback, subscriptions
-are restored on every (re)connection, and shutdown waits for the network thread.
+Everything paho-specific stays here: VERSION2 callbacks and explicit readiness (CONNACK,
+SUBACK); return codes and paho's exceptions become ``BrokerError``; its ``MQTTMessageInfo``
+becomes our ``Delivery``; subscriptions are restored on every (re)connection; shutdown
+waits for the threads. Handlers run off paho's network thread, on the connection's worker
+(``Handling.WORKER``), so a slow handler (a database that waits for a lock, a device
+command) never stalls the connection's keep-alive, acknowledgements or other messages;
+a handler that only enqueues may run on the network thread itself (``Handling.INLINE``).
 """
 
 from __future__ import annotations
@@ -11,63 +15,61 @@ import logging
 import random
 import ssl
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from adapters.handler_worker import (
+    MAX_BACKLOG_BYTES,
+    MAX_BACKLOG_MESSAGES,
+    HandlerWorker,
+    call_handler,
+    shown_topic,
+)
 from estate.errors import BrokerError
+from estate.ports import Delivery, Handling, InboundMessage, MessageHandler, Session, Will
 from estate.settings import MqttSettings
+from estate.topics import is_filter, unshared
+
+__all__ = ["InboundMessage", "MqttConnection", "Session", "Will"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """A message as the broker delivered it; ``mid`` is what ``ack`` needs."""
+class _Delivery:
+    """``estate.ports.Delivery`` over paho's ``MQTTMessageInfo``, whose exceptions stay here."""
 
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    mid: int
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
+    __slots__ = ("_info",)
 
+    def __init__(self, info: paho.MQTTMessageInfo) -> None:
+        self._info = info
 
-MessageHandler = Callable[[InboundMessage], None]
-ConnectionHandler = Callable[[bool], None]
+    @property
+    def delivered(self) -> bool:
+        try:
+            return self._info.is_published()
+        except (RuntimeError, ValueError):
+            return False
 
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    """The Last Will the broker publishes if this client vanishes."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
+    def wait(self, timeout_s: float) -> bool:
+        try:
+            self._info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError):
+            return False
+        return self.delivered
 
 
 @dataclass(frozen=True, slots=True)
-class Session:
-    """How the broker should treat this client's session.
-
-    A persistent session (``clean_start=False`` with an expiry) keeps subscriptions and
-    un-acknowledged QoS 1 messages across disconnections and broker restarts.
-    """
-
-    clean_start: bool = True
-    expiry_s: int = 0
-    # How many un-acknowledged QoS 1 messages the broker may have in flight to us. An
-    # ingest worker that acks after a batch is written needs at least a batch of them.
-    receive_maximum: int = 65535
-    manual_ack: bool = False
+class _Route:
+    topic_filter: str
+    handler: MessageHandler
+    handling: Handling
 
 
 class _Client(paho.Client):
@@ -132,28 +134,30 @@ def _check(rc: MQTTErrorCode | int, action: str) -> None:
 
 
 class MqttConnection:
-    """A connected MQTT 5 client with its own network thread."""
+    """``estate.ports.Messaging``: a connected MQTT 5 client with its own network thread,
+    and a worker thread for the handlers that run off it."""
 
     def __init__(self, settings: MqttSettings, client_id: str, *,
-                 session: Session | None = None, will: Will | None = None,
-                 on_message: MessageHandler | None = None,
-                 on_connection: ConnectionHandler | None = None) -> None:
+                 session: Session | None = None, will: Will | None = None) -> None:
         self._settings = settings
+        self._client_id = client_id
         self._session = session or Session()
-        self._on_message = on_message
-        self._on_connection = on_connection
         self._subscriptions: dict[str, int] = {}
+        self._routes: list[_Route] = []
+        self._by_filter: dict[str, list[_Route]] = {}  # the matcher's values
+        self._only_inline: MessageHandler | None = None
+        self._matcher = MQTTMatcher()  # type: ignore[no-untyped-call]
+        self._worker: HandlerWorker | None = None
         self._connected = threading.Event()
         self._answered = threading.Event()  # a CONNACK came, accepting or refusing
         self._refused: str | None = None
-        # Subscribed: the broker acknowledged every subscription since the last connection
-        # (SUBACK), so what is published from now on reaches us.
         self._subscribed = threading.Event()
-        self._unacknowledged: set[int] = set()  # SUBSCRIBE packets awaiting their SUBACK
+        self._awaiting_suback: set[int] = set()
+        self._subscription_refused = False
         self._lock = threading.Lock()
         client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=MQTTProtocolVersion.MQTTv5,
-                             manual_ack=self._session.manual_ack)
+                         protocol=MQTTProtocolVersion.MQTTv5,
+                         manual_ack=self._session.manual_ack)
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             client.username_pw_set(settings.username, password)
@@ -184,26 +188,21 @@ class MqttConnection:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    @property
-    def subscribed(self) -> bool:
-        """Connected, and every subscription acknowledged by the broker."""
-        return self._subscribed.is_set()
-
-    def wait_subscribed(self, timeout_s: float) -> bool:
-        """Wait until ``subscribed``; False if it was not within ``timeout_s``."""
-        return self._subscribed.wait(timeout_s)
-
-    def connect(self, timeout_s: float = 10.0) -> None:
-        """Connect and start the network thread; wait until the broker accepted us."""
+    def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         if self._session.expiry_s:
             props.SessionExpiryInterval = self._session.expiry_s
         props.ReceiveMaximum = self._session.receive_maximum
+        return props
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect and start the network thread; wait until the broker accepted us."""
         try:
             rc = self._client.connect(self._settings.host, self._settings.port,
                                       keepalive=self._settings.keepalive,
-                                      clean_start=self._session.clean_start, properties=props)
-        except OSError as exc:
+                                      clean_start=self._session.clean_start,
+                                      properties=self._connect_properties())
+        except (OSError, ValueError) as exc:
             raise BrokerError(f"cannot reach MQTT broker {self._settings.host}:"
                               f"{self._settings.port}: {exc}") from exc
         _check(rc, "connect")
@@ -215,49 +214,92 @@ class MqttConnection:
 
     def connect_async(self) -> None:
         """Start connecting in the background; retries until the broker is there."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        if self._session.expiry_s:
-            props.SessionExpiryInterval = self._session.expiry_s
-        props.ReceiveMaximum = self._session.receive_maximum
-        self._client.connect_async(self._settings.host, self._settings.port,
-                                   keepalive=self._settings.keepalive,
-                                   clean_start=self._session.clean_start, properties=props)
+        try:
+            self._client.connect_async(self._settings.host, self._settings.port,
+                                       keepalive=self._settings.keepalive,
+                                       clean_start=self._session.clean_start,
+                                       properties=self._connect_properties())
+        except ValueError as exc:  # a host or port paho cannot use
+            raise BrokerError(f"cannot connect to MQTT broker {self._settings.host}:"
+                              f"{self._settings.port}: {exc}") from exc
         self._client.loop_start()
 
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
-    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        """Subscribe now and again after every reconnection."""
-        with self._lock:
-            self._subscriptions[topic_filter] = qos
-            if self.connected:
-                # Under the lock: the SUBACK handler waits until the packet is counted.
-                rc, mid = self._client.subscribe(topic_filter, qos)
-                _check(rc, f"subscribe to {topic_filter}")
-                self._subscribed.clear()
-                if mid is not None:
-                    self._unacknowledged.add(mid)
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set() and not self._subscription_refused
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, *,
-                response_topic: str | None = None, correlation_data: bytes | None = None,
-                ) -> paho.MQTTMessageInfo:
-        """Queue a publication; ``wait_for_publish()`` on the result waits for the PUBACK."""
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        return self._subscribed.wait(timeout_s) and not self._subscription_refused
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1, *,
+                  handling: Handling = Handling.WORKER) -> None:
+        """Subscribe now (if connected) and again after every reconnection; ``handler``
+        receives the messages that match ``topic_filter``."""
+        if not is_filter(topic_filter):
+            raise BrokerError(f"not a topic filter: {shown_topic(topic_filter)!r}")
+        route = _Route(topic_filter, handler, handling)
+        with self._lock:
+            self._routes.append(route)
+            self._only_inline = (handler if len(self._routes) == 1
+                                 and handling is Handling.INLINE else None)
+            matched = unshared(topic_filter)
+            self._by_filter.setdefault(matched, []).append(route)
+            self._matcher[matched] = self._by_filter[matched]
+            self._subscriptions[topic_filter] = qos
+            if handling is Handling.WORKER and self._worker is None:
+                self._worker = HandlerWorker(f"mqtt-handlers-{self._client_id}"[:60],
+                                       max(MAX_BACKLOG_MESSAGES, self._session.receive_maximum
+                                           if self._session.manual_ack else 0),
+                                       MAX_BACKLOG_BYTES)
+            if not self.connected:
+                return
+            self._subscribed.clear()
+            try:
+                rc, mid = self._client.subscribe(topic_filter, qos)
+            except ValueError as exc:
+                raise BrokerError(f"cannot subscribe to {shown_topic(topic_filter)!r}: "
+                                  f"{exc}") from exc
+            if mid is not None:
+                self._awaiting_suback.add(mid)
+        _check(rc, f"subscribe to {shown_topic(topic_filter)}")
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                ) -> Delivery:
+        """Queue a publication; ``wait()`` on the result waits for the PUBACK."""
+        return self._publish(topic, payload, qos, retain, None)
+
+    def request(self, topic: str, payload: bytes, *, response_topic: str,
+                correlation_data: bytes, qos: int = 1) -> Delivery:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = response_topic
+        props.CorrelationData = correlation_data
+        return self._publish(topic, payload, qos, False, props)
+
+    def respond(self, topic: str, payload: bytes, *, correlation_data: bytes | None,
+                qos: int = 1) -> Delivery:
         props = None
-        if response_topic is not None or correlation_data is not None:
+        if correlation_data is not None:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            if response_topic is not None:
-                props.ResponseTopic = response_topic
-            if correlation_data is not None:
-                props.CorrelationData = correlation_data
-        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+            props.CorrelationData = correlation_data
+        return self._publish(topic, payload, qos, False, props)
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool,
+                 props: Properties | None) -> Delivery:
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain,
+                                        properties=props)
+        except ValueError as exc:  # a wildcard in the topic, a payload too large
+            raise BrokerError(f"cannot publish to {shown_topic(topic)!r}: {exc}") from exc
         if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
             # paho keeps a QoS > 0 message published while disconnected and sends it on
-            # reconnection, but leaves NO_CONN in its info, so that wait_for_publish() would
-            # raise at once instead of waiting for the PUBACK that does come.
+            # reconnection, but leaves NO_CONN in its info, so that waiting for it would
+            # fail at once instead of waiting for the PUBACK that does come.
             info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-        _check(info.rc, f"publish to {topic}")
-        return info
+        _check(info.rc, f"publish to {shown_topic(topic)}")
+        return _Delivery(info)
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a message received with manual acknowledgement."""
@@ -265,9 +307,12 @@ class MqttConnection:
             self._client.ack(mid, qos)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Disconnect cleanly (no Last Will) and stop the network thread."""
+        """Disconnect cleanly (no Last Will), stop the network thread, then the worker
+        (after the message in hand)."""
         self._client.disconnect()
         self._client.loop_stop()
+        if self._worker is not None:
+            self._worker.stop(timeout_s)
 
     # paho's network thread calls these.
     def _handle_connect(self, client: paho.Client, userdata: Any, flags: Any,
@@ -279,19 +324,30 @@ class MqttConnection:
             return
         with self._lock:
             subscriptions = list(self._subscriptions.items())
-            self._unacknowledged.clear()
+            self._subscription_refused = False
+            self._awaiting_suback.clear()
             if subscriptions:
-                rc, mid = client.subscribe(subscriptions)
-                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-                    self._unacknowledged.add(mid)
+                self._subscribed.clear()
+                _, mid = client.subscribe(subscriptions)
+                if mid is not None:
+                    self._awaiting_suback.add(mid)
             else:
-                self._subscribed.set()  # nothing to wait for
+                self._subscribed.set()
         log.info("connected to MQTT broker %s:%s (session present: %s)",
                  self._settings.host, self._settings.port, flags.session_present)
         self._connected.set()
         self._answered.set()
-        if self._on_connection:
-            self._on_connection(True)
+
+    def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int,
+                          reasons: list[ReasonCode], properties: Properties | None) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        with self._lock:
+            if refused:
+                self._subscription_refused = True
+                log.error("MQTT broker refused a subscription: %s", ", ".join(refused))
+            self._awaiting_suback.discard(mid)
+            if not self._awaiting_suback:
+                self._subscribed.set()
 
     def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any,
                            reason: ReasonCode, properties: Properties | None) -> None:
@@ -300,34 +356,35 @@ class MqttConnection:
         self._subscribed.clear()
         if was:
             log.warning("disconnected from MQTT broker: %s", reason)
-            if self._on_connection:
-                self._on_connection(False)
-
-    def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int,
-                          reason_codes: list[ReasonCode], properties: Properties | None,
-                          ) -> None:
-        refused = [str(code) for code in reason_codes if code.is_failure]
-        if refused:
-            # Not subscribed until the next connection tries again: readiness says so.
-            log.error("MQTT broker refused a subscription: %s", ", ".join(refused))
-            return
-        with self._lock:
-            self._unacknowledged.discard(mid)
-            if not self._unacknowledged and self._connected.is_set():
-                self._subscribed.set()
 
     def _handle_message(self, client: paho.Client, userdata: Any,
                         message: paho.MQTTMessage) -> None:
-        if self._on_message is None:
-            return
         props = getattr(message, "properties", None)
-        response_topic = getattr(props, "ResponseTopic", None) if props else None
-        correlation = getattr(props, "CorrelationData", None) if props else None
-        try:
-            self._on_message(InboundMessage(message.topic, bytes(message.payload),
-                                            message.qos, bool(message.retain), message.mid,
-                                            response_topic, correlation))
-        except Exception:
-            # paho re-raises a handler's exception out of its network loop, which ends the
-            # connection for good: one bad message must not silence every later one.
-            log.exception("handler failed on a message on %s", message.topic)
+        inbound = InboundMessage(message.topic, bytes(message.payload), message.qos,
+                                 bool(message.retain), message.mid,
+                                 getattr(props, "ResponseTopic", None) if props else None,
+                                 getattr(props, "CorrelationData", None) if props else None)
+        inline = self._only_inline
+        if inline is not None:
+            # One subscription, handled here: ingest's hot path pays no match, no hand-off.
+            try:
+                inline(inbound)
+            except Exception:
+                log.exception("handler failed on a message on %s", shown_topic(message.topic))
+            return
+        routes = self._routes
+        if len(routes) != 1:
+            # Several subscriptions: those whose filter matches; one takes everything the
+            # broker sends.
+            routes = [r for found in self._matcher.iter_match(message.topic)  # type: ignore[no-untyped-call]
+                      for r in found]
+            if not routes:
+                log.debug("no handler for a message on %s", shown_topic(message.topic))
+                if self._session.manual_ack:
+                    self.ack(message.mid, message.qos)
+                return
+        for route in routes:
+            if route.handling is Handling.INLINE:
+                call_handler(route.handler, inbound)
+            elif self._worker is not None:
+                self._worker.put(route.handler, inbound)

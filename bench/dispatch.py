@@ -38,13 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dispatch.alarms.frames import SeriesWindow, WindowFrame, WindowInputs  # noqa: E402
 from dispatch.alarms.stream import StreamEvaluator  # noqa: E402
-from dispatch.alarms.window import (  # noqa: E402
-    SeriesWindow,
-    WindowedEvaluator,
-    WindowFrame,
-    WindowInputs,
-)
+from dispatch.alarms.window import WindowedEvaluator  # noqa: E402
 from dispatch.incidents.assignment import plan_assignments  # noqa: E402
 from dispatch.incidents.crews import Crew, Shift  # noqa: E402
 from dispatch.incidents.model import open_incident  # noqa: E402
@@ -52,16 +48,15 @@ from edge.scale import synthetic_estate  # noqa: E402
 from edge.simulator import EstateSimulator  # noqa: E402
 from estate.alarm_rules import (  # noqa: E402
     BalanceRule,
-    MeterInfo,
     NoDataRule,
     PowerFactorRule,
     StuckRule,
     ThresholdRule,
     VoltageBandRule,
-    bind_rules,
 )
 from estate.model import MEASURES  # noqa: E402
 from estate.networks import NetworkSpec, build_tree  # noqa: E402
+from estate.rule_binding import MeterInfo, bind_rules  # noqa: E402
 
 WINDOWED_TARGET_S = 1.0
 ASSIGNMENT_TARGET_S = 0.200

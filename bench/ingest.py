@@ -43,6 +43,7 @@ from adapters.influxdb_v1 import InfluxV1Store  # noqa: E402
 from adapters.mqtt import InboundMessage, MqttConnection, Session  # noqa: E402
 from adapters.ops_http import wait_healthy  # noqa: E402
 from estate.lineprotocol import reading_line, readings_lines  # noqa: E402
+from estate.ports import Handling, Where  # noqa: E402
 from estate.readings import Reading  # noqa: E402
 from estate.schema import READINGS  # noqa: E402
 from estate.senml import decode_pack, encode_readings  # noqa: E402
@@ -92,14 +93,14 @@ def publish_process(port: int, items: list[tuple[str, bytes]], rate: float,
     for k, (topic, payload) in enumerate(items):
         # MQTT message ids wrap at 65,535: keep fewer than that awaiting their PUBACK.
         while len(infos) >= 30_000:
-            infos.popleft().wait_for_publish(300)
+            infos.popleft().wait(300)
         infos.append(client.publish(topic, payload, qos=1))
         if rate:
             delay = start + (k + 1) / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
     for info in infos:
-        info.wait_for_publish(300)
+        info.wait(300)
     done.value = time.monotonic() - start
     if cpu is not None:
         cpu.value = time.process_time() - cpu_start
@@ -116,9 +117,10 @@ def subscribe_process(port: int, expected: int, result: Any, ready: Any) -> None
             finished.set()
 
     finished = threading.Event()
-    client = MqttConnection(MqttSettings(port=port), f"raw-{uuid.uuid4().hex[:8]}",
-                            on_message=handle)
-    client.subscribe(f"estate/v1/{ESTATE}/+/+/telemetry", 1)
+    client = MqttConnection(MqttSettings(port=port), f"raw-{uuid.uuid4().hex[:8]}")
+    # On the network thread, as ingest's raw enqueue: the broker's delivery limit.
+    client.subscribe(f"estate/v1/{ESTATE}/+/+/telemetry", handle, 1,
+                     handling=Handling.INLINE)
     client.connect()
     ready.set()
     finished.wait(300)
@@ -260,7 +262,7 @@ def run_ingest(mqtt_port: int, influx_url: str, items: list[tuple[str, bytes]],
         publisher.join(60)
         # The load generator shares the machine: its CPU (all threads, paho's included).
         cpu["publisher"] = publish_cpu.value
-        count = count_readings(store, '"estate" = $e', {"e": ESTATE})
+        count = count_readings(store, where=Where({"estate": ESTATE}))
         rss = max(_peak_rss_mb(proc.pid) for proc in processes)
         for proc in processes:
             proc.terminate()

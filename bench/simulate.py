@@ -116,7 +116,7 @@ def publish_rate(port: int, runs: int) -> tuple[float, float]:
         for device, rs in step:
             publisher.publish(device, rs)
         # Mosquitto acknowledges in order: the last acknowledgement covers every pack.
-        publisher.connection.publish("bench/marker", b"", qos=1).wait_for_publish(120)
+        publisher.connection.publish("bench/marker", b"", qos=1).wait(120)
         elapsed = time.perf_counter() - start
         readings_rates.append(readings / elapsed)
         message_rates.append(len(step) / elapsed)

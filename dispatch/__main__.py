@@ -1,7 +1,8 @@
 """Composition root of dispatch: ``python -m dispatch worker|web`` or ``estate dispatch|web``.
 
 ``worker`` runs the scheduler and its jobs; ``web`` serves the operators' view. They are
-separate processes so the web view can be replicated while one worker schedules.
+separate processes so the web view can be replicated while one worker schedules. Here the
+adapters are made (store, broker connections, registry) and handed to the rooms.
 """
 
 from __future__ import annotations
@@ -16,25 +17,24 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import Engine
 
 from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
-from dispatch.commands import CommandSender, CommandStore
-from dispatch.forecasting import ForecastJob, nominal_kw
-from dispatch.freshness import check_freshness
-from dispatch.live import LiveState
-from dispatch.planning import PlanJob
-from dispatch.registry.db import make_engine, session_factory, upgrade
-from dispatch.registry.jobstore import JOBSTORE_ALIAS, registry_jobstore
-from dispatch.registry.loader import load_into_registry
+from dispatch.control.sender import CommandSender
+from dispatch.jobs.freshness import check_freshness
+from dispatch.jobs.rollups import Rollups
+from dispatch.planning.forecasts import ForecastJob, nominal_kw
+from dispatch.planning.rolling import PlanJob
+from dispatch.registry.command_store import CommandStore
+from dispatch.registry.db import Registry
+from dispatch.registry.loader import load_estate_into
 from dispatch.registry.lock import LeaseKeeper, SchedulerLease
-from dispatch.rollups import Rollups
-from dispatch.scheduler import Job, Scheduler, before_each_step
+from dispatch.registry.models import SCHEDULER_JOBS_TABLE
+from dispatch.scheduler import JOBSTORE_ALIAS, Job, Scheduler, before_each_step, sql_jobstore
 from dispatch.settings import DispatchSettings
 from dispatch.web.app import create_app
-from dispatch.web.forecast import forecast_router
-from dispatch.web.plans import plans_router
+from dispatch.web.deps import WebContext
+from dispatch.web.live import LiveState
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.model import load_estate
@@ -50,15 +50,37 @@ def _check_secrets(settings: DispatchSettings) -> None:
                            settings.influx.token)
 
 
-def _command_sender(settings: DispatchSettings, role: str, estate: str,
-                    engine: Engine) -> CommandSender:
+@dataclass
+class CommandLink:
+    """A command sender and the connection it sends on, which it does not own."""
+
+    sender: CommandSender
+    connection: MqttConnection
+
+    def close(self) -> None:
+        self.sender.close()
+        self.connection.close()
+
+
+def _command_link(settings: DispatchSettings, role: str, estate: str,
+                  registry: Registry) -> CommandLink:
     """A command sender connecting in the background: a broker that is away at start-up
     delays commands (they time out meanwhile), it does not turn them off."""
-    sender = CommandSender(settings.mqtt, f"estate-{role}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                           CommandStore(session_factory(engine)), estates=[estate],
+    connection = MqttConnection(settings.mqtt,
+                                f"estate-{role}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    sender = CommandSender(connection, CommandStore(registry), estates=[estate],
                            actor=f"dispatch:{role}")
-    sender.start(wait=False)
-    return sender
+    sender.start()
+    connection.connect_async()
+    return CommandLink(sender, connection)
+
+
+def _open_registry(settings: DispatchSettings) -> Registry:
+    """The registry, migrated: whichever of web and worker starts first brings the schema
+    up to date (migrations are idempotent and one process at a time)."""
+    registry = Registry(settings.registry_url)
+    registry.migrate()
+    return registry
 
 
 def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
@@ -69,27 +91,24 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     store = make_store(settings.influx)
     store.ensure_database()
     expected = [device for device, _, _ in spec.devices()]
-    engine = make_engine(settings.registry_url)
-    upgrade(engine)
+    registry = _open_registry(settings)
     if settings.registry_load_estate:
-        with session_factory(engine).begin() as session:
-            load_into_registry(session, spec)  # it logs what it changed
-    sender = _command_sender(settings, "worker", spec.id, engine)
-    planner = PlanJob(store, settings.influx.database, session_factory(engine), spec.id,
-                      settings.planning, sender=sender, nominal_kw=nominal_kw(spec),
-                      rollups=settings.rollups, manage_policies=settings.influx.api == "v1")
+        load_estate_into(registry, spec)  # it logs what it changed
+    commands = _command_link(settings, "worker", spec.id, registry)
+    manage_policies = settings.influx.api == "v1"
+    planner = PlanJob(store, registry, spec.id, settings.planning, sender=commands.sender,
+                      nominal_kw=nominal_kw(spec), rollups=settings.rollups,
+                      manage_policies=manage_policies)
     scheduler = Scheduler([
         Job("meter-freshness",
             lambda: check_freshness(store, spec.id, expected, settings.stale_after_s),
             settings.freshness_every_s,
             # Right after start-up every meter looks stale: give them time to report.
             first_run_after_s=settings.stale_after_s),
-        Job("rollups", Rollups(store, settings.influx.database, settings.rollups,
-                               manage_policies=settings.influx.api == "v1"),
+        Job("rollups", Rollups(store, settings.rollups, manage_policies=manage_policies),
             settings.rollups.every_s),
-        Job("forecasts", ForecastJob(store, settings.influx.database, spec, settings.forecast,
-                                     rollups=settings.rollups,
-                                     manage_policies=settings.influx.api == "v1"),
+        Job("forecasts", ForecastJob(store, spec, settings.forecast, rollups=settings.rollups,
+                                     manage_policies=manage_policies),
             settings.forecast.every_s,
             # After the rollup job's first run, so the newest quarter-hours are rolled up.
             first_run_after_s=60),
@@ -99,12 +118,12 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
         Job("plan", planner, settings.planning.every_s,
             first_run_at=before_each_step(settings.planning.every_s,
                                           settings.planning.lead_s)),
-    ], jobstores={JOBSTORE_ALIAS: registry_jobstore(engine)})
+    ], jobstores={JOBSTORE_ALIAS: sql_jobstore(registry.engine, SCHEDULER_JOBS_TABLE)})
     planner.request_soon = lambda: scheduler.run_soon("plan")
     # Every worker stands by; only the lease holder runs jobs.
     scheduler.start(paused=True)
     keeper = LeaseKeeper(
-        SchedulerLease(engine, "dispatch-scheduler",
+        SchedulerLease(registry.engine, "dispatch-scheduler",
                        f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
                        settings.scheduler_lease_ttl_s),
         on_gain=scheduler.resume, on_loss=scheduler.pause)
@@ -113,8 +132,8 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     stop.wait()
     keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
-    sender.close()
-    engine.dispose()
+    commands.close()
+    registry.close()
     store.close()
 
 
@@ -126,39 +145,35 @@ class WebParts:
     mqtt: MqttConnection
     store: TimeSeriesStore
     live: LiveState
-    engine: Engine | None = None
-    sender: CommandSender | None = None
+    registry: Registry | None = None
+    commands: CommandLink | None = None
 
     def close(self) -> None:
         self.mqtt.close()
         self.store.close()
-        if self.sender is not None:
-            self.sender.close()
-        if self.engine is not None:
-            self.engine.dispose()
+        if self.commands is not None:
+            self.commands.close()
+        if self.registry is not None:
+            self.registry.close()
 
 
 def build_web(settings: DispatchSettings) -> WebParts:
-    """Wire the web view: the store, the live feed from MQTT and the application."""
+    """Wire the web view: the store, the live feed from MQTT, the registry, the command
+    sender and the application."""
     _check_secrets(settings)
     spec = load_estate(settings.estate_file)
     store = make_store(settings.influx)
     live = LiveState(spec.id)
     # Every replica needs every message: a plain (not shared), non-persistent subscription.
-    mqtt = MqttConnection(settings.mqtt, f"estate-web-{os.getpid()}-{id(live):x}",
-                          on_message=live.handle)
+    mqtt = MqttConnection(settings.mqtt, f"estate-web-{os.getpid()}-{id(live):x}")
     for channel in (Channel.TELEMETRY, Channel.STATUS):
-        mqtt.subscribe(subscription(channel, estate=spec.id), qos=0)
+        mqtt.subscribe(subscription(channel, estate=spec.id), live.handle, qos=0)
     mqtt.connect_async()
-    app = create_app(spec, store, live, mqtt_connected=lambda: mqtt.connected)
-    app.include_router(forecast_router(spec, store))
-    engine = make_engine(settings.registry_url)
-    # Migrations are idempotent: whichever of web and worker starts first brings the
-    # schema up to date.
-    upgrade(engine)
-    sender = _command_sender(settings, "web", spec.id, engine)
-    app.include_router(plans_router(session_factory(engine), spec.id, settings.planning, sender))
-    return WebParts(app, mqtt, store, live, engine, sender)
+    registry = _open_registry(settings)
+    commands = _command_link(settings, "web", spec.id, registry)
+    app = create_app(WebContext(spec, store, live, lambda: mqtt.connected, settings.planning,
+                                registry, commands.sender))
+    return WebParts(app, mqtt, store, live, registry, commands)
 
 
 def run_web(settings: DispatchSettings) -> None:

@@ -16,13 +16,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import BaseJobStore
 from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger(__name__)
+
+JOBSTORE_ALIAS: Final = "registry"
+"""The alias of the registry's job store (``sql_jobstore``) among the scheduler's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +104,21 @@ def before_each_step(every_s: float, lead_s: float, now: datetime | None = None,
     boundary = epoch + ((now - epoch) // period + 1) * period
     first = boundary - timedelta(seconds=lead_s)
     return first if first > now else first + period
+
+
+def sql_jobstore(engine: object, table: str) -> BaseJobStore:
+    """APScheduler's job store in the registry database: ``engine`` is the registry's
+    (``dispatch.registry.db.Registry.engine``), ``table`` the one Alembic made for it
+    (``dispatch.registry.models.SCHEDULER_JOBS_TABLE``), with the columns APScheduler 3.x's
+    ``SQLAlchemyJobStore`` uses; the store's own ``create(checkfirst=True)`` at start then
+    finds it and does nothing, and a change of APScheduler that changes the table shows up
+    as a failing schema test, not as a silent second schema.
+
+    Jobs in this store are pickled: their function must be importable by reference
+    (``"package.module:function"``) and their arguments picklable, so lambdas and bound
+    methods of live objects stay in the in-memory store (rebuilt at each start). What
+    belongs here is what must survive a restart or move to the next active scheduler:
+    one-off jobs at a set time (a demand-response event's start and end). APScheduler
+    disposes the engine's pool at shutdown; the engine stays usable.
+    """
+    return SQLAlchemyJobStore(engine=engine, tablename=table)

@@ -12,7 +12,7 @@ import threading
 import time
 
 from adapters.ops_http import OpsServer
-from edge.commands import CommandHandler
+from edge.command_handler import CommandHandler
 from edge.modbus_server import SimulatedModbusServers
 from edge.publisher import Publisher
 from edge.scale import simulator_for
@@ -55,15 +55,15 @@ def run(settings: EdgeSettings, stop: threading.Event | None = None) -> None:
             handler = simulated_command_handler(spec, settings.command_log_path)
             # The simulator reports its own status as a device of the estate's "edge" facility.
             publisher = Publisher(settings.mqtt, settings.client_id,
-                                  DeviceId(spec.id, "edge", settings.client_id),
-                                  on_message=handler.on_message if handler else None)
+                                  DeviceId(spec.id, "edge", settings.client_id))
             connection = publisher.connection
             metrics.connected = lambda: connection.connected
-            publisher.start(simulator.devices)
             if handler is not None:
+                # Before connecting: the subscriptions go out with the connection.
                 handler.start(publisher.connection)
                 log.info("answering commands for %s", ", ".join(
                     f"{d.facility}/{d.device}" for d in handler.devices))
+            publisher.start(simulator.devices)
         log.info("simulating %d meters of %s every %.1f s%s%s", len(simulator.devices),
                  spec.name, settings.interval_s, ", publishing" if publisher else "",
                  f", Modbus on ports {servers.ports}" if servers else "")

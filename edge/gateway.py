@@ -8,14 +8,15 @@
                    a message leaves the outbox only once the broker acknowledged it
 
 While the broker is away the poll loop carries on and the outbox grows (within its
-bounds, ``edge.outbox``); paho reconnects with exponential backoff, the sender replays
-the backlog oldest first, and a restarted gateway replays whatever its predecessor left.
+bounds, ``edge.outbox``); the connection comes back with exponential backoff, the sender
+replays the backlog oldest first, and a restarted gateway replays whatever its predecessor
+left.
 The MQTT session is persistent (clean start off, session expiry), and the gateway
 publishes retained births for itself and its meters on every connection, with a Last
 Will that marks the gateway offline if it vanishes (docs/contract.md section 7).
 
 With a commands file the gateway also takes commands for the devices listed there
-(docs/commands.md): ``edge.commands.CommandHandler`` subscribes to each device's
+(docs/commands.md): ``edge.command_handler.CommandHandler`` subscribes to each device's
 ``cmd/req``, checks the command against the device's policy, writes its holding
 registers and answers on the request's Response Topic. Requests are acknowledged by hand,
 only once their answer is in the command log, so a crash in between redelivers them.
@@ -28,26 +29,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import orjson
-import paho.mqtt.client as paho
-import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.mqtt import MqttConnection, Session, Will
+from adapters.mqtt import MqttConnection
 from adapters.ops_http import OpsServer
-from edge.commands import CommandHandler, CommandTarget, ModbusExecutor, ModbusTarget
+from edge.command_executors import ModbusExecutor
+from edge.command_handler import CommandHandler, CommandTarget
+from edge.gateway_config import load_command_devices, load_meters
 from edge.modbus import ModbusGateway, ModbusMeter
 from edge.outbox import Bounds, Outbox, OutboxMetrics
 from edge.publisher import Publisher, status_payload
-from edge.registers import MAPS_DIR, MeterMap, load_map
 from edge.settings import GatewaySettings
-from estate.commands import CommandPolicy
-from estate.errors import BrokerError, ConfigError, TopicError
+from estate.errors import BrokerError
 from estate.lifecycle import stop_on_signals
+from estate.ports import Delivery, Messaging, Session, Will
 from estate.readiness import Readiness
 from estate.readings import Reading
 from estate.senml import encode_readings
@@ -58,132 +56,13 @@ log = logging.getLogger(__name__)
 
 # Messages published but not yet acknowledged. Enough to replay a backlog at broker speed
 # (one round trip per window), small enough that an outage never moves the backlog from
-# disk into paho's memory.
+# disk into the MQTT client's memory.
 SEND_WINDOW: Final = 100
 # How long a graceful stop keeps forwarding the backlog before leaving it in the outbox.
 FLUSH_TIMEOUT_S: Final = 5.0
 
 QueuedHook = Callable[[DeviceId, list[Reading]], None]
 """Called with each meter's readings once they are committed to the outbox."""
-
-
-# --- the meters file -------------------------------------------------------------------
-
-class MeterEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    facility: str
-    device: str
-    host: str = Field(min_length=1)
-    port: int = Field(502, ge=1, le=65535)
-    unit_id: int = Field(1, ge=0, le=255)
-    model: str = Field(min_length=1)
-
-
-class MetersFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    meters: list[MeterEntry] = Field(min_length=1)
-
-
-def find_map(model: str, base_dir: Path) -> Path:
-    """The register map file for ``model``: a path ending in .yaml/.yml, or a map of
-    ``edge/maps`` named by its file stem or its ``model`` field."""
-    if model.endswith((".yaml", ".yml")):
-        return base_dir / model
-    for candidate in (MAPS_DIR / f"{model}.yaml", MAPS_DIR / f"{model.replace('-', '_')}.yaml"):
-        if candidate.exists():
-            return candidate
-    known = sorted(p.stem for p in MAPS_DIR.glob("*.yaml"))
-    raise ConfigError(f"no register map for model {model!r}; known: {', '.join(known)}")
-
-
-def load_meters(path: Path, estate: str) -> list[ModbusMeter]:
-    """Load and validate the meters file; raise ``ConfigError`` naming what is wrong."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        entries = MetersFile.model_validate(raw).meters
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read meters file {path}: {exc}") from exc
-    except ValidationError as exc:
-        raise ConfigError(f"invalid meters file {path}: {exc}") from exc
-    maps: dict[Path, MeterMap] = {}
-    meters: list[ModbusMeter] = []
-    seen: set[DeviceId] = set()
-    for number, entry in enumerate(entries, 1):
-        try:
-            device = DeviceId(estate, entry.facility, entry.device)
-        except TopicError as exc:
-            raise ConfigError(f"meter {number} of {path}: {exc.detail}") from exc
-        if device in seen:
-            raise ConfigError(f"meter {number} of {path}: {entry.facility}/{entry.device} "
-                              "appears twice")
-        seen.add(device)
-        map_path = find_map(entry.model, path.parent)
-        if map_path not in maps:
-            maps[map_path] = load_map(map_path)
-        meters.append(ModbusMeter(device, entry.host, entry.port, entry.unit_id,
-                                  maps[map_path]))
-    return meters
-
-
-# --- the commands file -----------------------------------------------------------------
-
-class CommandDevice(BaseModel):
-    """A device that takes commands: what it may be told and which registers each writes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    facility: str
-    device: str
-    # The device's CommandPolicy in its YAML form, checked by CommandPolicy.from_mapping.
-    policy: dict[str, Any]
-    modbus: ModbusTarget
-
-
-class CommandsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    devices: list[CommandDevice] = Field(min_length=1)
-
-
-def load_command_devices(path: Path, estate: str,
-                         ) -> tuple[list[tuple[DeviceId, CommandPolicy]],
-                                    dict[DeviceId, ModbusTarget]]:
-    """Load and validate the commands file; raise ``ConfigError`` naming what is wrong.
-
-    Returns each device with its policy, and the Modbus target that carries its commands
-    out. An action the policy allows must have registers to write: otherwise every such
-    command would be refused at run time, which a configuration check should say at start.
-    """
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        entries = CommandsFile.model_validate(raw).devices
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read commands file {path}: {exc}") from exc
-    except ValidationError as exc:
-        raise ConfigError(f"invalid commands file {path}: {exc}") from exc
-    policies: list[tuple[DeviceId, CommandPolicy]] = []
-    targets: dict[DeviceId, ModbusTarget] = {}
-    for number, entry in enumerate(entries, 1):
-        where = f"device {number} of {path}"
-        try:
-            device = DeviceId(estate, entry.facility, entry.device)
-        except TopicError as exc:
-            raise ConfigError(f"{where}: {exc.detail}") from exc
-        if device in targets:
-            raise ConfigError(f"{where}: {entry.facility}/{entry.device} appears twice")
-        try:
-            policy = CommandPolicy.from_mapping(entry.policy)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-        unmapped = sorted(set(policy.actions) - set(entry.modbus.actions))
-        if unmapped:
-            raise ConfigError(f"{where}: the policy allows {', '.join(unmapped)} but no "
-                              "register is mapped for it under modbus.actions")
-        policies.append((device, policy))
-        targets[device] = entry.modbus
-    return policies, targets
 
 
 # --- metrics ---------------------------------------------------------------------------
@@ -274,13 +153,13 @@ class Poller:
 class Sender:
     """Forwards the outbox to the broker, oldest first, deleting what the broker acked."""
 
-    def __init__(self, outbox: Outbox, connection: MqttConnection,
+    def __init__(self, outbox: Outbox, connection: Messaging,
                  births: Callable[[], None], wakeup: threading.Event) -> None:
         self._outbox = outbox
         self._connection = connection
         self._births = births
         self._wakeup = wakeup
-        self._in_flight: deque[tuple[int, paho.MQTTMessageInfo]] = deque()
+        self._in_flight: deque[tuple[int, Delivery]] = deque()
         self._last_id = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -314,9 +193,9 @@ class Sender:
                 if connected and len(self._in_flight) < SEND_WINDOW and self._send():
                     continue
                 if self._in_flight:
-                    # Paho keeps un-acknowledged messages over a reconnection and sends them
-                    # again itself, so waiting here is all a lost connection needs.
-                    self._in_flight[0][1].wait_for_publish(0.05)
+                    # The connection keeps un-acknowledged messages over a reconnection and
+                    # sends them again itself, so waiting here is all a lost one needs.
+                    self._in_flight[0][1].wait(0.05)
                 else:
                     self._wakeup.wait(0.2)
                     self._wakeup.clear()
@@ -346,7 +225,7 @@ class Sender:
     def _settle(self) -> None:
         """Delete what the broker acknowledged (PUBACKs arrive in publication order)."""
         done: list[int] = []
-        while self._in_flight and self._in_flight[0][1].is_published():
+        while self._in_flight and self._in_flight[0][1].delivered:
             done.append(self._in_flight.popleft()[0])
         self._outbox.ack(done)
 
@@ -386,8 +265,7 @@ class Gateway:
             settings.mqtt, settings.client_id,
             session=Session(clean_start=False, expiry_s=settings.session_expiry_s,
                             manual_ack=self.commands is not None),
-            will=Will(self.identity.topic(Channel.STATUS), orjson.dumps({"state": "offline"})),
-            on_message=self.commands.on_message if self.commands is not None else None)
+            will=Will(self.identity.topic(Channel.STATUS), orjson.dumps({"state": "offline"})))
         self.metrics.connected.set_function(lambda: float(self.connection.connected))
         self.sender = Sender(self.outbox, self.connection, self._births, self.poller.queued)
         self._polling = threading.Event()
@@ -413,7 +291,7 @@ class Gateway:
         self.sender.start()
         if self.commands is not None:
             # Before connecting: the subscriptions then go out with the first connection,
-            # and answers owed from before a crash wait in paho until it is up.
+            # and answers owed from before a crash wait in the connection until it is up.
             self.commands.start(self.connection, manual_ack=True)
             log.info("gateway %s takes commands for %s; command log %s",
                      self.identity.base_name,
@@ -451,8 +329,8 @@ class Gateway:
             infos = [self.connection.publish(d.topic(Channel.STATUS), status_payload("offline"),
                                              qos=1, retain=True)
                      for d in [*self.devices, self.identity]]
-            for info in infos:
-                info.wait_for_publish(2)
+            for delivery in infos:
+                delivery.wait(2)
         self.connection.close()
         self.poller.close()
         self.outbox.close()

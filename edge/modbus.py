@@ -20,6 +20,7 @@ from pymodbus.exceptions import ModbusException
 
 from edge.publisher import Publisher
 from edge.registers import MeterMap, Point
+from estate.errors import DeviceError
 from estate.readings import Reading
 from estate.topics import DeviceId
 from estate.units import QUANTITIES, convert
@@ -42,7 +43,7 @@ PolledValue = tuple[str, str, float, str]
 """(quantity, channel, value, unit): a point's value in the unit of its map."""
 
 
-class PollError(Exception):
+class PollError(DeviceError):
     """A meter answered with a Modbus exception or an unusable response."""
 
 

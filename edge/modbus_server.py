@@ -31,9 +31,10 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from edge.meter_physics import ELECTRICAL_KINDS
 from edge.modbus import ModbusMeter, plan_blocks
 from edge.registers import GENERIC_THREE_PHASE, MeterMap, Point, load_map
-from edge.simulator import ELECTRICAL_KINDS, EstateSimulator, Snapshot
+from edge.simulator import EstateSimulator, Snapshot
 from estate.topics import DeviceId
 from estate.units import QUANTITIES, UNITS
 

@@ -8,8 +8,9 @@ import time
 
 import orjson
 
-from adapters.mqtt import MessageHandler, MqttConnection, Session, Will
+from adapters.mqtt import MqttConnection
 from edge.simulator import EstateSimulator
+from estate.ports import Session, Will
 from estate.readings import Reading
 from estate.senml import encode_readings
 from estate.settings import MqttSettings
@@ -29,15 +30,13 @@ def status_payload(state: str) -> bytes:
 class Publisher:
     """A gateway's MQTT side: births, telemetry packs, and offline notices on shutdown."""
 
-    def __init__(self, mqtt: MqttSettings, client_id: str, gateway: DeviceId,
-                 on_message: MessageHandler | None = None) -> None:
+    def __init__(self, mqtt: MqttSettings, client_id: str, gateway: DeviceId) -> None:
         self._gateway = gateway
         # The Last Will marks the gateway offline if it vanishes; its devices' own retained
         # status stays as last published.
         self.connection = MqttConnection(
             mqtt, client_id, session=Session(clean_start=False, expiry_s=3600),
-            will=Will(gateway.topic(Channel.STATUS), orjson.dumps({"state": "offline"})),
-            on_message=on_message)
+            will=Will(gateway.topic(Channel.STATUS), orjson.dumps({"state": "offline"})))
 
     def start(self, devices: list[DeviceId]) -> None:
         self.connection.connect()
@@ -56,13 +55,13 @@ class Publisher:
         infos = [self.connection.publish(d.topic(Channel.STATUS), status_payload("offline"),
                                          qos=1, retain=True) for d in [*devices, self._gateway]]
         deadline = time.monotonic() + timeout_s
-        for info in infos:
+        for delivery in infos:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 log.warning("stopping without the broker's acknowledgement of %d offline "
-                            "statuses", sum(not i.is_published() for i in infos))
+                            "statuses", sum(not d.delivered for d in infos))
                 break
-            info.wait_for_publish(remaining)
+            delivery.wait(remaining)
         self.connection.close()
 
 

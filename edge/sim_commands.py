@@ -1,5 +1,5 @@
 """The simulator's devices answer commands: the estate's battery, genset and pumps, as
-described in the estate file's assets, are driven as simulated assets (``edge.commands``),
+described in the estate file's assets, are driven as simulated assets (``edge.command_handler``),
 so an approved plan's setpoints reach something that says accepted, done or why not.
 
 Deferrable loads, chillers and PV have no simulated executor: their commands find no device
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.commands import (
-    CommandHandler,
-    CommandTarget,
+from edge.command_executors import (
     SimulatedAssetExecutor,
     SimulatedBattery,
     SimulatedGenset,
     SimulatedPump,
 )
+from edge.command_handler import CommandHandler, CommandTarget
 from estate.assets import BatterySpec, GensetSpec, PumpTankSpec
 from estate.commands import CommandPolicy
 from estate.model import EstateSpec

@@ -29,16 +29,13 @@ time alone; counters, a battery's charge and a tank's level on the times stepped
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from itertools import repeat
 from operator import add
-from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -46,34 +43,38 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge.faults import Fault, FaultPlan, estate_faults, outage_reach
+from edge.meter_physics import (
+    PUMP_KWH_PER_M3,
+    Clock,
+    Floats,
+    Key,
+    MeterGroup,
+    init_state,
+    own_flow,
+    share_of,
+    values_of,
+)
+from edge.signals import (
+    Weather,
+    clear_sky,
+    identity_key,
+    normal,
+    smooth,
+    timezone_position,
+    uniform,
+)
 from estate.model import MEASURES, EstateSpec
 from estate.readings import Reading
 from estate.topics import DeviceId
 from estate.units import QUANTITIES, Kind
 
-Floats = NDArray[np.float64]
-Key = tuple[str, str]  # (quantity, channel)
-
-# Phase-to-neutral voltage of a European low-voltage supply, and a typical industrial
-# power factor: the simulated electricity meters wander around these.
-NOMINAL_VOLTAGE: Final = 230.0
+# The grid's nominal frequency: the simulated meters wander around it.
 NOMINAL_FREQUENCY: Final = 50.0
-TYPICAL_POWER_FACTOR: Final = 0.92
-WATER_PRESSURE_BAR: Final = 3.5
-# A borehole pump lifting about 100 m uses about 0.45 kWh per m3.
-PUMP_KWH_PER_M3: Final = 0.45
-TANK_HEIGHT_M: Final = 5.0
 SHIFT_RAMP_H: Final = 0.5
-# Slow process variation changes its course every quarter hour: the resolution of the
-# tariffs and of the optimiser, so forecasts have structure to learn at that scale.
-PROCESS_KNOT_MS: Final = 15 * 60_000
-ELECTRICAL_KINDS: Final = frozenset({"electricity", "hvac", "pv", "battery", "genset", "pump"})
-GENERATING_KINDS: Final = frozenset({"pv", "battery", "genset"})
 # A network parent's losses wander by this share of themselves (one normal deviation):
 # visible, and with 3 % of losses of a few percent far inside any balance tolerance.
 LOSS_NOISE: Final = 0.1
-# What is left of the water pressure below a water outage (bar): the pipes drain.
-DRY_PRESSURE_BAR: Final = 0.1
+_LEAKING_KINDS: Final = frozenset({"water", "gas", "pump"})
 
 _new_reading = tuple.__new__
 
@@ -93,128 +94,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-_MASK: Final = (1 << 64) - 1
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _mix_int(x: int) -> int:
-    """splitmix64's finaliser on a Python int: a well-spread 64-bit hash."""
-    x &= _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
-def _mix(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
-
-
-def identity_key(seed: int, *parts: str) -> int:
-    """The 64-bit noise key of an identity under a seed."""
-    digest = hashlib.blake2b("/".join(parts).encode(), digest_size=8).digest()
-    return _mix_int(int.from_bytes(digest, "little") ^ _mix_int(seed * 0x9E3779B97F4A7C15))
-
-
-def uniform(keys: NDArray[np.uint64], slot: int, stream: int) -> Floats:
-    """A uniform draw in (0, 1) per key for a time slot and a use, the same every time."""
-    salt = np.uint64(_mix_int(slot * 0x9E3779B97F4A7C15 + stream * 0xD1B54A32D192ED03 + 1))
-    bits = _mix(keys ^ salt) >> np.uint64(11)
-    return (bits.astype(np.float64) + 0.5) * (1.0 / (1 << 53))
-
-
-def normal(keys: NDArray[np.uint64], slot: int, stream: int) -> Floats:
-    """A standard normal draw per key (Box-Muller over two uniform draws)."""
-    u1, u2 = uniform(keys, slot, 2 * stream), uniform(keys, slot, 2 * stream + 1)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)
-
-
-def smooth(keys: NDArray[np.uint64], time_ms: int, knot_ms: int, stream: int) -> Floats:
-    """Noise in [-1, 1] that moves smoothly between random values every ``knot_ms``."""
-    slot, rest = divmod(time_ms, knot_ms)
-    a, b = uniform(keys, slot, stream), uniform(keys, slot + 1, stream)
-    w = rest / knot_ms
-    w = w * w * (3 - 2 * w)
-    return 2 * (a + (b - a) * w) - 1
-
-
-@cache
-def timezone_position(timezone: str) -> tuple[float, float]:
-    """Latitude and longitude of a timezone's reference city (the tz database's zone1970.tab).
-
-    The estate file names a timezone but no position; its city is close enough for a
-    clear-sky curve. Unknown zones sit on the equator at the zone's own meridian.
-    """
-    for table in (Path("/usr/share/zoneinfo/zone1970.tab"), Path("/usr/share/zoneinfo/zone.tab")):
-        try:
-            text = table.read_text(encoding="utf-8")
-        except OSError:
-            continue
-        for row in text.splitlines():
-            cols = row.split("\t")
-            if len(cols) >= 3 and cols[2] == timezone:
-                return _iso6709(cols[1])
-    offset = datetime.now(ZoneInfo(timezone)).utcoffset()
-    return 0.0, (offset.total_seconds() / 3600 * 15) if offset else 0.0
-
-
-def _iso6709(text: str) -> tuple[float, float]:
-    split = max(text.rfind("+"), text.rfind("-"))
-    lat, lon = text[:split], text[split:]
-
-    def degrees(part: str, width: int) -> float:
-        sign = -1.0 if part[0] == "-" else 1.0
-        digits = part[1:]
-        d, m = int(digits[:width]), int(digits[width:width + 2])
-        s = int(digits[width + 2:width + 4]) if len(digits) > width + 2 else 0
-        return sign * (d + m / 60 + s / 3600)
-
-    return degrees(lat, 2), degrees(lon, 3)
-
-
-def clear_sky(time_ms: int, latitude: float, longitude: float) -> float:
-    """Clear-sky output of a PV array as a share of its peak (0 at night, about 1 at zenith)."""
-    moment = datetime.fromtimestamp(time_ms / 1000, UTC)
-    day = moment.timetuple().tm_yday
-    declination = math.radians(23.44) * math.sin(2 * math.pi * (284 + day) / 365)
-    b = 2 * math.pi * (day - 81) / 364
-    equation_of_time_min = 9.87 * math.sin(2 * b) - 7.53 * math.cos(b) - 1.5 * math.sin(b)
-    utc_h = moment.hour + moment.minute / 60 + moment.second / 3600
-    solar_h = utc_h + longitude / 15 + equation_of_time_min / 60
-    hour_angle = math.radians(15 * (solar_h - 12))
-    lat = math.radians(latitude)
-    sin_elevation = (math.sin(lat) * math.sin(declination)
-                     + math.cos(lat) * math.cos(declination) * math.cos(hour_angle))
-    # Air mass thins the light near the horizon; the exponent is a simple fit of that.
-    return float(max(0.0, sin_elevation) ** 1.2)
-
-
-@dataclass(frozen=True, slots=True)
-class Weather:
-    """What the whole estate shares at one instant."""
-
-    ambient_c: float
-    clear_sky: float
-    cloud: float
-    voltage_drift: float
-    frequency: float
-
-
-@dataclass
-class _Group:
-    """The meters of one kind, as arrays in file order."""
-
-    kind: str
-    devices: list[DeviceId]
-    keys: NDArray[np.uint64]
-    nominal: Floats
-    base: Floats
-    capacity: Floats
-    facility: NDArray[np.intp]
-    state: dict[str, Floats] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,15 +147,15 @@ class EstateSimulator:
             self._devices.append(device)
             rows.append((device, meter.nominal, meter.base_share, meter.capacity,
                          facility_index[facility.id]))
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, MeterGroup] = {}
         for kind, rows in members.items():
             keys = np.array([identity_key(seed, d.estate, d.facility, d.device)
                              for d, *_ in rows], dtype=np.uint64)
-            group = _Group(kind, [r[0] for r in rows], keys,
-                           np.array([r[1] for r in rows]), np.array([r[2] for r in rows]),
-                           np.array([r[3] for r in rows]),
-                           np.array([r[4] for r in rows], dtype=np.intp))
-            _init_state(group)
+            group = MeterGroup(kind, [r[0] for r in rows], keys,
+                               np.array([r[1] for r in rows]), np.array([r[2] for r in rows]),
+                               np.array([r[3] for r in rows]),
+                               np.array([r[4] for r in rows], dtype=np.intp))
+            init_state(group)
             self._groups[kind] = group
         self._order = [(d, *self._where[d]) for d in self._devices]
         # (estate, facility, device, quantity, channel) of every reading, row by row.
@@ -366,10 +245,10 @@ class EstateSimulator:
         hour = local.hour + local.minute / 60 + local.second / 3600
         activity = self._activity(local.weekday(), hour)
         weather = self._weather(time_ms, local)
-        clock = _Clock(time_ms, hours, hour, local.weekday())
-        shares = {kind: _share(group, clock, activity[group.facility])
+        clock = Clock(time_ms, hours, hour, local.weekday())
+        shares = {kind: share_of(group, clock, activity[group.facility])
                   for kind, group in self._groups.items()}
-        flows = {kind: _flow(group, clock, weather, *shares[kind])
+        flows = {kind: own_flow(group, clock, weather, *shares[kind])
                  for kind, group in self._groups.items()}
         leaks: dict[DeviceId, float] = {}
         for device, extra in self.faults.leaks(time_ms):
@@ -399,8 +278,8 @@ class EstateSimulator:
             noise = 1 + LOSS_NOISE * float(np.clip(normal(parent.key, time_ms, 40)[0], -3, 3))
             own_leak = leaks.get(parent.device, 0.0) if parent.kind in _LEAKING_KINDS else 0.0
             flow[parent.row] = total + parent.losses * absolute * noise + own_leak
-        values = {kind: _values(group, clock, weather, flows[kind], *shares[kind],
-                                np.array(dry.get(kind, []), dtype=np.intp))
+        values = {kind: values_of(group, clock, weather, flows[kind], *shares[kind],
+                                  np.array(dry.get(kind, []), dtype=np.intp))
                   for kind, group in self._groups.items()}
         self.snapshot = Snapshot(time_ms, values)
         return self.snapshot
@@ -441,174 +320,3 @@ class EstateSimulator:
             frequency=NOMINAL_FREQUENCY + 0.03 * float(smooth(key, time_ms, 60_000, 6)[0]))
 
 
-@dataclass(frozen=True, slots=True)
-class _Clock:
-    time_ms: int
-    hours: float  # since the previous step: what counters and stores integrate over
-    hour: float  # local time of day
-    weekday: int
-
-
-def _init_state(group: _Group) -> None:
-    n = len(group.devices)
-    register = 1_000 + uniform(group.keys, 0, 900) * 499_000
-    if group.kind in ELECTRICAL_KINDS:
-        group.state["energy_import"] = register
-        exports = 1_000 + uniform(group.keys, 0, 901) * 499_000
-        group.state["energy_export"] = (exports if group.kind in GENERATING_KINDS
-                                        else np.zeros(n))
-    if group.kind == "battery":
-        group.capacity = np.where(group.capacity > 0, group.capacity, 2 * group.nominal)
-        group.state["soc"] = 0.3 + 0.4 * uniform(group.keys, 0, 902)
-    if group.kind == "tank":
-        group.capacity = np.where(group.capacity > 0, group.capacity, 10 * group.nominal)
-        group.state["level"] = 0.4 + 0.4 * uniform(group.keys, 0, 903)
-        group.state["filling"] = np.zeros(n)
-    volume = 1_000 + uniform(group.keys, 0, 904) * 499_000
-    if group.kind in ("water", "pump"):
-        group.state["water_volume"] = volume
-    if group.kind == "gas":
-        group.state["gas_volume"] = volume
-
-
-_LEAKING_KINDS: Final = frozenset({"water", "gas", "pump"})
-
-
-def _share(group: _Group, clock: _Clock, activity: Floats) -> tuple[Floats, Floats]:
-    """Per meter: the share of its nominal that work asks for now, and the slow process
-    variation with noise around 1."""
-    keys, t = group.keys, clock.time_ms
-    share = group.base + (1 - group.base) * activity
-    process = 1 + 0.08 * smooth(keys, t, PROCESS_KNOT_MS, 10) + 0.02 * normal(keys, t, 11)
-    return share, process
-
-
-def _flow(group: _Group, clock: _Clock, weather: Weather, share: Floats, process: Floats,
-          ) -> Floats | None:
-    """Each meter's own flow before leaks, outages and networks: power (kW) for electrical
-    kinds but the pump, water or gas flow (m3/h) for pumps, water and gas meters; None for
-    kinds without one (temperature, tank)."""
-    keys, t = group.keys, clock.time_ms
-    kind = group.kind
-    if kind == "electricity":
-        return np.maximum(0.0, group.nominal * share * process)
-    if kind == "hvac":
-        cooling = np.clip((weather.ambient_c - 18) / 16, 0, 1)
-        heating = 0.6 * np.clip((12 - weather.ambient_c) / 14, 0, 1)
-        load = 0.08 + 0.92 * share * min(1.0, float(cooling + heating))
-        hvac: Floats = np.maximum(0.0, group.nominal * load * (1 + 0.03 * normal(keys, t, 12)))
-        return hvac
-    if kind == "pv":
-        sun = weather.clear_sky * (1 - 0.75 * weather.cloud)
-        return -np.maximum(0.0, group.nominal * sun * (1 + 0.02 * normal(keys, t, 13)))
-    if kind == "battery":
-        return _battery_plan(group, clock)
-    if kind == "genset":
-        # The weekly test run: half an hour at 10:00 on a weekday of the genset's own.
-        test_day = (keys % np.uint64(5)).astype(np.intp)
-        running = (test_day == clock.weekday) & (10.0 <= clock.hour < 10.5)
-        genset: Floats = -group.nominal * 0.7 * (1 + 0.02 * normal(keys, t, 14)) * running
-        return genset
-    if kind == "pump":
-        # Pumps cycle in two-hour periods, on for the share of the period that demand asks.
-        phase = uniform(keys, 0, 15)
-        running = np.modf(t / 7_200_000 + phase)[0] < share
-        return group.nominal * (1 + 0.02 * normal(keys, t, 16)) * running
-    if kind in ("water", "gas"):
-        return np.maximum(0.0, group.nominal * share * process)
-    return None
-
-
-def _values(group: _Group, clock: _Clock, weather: Weather, flow: Floats | None,
-            share: Floats, process: Floats, dry: NDArray[np.intp]) -> dict[Key, Floats]:
-    """Every value of each meter from its final flow; counters and stores advance."""
-    keys, t = group.keys, clock.time_ms
-    kind = group.kind
-    if kind in ("electricity", "hvac", "pv", "genset"):
-        assert flow is not None
-        return _electrical(group, clock, weather, flow)
-    if kind == "battery":
-        assert flow is not None
-        _battery_store(group, clock, flow)
-        values = _electrical(group, clock, weather, flow)
-        values[("state_of_charge", "")] = group.state["soc"] * 100
-        return values
-    if kind == "pump":
-        assert flow is not None
-        group.state["water_volume"] += flow * clock.hours
-        values = _electrical(group, clock, weather, flow * PUMP_KWH_PER_M3)
-        values[("water_flow", "")] = flow
-        values[("water_volume", "")] = group.state["water_volume"].copy()
-        return values
-    if kind == "tank":
-        use = share * process
-        if dry.size:  # the tank's outlet is cut: nothing leaves it
-            use = use.copy()
-            use[dry] = 0.0
-        return _tank(group, clock, use)
-    if kind in ("water", "gas"):
-        assert flow is not None
-        volume = f"{kind}_volume"
-        group.state[volume] += flow * clock.hours
-        values = {(f"{kind}_flow", ""): flow, (volume, ""): group.state[volume].copy()}
-        if kind == "water":
-            nominal = np.where(group.nominal > 0, group.nominal, 1.0)
-            pressure = (WATER_PRESSURE_BAR - 0.3 * np.minimum(1.0, flow / nominal)
-                        + 0.05 * normal(keys, t, 17))
-            if dry.size:
-                pressure[dry] = DRY_PRESSURE_BAR + 0.02 * normal(keys[dry], t, 17)
-            values[("pressure", "")] = pressure
-        return values
-    # temperature: a controlled space around its setpoint, warmest mid-afternoon
-    swing = (1 - group.base) * 4.0 * math.cos(2 * math.pi * (clock.hour - 15) / 24)
-    return {("temperature", ""): group.nominal + swing + 0.1 * normal(keys, t, 18)}
-
-
-def _battery_plan(group: _Group, clock: _Clock) -> Floats:
-    """Charge at night and at midday, discharge in the evening peak, within 10-95 % charge."""
-    h, rating, soc = clock.hour, group.nominal, group.state["soc"]
-    plan = (0.5 if h < 6 else 0.3 if 11 <= h < 14 else -0.6 if 18 <= h < 22 else 0.0)
-    power = rating * plan * (1 + 0.02 * normal(group.keys, clock.time_ms, 19))
-    power = np.where((power > 0) & (soc >= 0.95), 0.0, power)
-    return np.where((power < 0) & (soc <= 0.10), 0.0, power)
-
-
-def _battery_store(group: _Group, clock: _Clock, power: Floats) -> None:
-    """The charge after ``power`` for the step (round-trip losses: 95 % in, 95 % out)."""
-    stored = np.where(power > 0, power * 0.95, power / 0.95) * clock.hours
-    group.state["soc"] = np.clip(group.state["soc"] + stored / group.capacity, 0.0, 1.0)
-
-
-def _tank(group: _Group, clock: _Clock, use: Floats) -> dict[Key, Floats]:
-    """A tank drained by use and refilled at 2.5 times its nominal outflow, by hysteresis."""
-    level, filling = group.state["level"], group.state["filling"]
-    filling = np.where(level < 0.3, 1.0, np.where(level > 0.9, 0.0, filling))
-    inflow = 2.5 * group.nominal * filling
-    outflow = np.maximum(0.0, group.nominal * use)
-    level = np.clip(level + (inflow - outflow) * clock.hours / group.capacity, 0.0, 1.0)
-    group.state["level"], group.state["filling"] = level, filling
-    return {("tank_level", ""): level * TANK_HEIGHT_M, ("state_of_charge", ""): level * 100}
-
-
-def _electrical(group: _Group, clock: _Clock, weather: Weather, power: Floats,
-                ) -> dict[Key, Floats]:
-    """The three-phase picture of a meter drawing ``power`` kW (negative: delivering)."""
-    keys, t = group.keys, clock.time_ms
-    group.state["energy_import"] += np.maximum(power, 0.0) * clock.hours
-    group.state["energy_export"] += np.maximum(-power, 0.0) * clock.hours
-    pf = np.clip(TYPICAL_POWER_FACTOR + 0.01 * normal(keys, t, 20), 0.5, 1.0)
-    magnitude = np.abs(power)
-    values: dict[Key, Floats] = {("power", ""): power,
-                                 ("energy_import", ""): group.state["energy_import"].copy(),
-                                 ("energy_export", ""): group.state["energy_export"].copy(),
-                                 ("power_factor", ""): pf,
-                                 ("reactive_power", ""): magnitude * np.sqrt(1 - pf * pf) / pf,
-                                 ("frequency", ""): np.full(len(keys), weather.frequency)}
-    for k, phase in enumerate(("l1", "l2", "l3")):
-        voltage = (NOMINAL_VOLTAGE + weather.voltage_drift
-                   + 1.5 * normal(keys, t, 21 + k))
-        # A few percent of imbalance between the phases, fixed per meter.
-        imbalance = 1 + 0.04 * (uniform(keys, 0, 30 + k) - 0.5)
-        values[("voltage", phase)] = voltage
-        values[("current", phase)] = magnitude * 1000 / (3 * voltage * pf) * imbalance
-    return values

@@ -6,17 +6,42 @@
     ├── ContractError          input that breaks the wire contract (never retried)
     │   ├── TopicError         a topic outside the scheme, or an invalid identifier
     │   └── PayloadError       a payload that cannot be decoded at all
+    │       └── MalformedCommand     a command or answer the contract cannot carry
+    │                                (estate.commands)
     ├── ConfigError            settings or an estate description that cannot be used
-    │   └── (dispatch.optimiser: ProblemError, an optimisation input refused by asset
-    │        and field; TariffError, a tariff without exactly one price per step)
+    │   ├── PlanningError      the registry describes no plan (no estate, no tariff)
+    │   ├── ProblemError       an optimisation input refused, by asset and field
+    │   └── TariffError        a tariff without exactly one price per step
+    │                          (both dispatch.optimiser)
     ├── StoreError             the time-series store
     │   ├── StoreUnavailable   cannot be reached, timed out or answered 5xx: retry later
     │   │   └── StoreMisconfigured  refused our credentials or lacks the database/bucket
     │   └── StoreRejected      answered 4xx: the request itself is wrong, retrying is useless
-    └── BrokerError            the MQTT broker refused or dropped us
+    ├── BrokerError            the MQTT broker refused or dropped us
+    ├── RegistryError          the registry database failed (unreachable, locked, refused)
+    ├── PlanError              a plan cannot be found or moved as asked
+    │   ├── PlanNotFound       no such plan (in that estate)
+    │   └── PlanConflict       the plan cannot move that way now; the message says why
+    ├── AlarmStateError        an alarm step its lifecycle forbids (dispatch.alarms.lifecycle)
+    ├── IncidentStateError     an incident step its lifecycle forbids
+    │                          (dispatch.incidents.model)
+    ├── ShiftLogError          a shift-log entry or handover refused (dispatch.incidents.shiftlog)
+    ├── RecordNotFound         no such alarm, incident, crew or entry (dispatch.registry.outbox)
+    ├── SpoolFull              ingest's local spool holds its bound (ingest.spool)
+    ├── BackupError            a backup or restore that cannot be made (launcher.backup)
+    └── DeviceError            a device could not be read or commanded
+        ├── PollError          a meter's Modbus answer is an exception or unusable
+        │                      (edge.modbus)
+        └── ExecutionError     a command could not be carried out (edge.command_executors)
+
+The state errors keep ``ValueError`` as a second base, ``RecordNotFound`` ``LookupError``
+and ``BackupError`` ``RuntimeError``, for the callers that catch those.
 
 Adapters translate their library's exceptions into this tree at exactly one place each,
-with ``raise ... from exc`` so the original stays visible in tracebacks.
+with ``raise ... from exc`` so the original stays visible in tracebacks: httpx's and
+influxdb-client's in ``adapters.influxdb_v1``/``_v2``, paho's in ``adapters.mqtt``,
+SQLAlchemy's in ``dispatch.registry.db``. The web view answers each kind with its HTTP
+status in one place (``dispatch.web.app``).
 """
 
 from __future__ import annotations
@@ -73,3 +98,27 @@ class StoreRejected(StoreError):
 
 class BrokerError(EstateError):
     """The MQTT broker refused a connection, subscription or publication."""
+
+
+class RegistryError(EstateError):
+    """The registry database failed: unreachable, locked beyond its timeout, or refusing."""
+
+
+class PlanError(EstateError):
+    """A plan cannot be found or moved as asked."""
+
+
+class PlanNotFound(PlanError):
+    """No plan with that id (in that estate)."""
+
+
+class PlanConflict(PlanError):
+    """The plan cannot move that way now; the message says why."""
+
+
+class PlanningError(ConfigError):
+    """The registry cannot describe a plan (no such estate, tariffs without prices)."""
+
+
+class DeviceError(EstateError):
+    """A device could not be read or commanded."""

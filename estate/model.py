@@ -23,11 +23,12 @@ from pydantic import (
     model_validator,
 )
 
-from estate.alarm_rules import AlarmRuleSpec, MeterInfo, RuleBook, bind_rules, check_alarm_rules
+from estate.alarm_rules import AlarmRuleSpec
 from estate.assets import AssetSpec, CapacityLimitSpec, TariffSpec, check_references
 from estate.crews import CrewSpec, check_crews
 from estate.errors import ConfigError, TopicError
 from estate.networks import NetworkSpec, NetworkTree, check_networks, meter_ref
+from estate.rule_binding import MeterInfo, RuleBook, bind_rules, check_alarm_rules
 from estate.topics import DeviceId
 from estate.topics import validate_identifier as _validate
 from estate.units import CHANNELS, QUANTITIES
@@ -212,7 +213,7 @@ class EstateSpec(_Strict):
 
     def rule_book(self) -> RuleBook:
         """The default rules and the file's, bound to every meter, network node and
-        capacity limit (``estate.alarm_rules.bind_rules``)."""
+        capacity limit (``estate.rule_binding.bind_rules``)."""
         limited = {c.facility for c in self.capacity_limits if c.facility is not None}
         return bind_rules(self.meter_infos().values(), self.alarm_rules, self._trees, limited)
 

@@ -8,7 +8,8 @@ identity of the topic (``estate:facility:device:``): a device cannot write for a
 
 Decoding never raises on bad input: each bad record becomes a ``Rejection`` with a reason
 and the good records of the same pack are kept. Only the ingest service decides what to do
-with rejections (dead letters).
+with rejections (dead letters). What a record's name stands for is
+``estate.senml_names``'s part.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any, Final
 
 import orjson
 
-from estate.bounded import brief, cut, cut_joined
+from estate.bounded import brief, cut
 from estate.readings import DecodedPack, Reading, Rejection
+from estate.senml_names import PLAIN_NAMES, record_quantity
 from estate.topics import DeviceId
-from estate.units import CHANNELS, QUANTITIES, UNITS, Quantity, convert, is_finite_number
+from estate.units import UNITS, Quantity, convert, is_finite_number
 
 SENML_VERSION: Final = 10  # RFC 8428's version; a pack declaring a newer one is refused
 # RFC 8428 section 4.5.3: times below 2**28 are relative to now.
@@ -36,10 +38,6 @@ _PLAIN_FIELDS: Final = frozenset({"n", "u", "v", "t"})
 _ABSENT: Final = object()
 _OTHER_VALUES: Final = frozenset({"vs", "vb", "vd", "s"})
 _NO_FIELDS: Final[frozenset[str]] = frozenset()
-# The longest quantity name, and the longest local name that can be valid (a quantity, a
-# dot and a 64-character channel): a longer one is refused without being cached or copied.
-_QUANTITY_CHARS: Final = max(len(name) for name in QUANTITIES)
-LONGEST_LOCAL_NAME: Final = _QUANTITY_CHARS + 1 + 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +55,9 @@ class Limits:
 
 
 DEFAULT_LIMITS: Final = Limits()
+# The fast path's table of plain names, read from here (a test empties it to compare the
+# fast path with the general one).
+_PLAIN_NAMES = PLAIN_NAMES
 
 
 def _is_number(value: object) -> bool:
@@ -111,16 +112,10 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
     readings: list[Reading] = []
     rejections: list[Rejection] = []
     seen: set[tuple[str, str, int]] = set()
-    base_name, base_time, base_unit, base_value = "", 0.0, None, 0.0
-    # The base name's own identity problem, if it names another identity, and what of it
-    # follows its last colon (the start of every local name it applies to).
-    base_mismatch: str | None = None
-    base_tail = ""
-    own_prefix = device.base_name
+    base = _Base(device.base_name)
+    # The base fields the fast path reads, as locals (read once per record).
+    base_time, base_unit, base_value, own_names = base.time, base.unit, base.value, True
     estate, facility, device_name = device.estate, device.facility, device.device
-    # Records named relative to the topic's identity (no base name, or the topic's own):
-    # the usual case, which the fast path below takes.
-    own_names = True
     earliest, latest = now_ms - limits.max_age_ms, now_ms + limits.max_future_ms
     broken_base: int | None = None
     for index, record in enumerate(pack):
@@ -132,19 +127,13 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
         if not _PLAIN_FIELDS.issuperset(record):
             # A record with bad base fields is refused, and so is every record after it:
             # they would otherwise be read with the wrong name, time, unit or offset.
-            problem = _base_field_problem(record)
+            problem = base.take(record)
             if problem is not None:
                 rejections.append(Rejection(problem[0], problem[1], index))
                 broken_base = index
                 continue
-            if "bn" in record:
-                base_name = record["bn"]
-                base_mismatch, base_tail = ((None, "") if base_name == own_prefix
-                                            else _base_parts(base_name, own_prefix))
-            base_time = float(record.get("bt", base_time))
-            base_unit = record.get("bu", base_unit)
-            base_value = float(record.get("bv", base_value))
-            own_names = not base_name or base_name == own_prefix
+            base_time, base_unit, base_value = base.time, base.unit, base.value
+            own_names = base.own_names
         if broken_base is not None:
             rejections.append(Rejection(
                 "invalid-base-context",
@@ -172,14 +161,9 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
                             reading = Reading(estate, facility, device_name, spec[0], spec[1],
                                               value, time_ms)
         if reading is None:
-            if not record:
-                rejections.append(Rejection("empty-record", "the record has no fields", index))
-                continue
-            if "n" not in record and "v" not in record and not record.keys() & _OTHER_VALUES:
+            outcome = _one_record(record, index, base, device, now_ms, limits, extra_fields)
+            if outcome is None:
                 continue  # a record of base fields only: context for the records after it
-            outcome = _one_record(record, index, base_name, base_mismatch, base_tail,
-                                  base_time, base_unit, base_value, own_prefix, device,
-                                  now_ms, limits, extra_fields)
             if type(outcome) is Rejection:
                 rejections.append(outcome)
                 continue
@@ -195,6 +179,39 @@ def _decode_records(pack: list[Any], device: DeviceId, now_ms: int,
         seen.add(key)
         readings.append(reading)
     return DecodedPack(readings, rejections)
+
+
+@dataclass(slots=True)
+class _Base:
+    """The base fields in force: set by the records that carry them, for every later one."""
+
+    own_prefix: str  # the topic's identity, ``estate:facility:device:``
+    name: str = ""
+    time: float = 0.0
+    unit: str | None = None
+    value: float = 0.0
+    # The base name's own identity problem, if it names another identity, and what of it
+    # follows its last colon (the start of every local name it applies to).
+    mismatch: str | None = None
+    tail: str = ""
+    # Records named relative to the topic's identity (no base name, or the topic's own):
+    # the usual case, which the fast path takes.
+    own_names: bool = True
+
+    def take(self, record: dict[str, Any]) -> tuple[str, str] | None:
+        """Take a record's base fields; (reason, detail) and nothing taken if they are bad."""
+        problem = _base_field_problem(record)
+        if problem is not None:
+            return problem
+        if "bn" in record:
+            self.name = record["bn"]
+            self.mismatch, self.tail = ((None, "") if self.name == self.own_prefix
+                                        else _base_parts(self.name, self.own_prefix))
+        self.time = float(record.get("bt", self.time))
+        self.unit = record.get("bu", self.unit)
+        self.value = float(record.get("bv", self.value))
+        self.own_names = not self.name or self.name == self.own_prefix
+        return None
 
 
 def _base_field_problem(record: dict[str, Any]) -> tuple[str, str] | None:
@@ -232,144 +249,31 @@ def _base_parts(base_name: str, own_prefix: str) -> tuple[str | None, str]:
     return None, base_name[colon + 1:]
 
 
-def _resolve_local(local: str) -> tuple[Quantity, str] | tuple[str, str]:
-    """``quantity`` or ``quantity.channel`` -> (Quantity, channel), or (reason, detail)."""
-    quantity_name, dot, channel = local.partition(".")
-    quantity = QUANTITIES.get(quantity_name)
-    if quantity is None:
-        return "unknown-quantity", f"{cut(local)!r} is not a known quantity"
-    if dot and not _valid_channel(channel):
-        return "bad-name", f"channel {cut(channel)!r} is not 1-64 of [A-Za-z0-9_-]"
-    if dot and channel not in CHANNELS[quantity_name]:
-        return "unknown-channel", (f"{quantity_name} has no channel {channel!r} in the "
-                                   "contract, nor in the estate file for this device")
-    return quantity, channel
-
-
-def _long_local(start: str, rest: str) -> tuple[str, str]:
-    """(reason, detail) for the local name ``start + rest``, longer than any valid one,
-    decided from its first characters: no quantity name is longer than those."""
-    head = (start[: _QUANTITY_CHARS + 1] + rest[: _QUANTITY_CHARS + 1])[: _QUANTITY_CHARS + 1]
-    quantity_name, dot, _ = head.partition(".")
-    shown = cut_joined(start, rest)
-    if dot and quantity_name in QUANTITIES:
-        return "bad-name", f"the channel of {shown!r} is not 1-64 of [A-Za-z0-9_-]"
-    return "unknown-quantity", f"{shown!r} is not a known quantity"
-
-
-# Local names repeat in every pack ("power", "voltage.l1"...): resolve each once. Bounded
-# in count, since a hostile device could send endless distinct names, and in bytes: only
-# names that can be valid (at most LONGEST_LOCAL_NAME characters) are kept, with details
-# that are cut, so the cache holds at most about 10,000 x 0.5 KB = 5 MB.
-_LOCAL_NAMES: dict[str, tuple[Quantity, str] | tuple[str, str]] = {}
-_LOCAL_NAMES_MAX = 10_000
-
-
-def _plain_names() -> dict[tuple[Any, Any], tuple[str, str, float, float]]:
-    """(local name, canonical unit) -> (quantity, channel, minimum, maximum) for every name
-    the contract allows: each quantity alone and with each of its ``CHANNELS``."""
-    names: dict[tuple[Any, Any], tuple[str, str, float, float]] = {}
-    for quantity in QUANTITIES.values():
-        for channel in ("", *sorted(CHANNELS[quantity.name])):
-            local = f"{quantity.name}.{channel}" if channel else quantity.name
-            names[(local, quantity.unit)] = (quantity.name, channel, quantity.minimum,
-                                             quantity.maximum)
-    return names
-
-
-_PLAIN_NAMES: Final = _plain_names()
-
-
-def _one_record(record: dict[str, Any], index: int, base_name: str,
-                base_mismatch: str | None, base_tail: str, base_time: float,
-                base_unit: str | None, base_value: float, own_prefix: str, device: DeviceId,
+def _one_record(record: dict[str, Any], index: int, base: _Base, device: DeviceId,
                 now_ms: int, limits: Limits, extra_fields: frozenset[str],
-                ) -> Reading | Rejection:
+                ) -> Reading | Rejection | None:
+    """A record the fast path did not take: its reading, why it is refused, or None for a
+    record of base fields only."""
     # The hot path of ingest: plain type checks and cached lookups, no exceptions.
-    name = record.get("n", "")
-    if type(name) is not str:
-        return Rejection("bad-field-type", f"n must be a string, got {brief(name)}", index)
-    colon = name.rfind(":")
-    if colon >= 0:
-        # The name carries the identity, or its end: bn + the name up to its last colon
-        # must be the topic's, compared without joining them (bn may be long).
-        if (len(base_name) + colon + 1 != len(own_prefix)
-                or not own_prefix.startswith(base_name)
-                or not own_prefix.endswith(name[: colon + 1])):
-            return Rejection("identity-mismatch",
-                             f"record names {cut_joined(base_name, name[: colon + 1])!r} but "
-                             f"the topic is {own_prefix!r}", index)
-        start, rest = "", name[colon + 1:]
-    elif base_mismatch is not None:
-        return Rejection("identity-mismatch", base_mismatch, index)
-    else:
-        start, rest = base_tail, name
-    if len(start) + len(rest) > LONGEST_LOCAL_NAME:
-        reason, detail = _long_local(start, rest)
-        return Rejection(reason, detail, index)
-    local = start + rest if start else rest
-    resolved = _LOCAL_NAMES.get(local)
-    if resolved is None:
-        resolved = _resolve_local(local)
-        if len(_LOCAL_NAMES) >= _LOCAL_NAMES_MAX:
-            _LOCAL_NAMES.clear()
-        _LOCAL_NAMES[local] = resolved
-    quantity, channel = resolved
-    if type(quantity) is str:
-        if quantity != "unknown-channel" or local not in extra_fields:
-            return Rejection(quantity, channel, index)
-        quantity_name, _, channel = local.partition(".")
-        quantity = QUANTITIES[quantity_name]
-    assert isinstance(quantity, Quantity)
-
-    if "v" not in record:
-        kinds = [f for f in ("vs", "vb", "vd", "s") if f in record]
-        if kinds:
-            return Rejection("unsupported-value-type",
-                             f"{local}: only numeric 'v' values are telemetry, got {kinds[0]!r}",
-                             index)
-        return Rejection("missing-value", f"{local}: the record has no value", index)
-    raw = record["v"]
-    kind = type(raw)
-    if kind is float:
-        if raw - raw != 0.0:  # NaN or an infinity
-            return Rejection("non-finite", f"{local}: v is {raw!r}", index)
-        value = raw + base_value
-    elif kind is int:
-        if not is_finite_number(raw):
-            return Rejection("non-finite", f"{local}: v is {str(raw)[:40]}", index)
-        value = float(raw) + base_value
-    else:
-        return Rejection("not-a-number", f"{local}: v must be a number, got {brief(raw)}",
-                         index)
-
-    unit = record.get("u", base_unit)
-    if unit is None:
-        return Rejection("missing-unit", f"{local}: no u and no bu", index)
-    if type(unit) is not str or unit not in UNITS:
-        return Rejection("unknown-unit",
-                         f"{local}: unit {brief(unit)} is not a known SenML unit", index)
-    if unit != quantity.unit:
-        try:
-            value = convert(value, unit, quantity)
-        except ValueError as exc:
-            return Rejection("wrong-unit", f"{local}: {exc}", index)
-        if value - value != 0.0:
-            return Rejection("non-finite",
-                             f"{local}: {brief(raw)} {unit} overflows in {quantity.unit}", index)
-    if not quantity.minimum <= value <= quantity.maximum:
-        return Rejection(
-            "out-of-range",
-            f"{local}: {value:g} {quantity.unit} is outside the plausible "
-            f"[{quantity.minimum:g}, {quantity.maximum:g}]", index)
-
+    if not record:
+        return Rejection("empty-record", "the record has no fields", index)
+    if "n" not in record and "v" not in record and not record.keys() & _OTHER_VALUES:
+        return None
+    named = record_quantity(record.get("n", ""), index, base.name, base.mismatch, base.tail,
+                            base.own_prefix, extra_fields)
+    if isinstance(named, Rejection):
+        return named
+    local, quantity, channel = named
+    value = _record_value(record, index, local, quantity, base)
+    if isinstance(value, Rejection):
+        return value
     offset = record.get("t", _ABSENT)
     if offset is _ABSENT:
-        seconds = base_time
+        seconds = base.time
     elif type(offset) is float and offset - offset == 0.0:
-        seconds = base_time + offset
+        seconds = base.time + offset
     elif is_finite_number(offset):
-        seconds = base_time + float(offset)
+        seconds = base.time + float(offset)
     else:
         return Rejection("bad-time", f"{local}: t must be a finite number, got {brief(offset)}",
                          index)
@@ -392,9 +296,50 @@ def _one_record(record: dict[str, Any], index: int, base_name: str,
                    value, time_ms)
 
 
-def _valid_channel(channel: str) -> bool:
-    return 0 < len(channel) <= 64 and all(c.isascii() and (c.isalnum() or c in "_-")
-                                          for c in channel)
+def _record_value(record: dict[str, Any], index: int, local: str, quantity: Quantity,
+                  base: _Base) -> float | Rejection:
+    """The record's value in the quantity's canonical unit, checked for range."""
+    if "v" not in record:
+        kinds = [f for f in ("vs", "vb", "vd", "s") if f in record]
+        if kinds:
+            return Rejection("unsupported-value-type",
+                             f"{local}: only numeric 'v' values are telemetry, got {kinds[0]!r}",
+                             index)
+        return Rejection("missing-value", f"{local}: the record has no value", index)
+    raw = record["v"]
+    kind = type(raw)
+    if kind is float:
+        if raw - raw != 0.0:  # NaN or an infinity
+            return Rejection("non-finite", f"{local}: v is {raw!r}", index)
+        value = raw + base.value
+    elif kind is int:
+        if not is_finite_number(raw):
+            return Rejection("non-finite", f"{local}: v is {str(raw)[:40]}", index)
+        value = float(raw) + base.value
+    else:
+        return Rejection("not-a-number", f"{local}: v must be a number, got {brief(raw)}",
+                         index)
+
+    unit = record.get("u", base.unit)
+    if unit is None:
+        return Rejection("missing-unit", f"{local}: no u and no bu", index)
+    if type(unit) is not str or unit not in UNITS:
+        return Rejection("unknown-unit",
+                         f"{local}: unit {brief(unit)} is not a known SenML unit", index)
+    if unit != quantity.unit:
+        try:
+            value = convert(value, unit, quantity)
+        except ValueError as exc:
+            return Rejection("wrong-unit", f"{local}: {exc}", index)
+        if value - value != 0.0:
+            return Rejection("non-finite",
+                             f"{local}: {brief(raw)} {unit} overflows in {quantity.unit}", index)
+    if not quantity.minimum <= value <= quantity.maximum:
+        return Rejection(
+            "out-of-range",
+            f"{local}: {value:g} {quantity.unit} is outside the plausible "
+            f"[{quantity.minimum:g}, {quantity.maximum:g}]", index)
+    return float(value)
 
 
 def encode_readings(device: DeviceId, readings: Iterable[Reading]) -> bytes:

@@ -112,3 +112,19 @@ def shared(group: str, topic_filter: str) -> str:
     """An MQTT 5 shared subscription: the broker splits messages among the group."""
     validate_identifier(group, "share group")
     return f"$share/{group}/{topic_filter}"
+
+
+def unshared(topic_filter: str) -> str:
+    """The filter a shared subscription's messages match (``$share/group/filter``)."""
+    if topic_filter.startswith("$share/"):
+        parts = topic_filter.split("/", 2)
+        return parts[2] if len(parts) == 3 else ""
+    return topic_filter
+
+
+def is_filter(topic_filter: str) -> bool:
+    """MQTT's rules for a filter: not empty, ``#`` only as the last level, ``+`` alone."""
+    levels = unshared(topic_filter).split("/")
+    return bool(topic_filter) and "\0" not in topic_filter and all(
+        ("#" not in level or (level == "#" and i == len(levels) - 1))
+        and ("+" not in level or level == "+") for i, level in enumerate(levels))

@@ -15,6 +15,7 @@ from adapters.ops_http import OpsServer
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.model import load_estate
+from estate.ports import Handling
 from estate.readiness import Readiness
 from estate.settings import refuse_default_secrets
 from estate.topics import Channel, shared, subscription
@@ -73,8 +74,7 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
         session=Session(clean_start=False, expiry_s=settings.session_expiry_s,
                         # Room for three batches of single-reading messages (one being
                         # written, one decoded and waiting, one filling), within MQTT's cap.
-                        receive_maximum=min(65535, 3 * settings.batch_size), manual_ack=True),
-        on_message=ingestor.submit)
+                        receive_maximum=min(65535, 3 * settings.batch_size), manual_ack=True))
 
     readiness = Readiness(
         {"mqtt_connected": lambda: connection.connected,
@@ -90,7 +90,8 @@ def run(settings: IngestSettings, stop: threading.Event | None = None,
     telemetry = subscription(Channel.TELEMETRY, estate=settings.estate)
     if settings.share_group:
         telemetry = shared(settings.share_group, telemetry)
-    connection.subscribe(telemetry, qos=1)
+    # On the network thread: submit only puts the message in ingest's own queue.
+    connection.subscribe(telemetry, ingestor.submit, qos=1, handling=Handling.INLINE)
     connection.connect()
     log.info("ingest %s running: batches of %d, flush after %.2f s, spool %s", settings.client_id,
              settings.batch_size, settings.flush_interval_s, settings.spool_dir)

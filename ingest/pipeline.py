@@ -240,6 +240,17 @@ def device_of(topic: str) -> DeviceId | None:
         return None
 
 
+def line_identity(text: str) -> DeviceId | None:
+    """The estate, facility and device tags of a line ingest wrote (their values are
+    identifiers, which line protocol does not escape), if it has all three."""
+    head = text.split(" ", 1)[0]
+    tags = dict(pair.partition("=")[::2] for pair in head.split(",")[1:])
+    try:
+        return DeviceId(tags["estate"], tags["facility"], tags["device"])
+    except (KeyError, TopicError):
+        return None
+
+
 def handle_message(topic: str, payload: bytes, now_ms: int, sequence: int,
                    rules: Rules = DEFAULT_RULES, memory: Memory | None = None,
                    ) -> Outcome:

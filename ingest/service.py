@@ -12,8 +12,9 @@ asks for the replayed time range to be rolled up again. When the spool is full, 
 stay unacknowledged (the broker queues behind them): nothing is dropped here.
 
 Threads: paho's network thread only enqueues; the decoder thread hands what arrived to the
-decoder (``ingest.decoding``: a process of its own, or this thread) and builds batches;
-the writer thread writes and acknowledges; the replayer thread drains the spool. The queue
+decoder (``ingest.decoding``: a process of its own, or this thread) and builds batches
+(``ingest.intake``); the writer thread writes and acknowledges; the replayer thread
+drains the spool. What it counts and logs: ``ingest.metrics``. The queue
 cannot grow without bound: the broker never has more than Receive Maximum un-acknowledged
 messages in flight to us.
 """
@@ -25,63 +26,44 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from log_rate_limit import RateLimit, StreamRateLimitFilter
-from prometheus_client import Counter, Gauge, Histogram
+from log_rate_limit import RateLimit
 
 from adapters.mqtt import InboundMessage
 from estate.bounded import TOPIC_CHARS, cut
-from estate.errors import StoreRejected, StoreUnavailable, TopicError
+from estate.errors import StoreRejected, StoreUnavailable
 from estate.lineprotocol import line
 from estate.ports import TimeSeriesStore
 from estate.schema import ROLLUP_REQUESTS
-from estate.topics import Channel, DeviceId
-from ingest.decoding import Decoder, ProcessDecoder, ThreadDecoder
+from estate.topics import Channel
+from ingest.intake import WRITER_SEQUENCE_BASE, Intake, Pending
+from ingest.metrics import (
+    ACK_LATENCY,
+    BATCH_LINES,
+    COUNTER_EVENTS,
+    DEAD_LETTERS_WRITTEN,
+    READING_AGE,
+    READINGS,
+    REJECTED,
+    REPLAYED,
+    SPOOL_BYTES,
+    SPOOLED,
+    WRITE_RETRIES,
+    refusals,
+)
 from ingest.pipeline import (
     DEFAULT_RULES,
     DETAIL_CHARS,
-    PAYLOAD_EXCERPT_BYTES,
     DeadLetter,
-    Decoded,
     Rules,
     dead_letter_line,
     device_of,
-    refused,
+    line_identity,
 )
 from ingest.spool import Segment, Spool, SpoolFull
 
 log = logging.getLogger(__name__)
-
-# Refusals and register events can come by the thousand from one device: each is counted
-# in /metrics, and logged at most once per reason (or kind) per period, the next line
-# saying how many were held back meanwhile.
-REFUSAL_LOG_PERIOD_S = 10.0
-refusals = logging.getLogger("ingest.refusals")
-refusals.addFilter(StreamRateLimitFilter(
-    period_sec=REFUSAL_LOG_PERIOD_S, default_stream_id=None, filter_undefined=False,
-    summary_msg="(and {numskip} more like it in the last {period_sec:g} s)"))
-
-MESSAGES = Counter("ingest_messages_total", "MQTT messages received")
-READINGS = Counter("ingest_readings_written_total", "Readings stored (written or spooled)")
-REJECTED = Counter("ingest_rejected_total", "Messages or records refused", ["reason"])
-DEAD_LETTERS_WRITTEN = Counter("ingest_dead_letters_total",
-                               "Dead letters written (one per reason per message)", ["reason"])
-COUNTER_EVENTS = Counter("ingest_counter_events_total", "Register rollovers and resets",
-                         ["kind"])
-WRITE_RETRIES = Counter("ingest_write_retries_total", "Batch writes retried")
-SPOOLED = Counter("ingest_spooled_lines_total", "Lines written to the local spool")
-REPLAYED = Counter("ingest_replayed_lines_total", "Spooled lines replayed into the store")
-SPOOL_BYTES = Gauge("ingest_spool_bytes", "Bytes waiting in the local spool")
-QUEUE_DEPTH = Gauge("ingest_queue_messages", "Messages received and not yet processed")
-BATCH_LINES = Histogram("ingest_batch_lines", "Lines per stored batch",
-                        buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000))
-ACK_LATENCY = Histogram("ingest_ack_latency_seconds", "From receipt to acknowledgement",
-                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
-READING_AGE = Histogram("ingest_reading_age_seconds",
-                        "Age of a batch's newest reading when stored (end-to-end lag)",
-                        buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 60, 300, 3600))
 
 AckFunction = Callable[[int, int], None]
 EventHandler = Callable[[str, dict[str, Any]], None]
@@ -92,41 +74,12 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 SPOOL_WARN_SHARE = 0.8
 
 
-# Dead letters are points with the sequence number in their sub-millisecond digits. The
-# decoder numbers its own below this, the writer and the replayer theirs from it up, so
-# the two never need a common lock.
-WRITER_SEQUENCE_BASE = 500_000
-# At most this many messages go to the decoder at once (a backlog after a restart would
-# otherwise make one batch of them all).
-MAX_CHUNK = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A decoded message until it is acknowledged: of its payload only the start, for the
-    dead letter of a message the store refuses, so what waits is bounded by the number of
-    messages, not by what they held."""
-
-    topic: str
-    mid: int
-    qos: int
-    received: float
-    excerpt: bytes
-    payload_bytes: int
-    decoded: Decoded
-
-    @classmethod
-    def of(cls, message: InboundMessage, received: float, decoded: Decoded) -> _Pending:
-        return cls(message.topic, message.mid, message.qos, received,
-                   message.payload[:PAYLOAD_EXCERPT_BYTES], len(message.payload), decoded)
-
-
 class _Abandoned(Exception):
     """Shutdown came while the batch could be neither written nor spooled."""
 
 
 class Ingestor:
-    """Owns the queue, the writer and the replayer; the composition root owns the rest."""
+    """Owns the intake, the writer and the replayer; the composition root owns the rest."""
 
     def __init__(self, store: TimeSeriesStore, ack: AckFunction, *, batch_size: int,
                  flush_interval_s: float, rules: Rules = DEFAULT_RULES,
@@ -136,40 +89,25 @@ class Ingestor:
                  max_queued_bytes: int = 16 << 20) -> None:
         self._store = store
         self._ack = ack
-        self._batch_size = batch_size
-        self._flush_interval_s = flush_interval_s
-        self._rules = rules
         self._spool = spool
         self._on_event = on_event or (lambda kind, data: None)
         self._source = source
         self._late_after_ms = round(late_after_s * 1000)
-        # SimpleQueue: the network thread puts every message here, and the C queue costs a
-        # fraction of queue.Queue's locks and condition per message.
-        self._queue: queue.SimpleQueue[tuple[float, InboundMessage]] = queue.SimpleQueue()
-        # Payload bytes received and not yet taken by the decoder, and their bound: when
-        # the broker has a backlog it sends up to Receive Maximum messages ahead, which
-        # at the payload limit would be gigabytes. At the bound the network thread waits
-        # (TCP pushes back on the broker, which keeps the rest queued).
-        self._queued_bytes = 0
-        self._max_queued_bytes = max_queued_bytes
-        self._room = threading.Condition()
         self._stop = threading.Event()
         self._abandon = threading.Event()
+        self._intake = Intake(rules, batch_size=batch_size, flush_interval_s=flush_interval_s,
+                              decode_in_process=decode_in_process,
+                              max_queued_bytes=max_queued_bytes, stop=self._stop,
+                              abandon=self._abandon)
         self._sequence = 0  # the writer's and the replayer's dead letters
         self._sequence_lock = threading.Lock()
-        self._decode_sequence = 0  # the decoder's
-        self._decode_in_process = decode_in_process
-        self._decoder_impl: Decoder | None = None
-        # Lines per message, learnt as messages come: how many to decode at once so that a
-        # batch ends close to its size.
-        self._lines_per_message = 1.0
         self._spool_warned = False
         self.last_store_error: str | None = None
         # Two stages: the decoder turns messages into batches of lines while the writer
         # stores (or spools) and acknowledges the batch before, in order. The writer mostly
         # waits on InfluxDB's answer with the GIL released, so decoding the next batch
         # meanwhile is nearly free throughput (BENCHMARKS.md). One batch waits between them.
-        self._batches: queue.Queue[list[_Pending] | None] = queue.Queue(maxsize=1)
+        self._batches: queue.Queue[list[Pending] | None] = queue.Queue(maxsize=1)
         self._decoder = threading.Thread(target=self._decode, name="ingest-decoder",
                                          daemon=True)
         self._writer = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -177,19 +115,11 @@ class Ingestor:
                                           daemon=True)
 
     def submit(self, message: InboundMessage) -> None:
-        """Called from the MQTT network thread for each delivered message; waits while
-        the messages not yet decoded hold ``max_queued_bytes``."""
-        size = len(message.payload)
-        with self._room:
-            while (self._queued_bytes and self._queued_bytes + size > self._max_queued_bytes
-                   and not self._abandon.is_set()):
-                self._room.wait(0.1)
-            self._queued_bytes += size
-        self._queue.put((time.monotonic(), message))
+        """Called from the MQTT network thread for each delivered message (``Intake``)."""
+        self._intake.submit(message)
 
     def start(self) -> None:
-        self._decoder_impl = (ProcessDecoder(self._rules) if self._decode_in_process
-                              else ThreadDecoder(self._rules))
+        self._intake.start()
         self._decoder.start()
         self._writer.start()
         if self._spool is not None:
@@ -212,12 +142,11 @@ class Ingestor:
         self._abandon.set()
         if self._replayer.is_alive():
             self._replayer.join(timeout_s)
-        if self._decoder_impl is not None:
-            self._decoder_impl.close()
+        self._intake.close()
 
     def status(self) -> dict[str, Any]:
         return {
-            "queued_messages": self._queue.qsize(),
+            "queued_messages": self._intake.pending,
             "spool_bytes": self._spool.bytes if self._spool else None,
             "spool_segments": self._spool.segments if self._spool else None,
             "last_store_error": self.last_store_error,
@@ -231,11 +160,11 @@ class Ingestor:
     @property
     def decoder_alive(self) -> bool:
         """The decoding process (or thread) can decode now."""
-        return self._decoder_impl is not None and self._decoder_impl.alive
+        return self._intake.decoder_alive
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._intake.pending
 
     def _take_sequence(self, count: int) -> int:
         """Reserve ``count`` dead-letter sequence numbers for the writer or the replayer."""
@@ -247,14 +176,14 @@ class Ingestor:
     # The decoder thread.
     def _decode(self) -> None:
         try:
-            while not (self._stop.is_set() and self._queue.empty()):
-                batch = self._collect()
+            while not (self._stop.is_set() and self._intake.empty()):
+                batch = self._intake.collect()
                 if batch and not self._hand_over(batch):
                     return
         finally:
             self._hand_over(None)
 
-    def _hand_over(self, batch: list[_Pending] | None) -> bool:
+    def _hand_over(self, batch: list[Pending] | None) -> bool:
         """Give the writer a batch (``None``: no more); False if it gave up on shutdown."""
         while True:
             try:
@@ -282,73 +211,7 @@ class Ingestor:
                             "broker delivers them again", len(batch))
                 return
 
-    def _collect(self) -> list[_Pending]:
-        """Decode what arrives into one batch: full, or as old as the flush interval."""
-        assert self._decoder_impl is not None
-        batch: list[_Pending] = []
-        lines = 0
-        deadline: float | None = None
-        while lines < self._batch_size:
-            timeout = 0.1 if deadline is None else deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:
-                chunk = [self._queue.get(timeout=timeout)]
-            except queue.Empty:
-                if deadline is None and self._stop.is_set():
-                    break
-                continue
-            if deadline is None:
-                deadline = time.monotonic() + self._flush_interval_s
-            # Everything that arrived meanwhile, as far as the batch has room.
-            room = max(1, min(MAX_CHUNK, int((self._batch_size - lines)
-                                             / self._lines_per_message)))
-            while len(chunk) < room:
-                try:
-                    chunk.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            with self._room:
-                self._queued_bytes -= sum(len(m.payload) for _, m in chunk)
-                self._room.notify()
-            decoded = self._decode_chunk([m for _, m in chunk])
-            chunk_lines = 0
-            for (received, message), result in zip(chunk, decoded, strict=True):
-                batch.append(_Pending.of(message, received, result))
-                chunk_lines += len(result.lines)
-            lines += chunk_lines
-            self._lines_per_message = max(0.1, chunk_lines / len(chunk))
-        MESSAGES.inc(len(batch))
-        QUEUE_DEPTH.set(self._queue.qsize())
-        return batch
-
-    def _decode_chunk(self, messages: list[InboundMessage]) -> list[Decoded]:
-        """Decode ``messages`` in order. A retained message is refused without decoding:
-        the broker sends it again at every subscription, and a pack with relative times
-        would be stored again each time, at another time."""
-        assert self._decoder_impl is not None
-        now_ms = time.time_ns() // 1_000_000
-        live = [(m.topic, m.payload) for m in messages if not m.retain]
-        decoded = self._decoder_impl(live, now_ms, self._decode_sequence % WRITER_SEQUENCE_BASE)
-        # The decoder numbered its dead letters from the sequence on; the refused follow.
-        self._decode_sequence += sum(len(d.dead_letters) for d in decoded)
-        if len(live) == len(messages):
-            return decoded
-        answers = iter(decoded)
-        results = []
-        for message in messages:
-            if message.retain:
-                results.append(refused(
-                    message.topic, message.payload, "retained-telemetry",
-                    "the broker kept this message (it was published retained) and sends it "
-                    "again at every subscription; telemetry is published with retain off",
-                    now_ms, self._decode_sequence % WRITER_SEQUENCE_BASE))
-                self._decode_sequence += 1
-            else:
-                results.append(next(answers))
-        return results
-
-    def _deliver(self, batch: list[_Pending]) -> None:
+    def _deliver(self, batch: list[Pending]) -> None:
         lines = [text for p in batch for text in p.decoded.lines]
         extra = []
         late = self._late_range(batch)
@@ -372,7 +235,7 @@ class Ingestor:
                     self._to_spool(batch, lines)
         self._acknowledge(batch, len(lines))
 
-    def _late_range(self, batch: list[_Pending]) -> tuple[int, int] | None:
+    def _late_range(self, batch: list[Pending]) -> tuple[int, int] | None:
         """The range of the batch's late readings, widened to whole messages (a message
         with a late reading counts from its first reading up to the cutoff)."""
         cutoff = time.time_ns() // 1_000_000 - self._late_after_ms
@@ -387,7 +250,7 @@ class Ingestor:
                     {"start_ms": start_ms, "end_ms": end_ms},
                     time.time_ns() + self._take_sequence(1) % 1000)
 
-    def _write(self, batch: list[_Pending], lines: list[str], extra: list[str]) -> None:
+    def _write(self, batch: list[Pending], lines: list[str], extra: list[str]) -> None:
         """Write directly; without a spool, retry until the store is back or shutdown.
 
         ``extra`` are the lines of ``lines`` that belong to no message (rollup requests).
@@ -413,7 +276,7 @@ class Ingestor:
                 self._abandon.wait(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _write_one_by_one(self, batch: list[_Pending]) -> None:
+    def _write_one_by_one(self, batch: list[Pending]) -> None:
         """Isolate the messages the store refuses; dead-letter them, keep the rest."""
         for pending in batch:
             try:
@@ -427,7 +290,7 @@ class Ingestor:
                 pending.decoded.readings = 0
                 pending.decoded.dead_letters[:] = [letter]
 
-    def _to_spool(self, batch: list[_Pending], lines: list[str]) -> None:
+    def _to_spool(self, batch: list[Pending], lines: list[str]) -> None:
         assert self._spool is not None
         stored = [p.decoded for p in batch if p.decoded.readings]
         now_ms = time.time_ns() // 1_000_000
@@ -457,7 +320,7 @@ class Ingestor:
             self._on_event("spool-high", {"spool_bytes": self._spool.bytes,
                                           "max_bytes": self._spool.max_bytes})
 
-    def _acknowledge(self, batch: list[_Pending], line_count: int) -> None:
+    def _acknowledge(self, batch: list[Pending], line_count: int) -> None:
         now = time.monotonic()
         if line_count:
             BATCH_LINES.observe(line_count)
@@ -526,19 +389,8 @@ class Ingestor:
                 self._store.write_lines([text])
             except StoreRejected as exc:
                 # The line's own tags give the identity its topic gave.
-                device = _line_identity(text)
+                device = line_identity(text)
                 letter = DeadLetter("store-rejected", cut(str(exc), DETAIL_CHARS))
                 self._store.write_lines([dead_letter_line(
                     device.topic(Channel.TELEMETRY) if device else "(spool)", device, letter,
                     text.encode(), time.time_ns() // 1_000_000, self._take_sequence(1))])
-
-
-def _line_identity(text: str) -> DeviceId | None:
-    """The estate, facility and device tags of a line ingest wrote (their values are
-    identifiers, which line protocol does not escape), if it has all three."""
-    head = text.split(" ", 1)[0]
-    tags = dict(pair.partition("=")[::2] for pair in head.split(",")[1:])
-    try:
-        return DeviceId(tags["estate"], tags["facility"], tags["device"])
-    except (KeyError, TopicError):
-        return None

@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from estate.errors import EstateError
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{16})-(-?\d+)-(-?\d+)\.lp$")
 
 
-class SpoolFull(Exception):
+class SpoolFull(EstateError):
     """Appending would exceed the spool's size bound."""
 
 

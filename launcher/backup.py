@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy.engine import make_url
-
+from dispatch.registry.location import RegistryLocation, registry_location
+from estate.errors import ConfigError, EstateError
 from launcher.servers import find_binary
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ PG_DUMP_FILE: Final = "registry.dump"
 TOOL_TIMEOUT_S: Final = 3600.0
 
 
-class BackupError(RuntimeError):
+class BackupError(EstateError, RuntimeError):
     """A backup or restore step failed; the message names the step and the tool's words."""
 
 
@@ -64,10 +64,17 @@ def _run(step: str, argv: list[str], env: dict[str, str] | None = None) -> None:
                           ) from exc
 
 
+def _location(url: str) -> RegistryLocation:
+    try:
+        return registry_location(url)
+    except ConfigError as exc:
+        raise BackupError(str(exc)) from exc
+
+
 def _pg(url: str) -> tuple[list[str], dict[str, str], str]:
     """libpq connection options for a registry URL, the password in the environment
     (never on a command line), and the database name."""
-    parsed = make_url(url)
+    parsed = _location(url)
     options = ["-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432)]
     if parsed.username:
         options += ["-U", parsed.username]
@@ -80,7 +87,7 @@ def _pg(url: str) -> tuple[list[str], dict[str, str], str]:
 
 
 def _kind(url: str) -> str:
-    backend = make_url(url).get_backend_name()
+    backend = _location(url).backend
     if backend not in ("sqlite", "postgresql"):
         raise BackupError(f"no backup for a {backend} registry")
     return backend
@@ -100,7 +107,7 @@ def backup(out: Path, *, influx_rpc: str | None, influx_database: str,
         files.append(INFLUX_DIR)
     kind = _kind(registry_url) if registry_url else None
     if registry_url and kind == "sqlite":
-        source = make_url(registry_url).database
+        source = _location(registry_url).database
         if not source or not Path(source).is_file():
             raise BackupError(f"no SQLite registry at {source!r}")
         with sqlite3.connect(source) as src, sqlite3.connect(out / SQLITE_FILE) as dst:
@@ -145,7 +152,7 @@ def restore(source: Path, *, influx_rpc: str | None, registry_url: str | None,
             raise BackupError(f"the backup holds a {manifest.registry} registry, the target "
                               f"is {kind}")
         if kind == "sqlite":
-            target = make_url(registry_url).database
+            target = _location(registry_url).database
             if not target:
                 raise BackupError("the registry URL names no SQLite file")
             Path(target).parent.mkdir(parents=True, exist_ok=True)

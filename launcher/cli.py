@@ -282,7 +282,7 @@ def forecast_backtest(
         help="The estate description (YAML); default DISPATCH_ESTATE_FILE")] = None,
 ) -> None:
     """Backtest the load forecasts: MAPE and WAPE against the seasonal-naive baseline."""
-    from dispatch.forecasting import backtest_command
+    from dispatch.planning.forecasts import backtest_command
     from dispatch.settings import DispatchSettings
 
     _logging()

@@ -3,11 +3,19 @@
 Each starts on free loopback ports with its data in a temporary directory and is stopped
 at the end. Tests that use them are marked ``servers`` automatically. Each test gets its
 own InfluxDB database, so tests never see each other's points.
+
+Two tiers: ``pytest -m "not servers"`` is the fast tier, logic checked through in-memory
+implementations of our own ports (``tests/doubles.py``); everything that starts or needs a
+server (Mosquitto, InfluxDB, PostgreSQL, an HTTP or Modbus TCP server, a browser) is
+marked ``servers``. The fast tier is held to that: a test not marked ``servers`` that
+listens on a socket or starts a server program fails.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import socket
 import subprocess
 import threading
 import time
@@ -29,8 +37,10 @@ from ingest.__main__ import run as run_ingest
 from ingest.settings import IngestSettings
 from launcher.servers import InfluxDB, Mosquitto, find_binary, free_port
 
+# Fixtures that start a server (or need one): a test using any of them is marked
+# ``servers``. ``influx2`` is the recording HTTP server of tests/adapters/test_influxdb_v2.py.
 SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web",
-                   "ingest_settings", "start_ingest"}
+                   "ingest_settings", "start_ingest", "influx2"}
 _databases = itertools.count(1)
 
 
@@ -52,6 +62,46 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
+
+
+# Programs that are servers (or drive one): the fast tier may start none of them.
+SERVER_PROGRAMS = frozenset({"mosquitto", "influxd", "pg_ctl", "initdb", "postgres",
+                             "chromium", "uvicorn", "estate"})
+# Asking one for its version or its usage starts nothing.
+ONLY_ASKING = frozenset({"version", "--version", "-h", "--help"})
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_starts_no_server(request: pytest.FixtureRequest,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a test that is not marked ``servers`` but listens on a socket or starts a
+    server program: the fast tier's promise is that it starts none."""
+    if request.node.get_closest_marker("servers") is not None:
+        return
+    nodeid = request.node.nodeid
+
+    def refuse_listen(sock: socket.socket, *args: Any) -> None:
+        raise AssertionError(f"{nodeid} listens on a socket: mark it servers")
+
+    popen_init = subprocess.Popen.__init__
+
+    def checked_popen(process: subprocess.Popen[Any], args: Any, *rest: Any,
+                      **kwargs: Any) -> None:
+        argv = [args] if isinstance(args, str | bytes | Path) else list(args)
+        # Every word, so that a server behind a wrapper (runuser, sh -c) is seen too.
+        words = [w for a in argv for w in os.fsdecode(a).split()]
+        names = [Path(w).name for w in words]
+        server = next((n for n in names if n in SERVER_PROGRAMS), None)
+        if server is not None and not (words and words[-1] in ONLY_ASKING):
+            raise AssertionError(f"{nodeid} starts {server}: mark it servers")
+        program = names[0] if names else ""
+        if (program.startswith("python") and "-m" in names[1:2] and names[2:3]
+                and names[2] in ("dispatch", "ingest", "edge", "launcher")):
+            raise AssertionError(f"{nodeid} starts {program}: mark it servers")
+        popen_init(process, args, *rest, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "listen", refuse_listen)
+    monkeypatch.setattr(subprocess.Popen, "__init__", checked_popen)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from adapters.mqtt import MqttConnection
-from edge.commands import CommandHandler, CommandTarget, SimulatedAssetExecutor, SimulatedBattery
+from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery
+from edge.command_handler import CommandHandler, CommandTarget
 from estate.commands import CommandPolicy
 from estate.settings import MqttSettings
 from estate.topics import DeviceId
@@ -24,10 +25,10 @@ def simulated_battery(mqtt: MqttSettings, device: DeviceId, log_dir: Path,
     handler = CommandHandler([CommandTarget(device, CommandPolicy.from_mapping(
         {"set_battery_kw": {"kw": {"min": -500, "max": 500}}}), simulated)],
         log_dir / "edge_commands.sqlite")
-    connection = MqttConnection(mqtt, f"edge-{uuid.uuid4().hex[:8]}",
-                                on_message=handler.on_message)
+    connection = MqttConnection(mqtt, f"edge-{uuid.uuid4().hex[:8]}")
     connection.connect()
     handler.start(connection)
+    assert connection.wait_subscribed(10), "the battery's subscription"
     try:
         yield simulated
     finally:

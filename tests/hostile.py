@@ -48,5 +48,5 @@ def flood(mqtt: MqttSettings, topic: str, count: int = 100) -> None:
         infos.append(client.publish(topic, long_name_pack(f"{k:06d}" + "n" * 250_000, bt=now),
                                     qos=1))
     for info in infos:
-        info.wait_for_publish(300)
+        info.wait(300)
     client.close()

@@ -10,17 +10,12 @@ broker (an import-linter contract keeps it so). docs/alarms.md tells the story.
 - ``grouping.group_alarms``: one group per feeder or tank outage, naming the cause.
 """
 
+from dispatch.alarms.frames import CapacityInputs, SeriesWindow, WindowFrame, WindowInputs
 from dispatch.alarms.grouping import GroupedAlarm, Grouping, group_alarms
 from dispatch.alarms.lifecycle import Alarm, AlarmBoard, AlarmStateError, AlarmStep
 from dispatch.alarms.model import AlarmTransition
 from dispatch.alarms.stream import StreamEvaluator
-from dispatch.alarms.window import (
-    CapacityInputs,
-    SeriesWindow,
-    WindowedEvaluator,
-    WindowFrame,
-    WindowInputs,
-)
+from dispatch.alarms.window import WindowedEvaluator
 
 __all__ = ["Alarm", "AlarmBoard", "AlarmStateError", "AlarmStep", "AlarmTransition",
            "CapacityInputs", "GroupedAlarm", "Grouping", "SeriesWindow", "StreamEvaluator",

@@ -34,6 +34,7 @@ from typing import Final, Literal
 
 from dispatch.alarms.model import AlarmKey, AlarmTransition, cut
 from estate.alarm_rules import Severity
+from estate.errors import EstateError
 
 AlarmState = Literal["raised", "acknowledged", "shelved", "cleared"]
 ACTIVE_STATES: Final[frozenset[str]] = frozenset({"raised", "acknowledged", "shelved"})
@@ -47,7 +48,7 @@ MAX_NAME: Final = 100
 MAX_NOTE: Final = 1000
 
 
-class AlarmStateError(ValueError):
+class AlarmStateError(EstateError, ValueError):
     """A lifecycle step that the alarm's state does not allow."""
 
 

@@ -29,6 +29,7 @@ from typing import Final, Literal
 
 from dispatch.alarms.model import AlarmKey, cut
 from estate.alarm_rules import Severity
+from estate.errors import EstateError
 
 IncidentStatus = Literal["open", "assigned", "on_site", "closed"]
 OPEN_STATUSES: Final[frozenset[str]] = frozenset({"open", "assigned", "on_site"})
@@ -39,7 +40,7 @@ MAX_TEXT: Final = 1000
 MAX_TITLE: Final = 300
 
 
-class IncidentStateError(ValueError):
+class IncidentStateError(EstateError, ValueError):
     """A step that the incident's state does not allow."""
 
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Final, Literal
 
 from dispatch.alarms.model import cut
+from estate.errors import EstateError
 
 EntryKind = Literal["event", "action", "open_item"]
 ENTRY_KINDS: Final[tuple[EntryKind, ...]] = ("event", "action", "open_item")
@@ -26,7 +27,7 @@ MAX_NAME: Final = 100
 MAX_TEXT: Final = 2000
 
 
-class ShiftLogError(ValueError):
+class ShiftLogError(EstateError, ValueError):
     """A log or handover step that is not allowed."""
 
 

@@ -12,7 +12,8 @@ plan and fallback), ``optimise`` (build -> solve -> extract). docs/optimiser.md 
 model's equations.
 """
 
-from dispatch.optimiser.consistency import Issue, ProblemError, check_problem, validate
+from dispatch.optimiser.consistency import ProblemError, check_problem, validate
+from dispatch.optimiser.field_checks import Issue
 from dispatch.optimiser.optimise import build_model, optimise
 from dispatch.optimiser.problem import (
     PV,
@@ -34,7 +35,7 @@ from dispatch.optimiser.result import (
     Timings,
     Violation,
 )
-from dispatch.optimiser.solve import SolveOptions
+from dispatch.optimiser.solve_types import SolveOptions
 from dispatch.optimiser.tariffs import (
     TariffError,
     TariffPeriod,

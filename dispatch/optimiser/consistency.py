@@ -17,13 +17,12 @@ whose window is too short for its energy: the plan reports the shortfall).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 
+from dispatch.optimiser.field_checks import FieldChecks, Issue, shown
 from dispatch.optimiser.penalty import minimum_penalty
 from dispatch.optimiser.problem import (
     PV,
@@ -66,18 +65,6 @@ MAX_PENALTY: Final = 1e12
 """Above this HiGHS's tolerances, relative to the largest cost, swallow every price."""
 
 
-@dataclass(frozen=True, slots=True)
-class Issue:
-    level: Literal["error", "warning"]
-    subject: str
-    """The asset's name, ``estate`` for the estate's own fields, or a window's name."""
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.subject} {self.field}: {self.message}"
-
-
 class ProblemError(ConfigError):
     """The problem cannot be optimised as given; ``issues`` lists why (asset and field)."""
 
@@ -99,7 +86,7 @@ def validate(problem: EstateProblem, strict: bool = False) -> list[Issue]:
 
 def check_options(time_limit_s: object, mip_rel_gap: object) -> list[Issue]:
     """The solver's options: a time limit in [0, a day] and a gap in [0, 1]."""
-    c = _Checks(None)
+    c = FieldChecks()
     c.number("options", "time_limit_s", time_limit_s, 0.0, MAX_TIME_LIMIT_S)
     c.number("options", "mip_rel_gap", mip_rel_gap, 0.0, 1.0)
     return c.found
@@ -138,94 +125,12 @@ def _assets(p: EstateProblem) -> Iterable[Asset]:
     yield from p.pv
 
 
-def _shown(value: object) -> str:
-    """A value in a message: short, whatever it is."""
-    if isinstance(value, np.ndarray):
-        return f"an array of shape {value.shape}"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+class _Checks(FieldChecks):
+    """The problem's fields, asset by asset."""
 
-
-class _Checks:
-    """Collects issues; each check returns whether the value is usable further on."""
-
-    def __init__(self, problem: EstateProblem | None) -> None:
-        self._problem = problem
-        self.found: list[Issue] = []
-
-    @property
-    def p(self) -> EstateProblem:
-        assert self._problem is not None
-        return self._problem
-
-    @property
-    def errors(self) -> bool:
-        return any(i.level == "error" for i in self.found)
-
-    def error(self, subject: str, field: str, message: str) -> bool:
-        self.found.append(Issue("error", subject, field, message))
-        return False
-
-    def warn(self, subject: str, field: str, message: str) -> None:
-        self.found.append(Issue("warning", subject, field, message))
-
-    # --- building blocks ---
-
-    def number(self, subject: str, field: str, value: object, low: float, high: float, *,
-               above: bool = False, infinite: bool = False) -> bool:
-        """A real number in ``[low, high]`` (``(low, high]`` if ``above``); ``+inf`` too
-        when ``infinite`` (a limit that is not there)."""
-        if isinstance(value, bool) or not isinstance(value, int | float | np.integer
-                                                     | np.floating):
-            return self.error(subject, field, f"must be a number, got {_shown(value)}")
-        x = float(value)
-        if math.isnan(x):
-            return self.error(subject, field, "must be a number, got NaN")
-        if math.isinf(x) and not (infinite and x > 0):
-            return self.error(subject, field, f"must be finite, got {x}")
-        if math.isinf(x):
-            return True
-        if x < low or (above and x == low) or x > high:
-            bracket = "(" if above else "["
-            return self.error(subject, field, f"must be in {bracket}{low:g}, {high:g}], got "
-                                              f"{x:g}")
-        return True
-
-    def array(self, subject: str, field: str, value: object, shape: tuple[int, ...],
-              low: float, high: float, *, scalar: bool = False, above: bool = False,
-              infinite: bool = False) -> bool:
-        """An array of ``shape`` (or one number if ``scalar``) with every value in range."""
-        try:
-            x = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            return self.error(subject, field, f"must be numbers, got {_shown(value)}")
-        if not (x.shape == shape or (scalar and x.shape == ())):
-            want = f"one value or {shape}" if scalar else f"shape {shape}"
-            return self.error(subject, field, f"must have {want}, got shape {x.shape}")
-        if np.isnan(x).any():
-            return self.error(subject, field, f"has {int(np.isnan(x).sum())} NaN values")
-        bad_inf = np.isinf(x) & ~((x > 0) & infinite)
-        if bad_inf.any():
-            return self.error(subject, field, f"has {int(bad_inf.sum())} infinite values")
-        finite = x[np.isfinite(x)]
-        if finite.size and (finite.min() < low or finite.max() > high
-                            or (above and finite.min() == low)):
-            bracket = "(" if above else "["
-            return self.error(subject, field, f"must be in {bracket}{low:g}, {high:g}], got "
-                                              f"{finite.min():g}..{finite.max():g}")
-        return True
-
-    def integer(self, subject: str, field: str, value: object, low: int, high: int) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            return self.error(subject, field, f"must be a whole number, got {_shown(value)}")
-        if not low <= int(value) <= high:
-            return self.error(subject, field, f"must be in [{low}, {high}], got {value}")
-        return True
-
-    def flag(self, subject: str, field: str, value: object) -> bool:
-        if not isinstance(value, bool | np.bool_):
-            return self.error(subject, field, f"must be true or false, got {_shown(value)}")
-        return True
+    def __init__(self, problem: EstateProblem) -> None:
+        super().__init__()
+        self.p = problem
 
     # --- the estate ---
 
@@ -240,7 +145,7 @@ class _Checks:
             base = np.zeros(0)
         if base.ndim != 2:
             self.error(e, "base_load_kw", f"must be an array (facilities={f}, steps), got "
-                                          f"{_shown(p.base_load_kw)}")
+                                          f"{shown(p.base_load_kw)}")
             return
         n = base.shape[1]
         if f < 1:

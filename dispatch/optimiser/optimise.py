@@ -26,7 +26,8 @@ from dispatch.optimiser.model import ModelArrays
 from dispatch.optimiser.problem import EstateProblem
 from dispatch.optimiser.result import ModelSize, Plan, Status, Timings
 from dispatch.optimiser.rounding import roundings
-from dispatch.optimiser.solve import Hints, Report, SolveOptions, SolverOutcome, solve
+from dispatch.optimiser.solve import solve
+from dispatch.optimiser.solve_types import Hints, Report, SolveOptions, SolverOutcome
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from dispatch.optimiser.build import Build, values
 from dispatch.optimiser.problem import BoolArray, FloatArray, IntArray
-from dispatch.optimiser.solve import Rounding
+from dispatch.optimiser.solve_types import Rounding
 
 DEFERRABLE_GROUPS = ("deferrable_start", "deferrable_min_run", "deferrable_single_run",
                      "deferrable_min_power")

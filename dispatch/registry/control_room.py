@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dispatch.registry.models import Base, _one_of, utc_now
+from dispatch.registry.base import Base, one_of, utc_now
 
 UTILITIES: Final = ("electricity", "water", "gas")
 SEVERITIES: Final = ("critical", "high", "medium", "low")
@@ -47,7 +47,7 @@ class Network(Base):
     """A utility's network of meters (``estate.networks``)."""
 
     __tablename__ = "networks"
-    __table_args__ = (_one_of("utility", UTILITIES, "utility"),)
+    __table_args__ = (one_of("utility", UTILITIES, "utility"),)
 
     estate_id: Mapped[str] = mapped_column(
         String(64), ForeignKey("estates.id", ondelete="CASCADE"), primary_key=True)
@@ -94,8 +94,8 @@ class AlarmRow(Base):
     __tablename__ = "alarms"
     __table_args__ = (
         UniqueConstraint("estate_id", "source", "rule_id", "active_slot"),
-        _one_of("state", ALARM_STATES, "state"),
-        _one_of("severity", SEVERITIES, "severity"),
+        one_of("state", ALARM_STATES, "state"),
+        one_of("severity", SEVERITIES, "severity"),
         Index(None, "estate_id", "state"),
     )
 
@@ -184,8 +184,8 @@ class IncidentRow(Base):
     __tablename__ = "incidents"
     __table_args__ = (
         UniqueConstraint("estate_id", "origin", "open_slot"),
-        _one_of("status", INCIDENT_STATUSES, "status"),
-        _one_of("severity", SEVERITIES, "severity"),
+        one_of("status", INCIDENT_STATUSES, "status"),
+        one_of("severity", SEVERITIES, "severity"),
         Index(None, "estate_id", "status"),
     )
 
@@ -266,7 +266,7 @@ class ShiftLogEntryRow(Base):
     __tablename__ = "shift_log_entries"
     __table_args__ = (
         UniqueConstraint("estate_id", "entry_key"),
-        _one_of("kind", ENTRY_KINDS, "kind"),
+        one_of("kind", ENTRY_KINDS, "kind"),
         Index(None, "estate_id", "at"),
     )
 

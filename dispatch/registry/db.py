@@ -1,9 +1,13 @@
-"""Engines, sessions and migrations of the registry database.
+"""Engines, sessions and migrations of the registry database, and ``Registry``, what the
+rest of dispatch holds of it.
 
 An SQLite file is the default (``sqlite:///var/registry.sqlite``); PostgreSQL by URL
 (``postgresql+psycopg://user:password@host/db``). The schema belongs to Alembic:
 ``upgrade(url)`` brings a database to the newest revision, and nothing else creates
 tables (no ``metadata.create_all`` outside tests).
+
+SQLAlchemy is imported in ``dispatch.registry`` only; its errors become
+``estate.errors.RegistryError`` here, in ``translated``, and nowhere else.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from estate.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +136,54 @@ def downgrade(target: str | Engine, revision: str) -> None:
     finally:
         if isinstance(target, str):
             engine.dispose()
+
+
+# What a registry error says of its cause, at most: a driver's message can hold a statement.
+_CAUSE_IN_TEXT: Final = 200
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """The one place where SQLAlchemy's errors become ``RegistryError``."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0][:_CAUSE_IN_TEXT]
+        raise RegistryError(f"the registry is unavailable: {type(exc).__name__}: "
+                            f"{cause}") from exc
+
+
+class Registry:
+    """The registry database as the rest of dispatch holds it: an engine, its sessions,
+    migrations. Its repositories (``CommandStore``, ``PlanStore``, ...) take one."""
+
+    def __init__(self, target: str | Engine) -> None:
+        self._owned = isinstance(target, str)
+        self.engine = make_engine(target) if isinstance(target, str) else target
+        self._sessions = session_factory(self.engine)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (safe from several processes)."""
+        with translated():
+            upgrade(self.engine)
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads; errors translated."""
+        with translated(), self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session in one transaction, committed at the end, rolled back on an error."""
+        with translated(), self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        """Release the connections (of an engine the registry made)."""
+        if self._owned:
+            self.engine.dispose()

@@ -13,7 +13,7 @@ still refer to it:
 Rows are matched by their identifiers: facility, meter and asset ids; a tariff version by
 name and ``valid_from``; a capacity limit by facility (none: the estate) and ``valid_from``.
 Networks (``dispatch.registry.networks``) are configuration and deleted when the file
-drops them; crews (``dispatch.registry.incident_desk.load_crews``) are retired, as
+drops them; crews (``dispatch.registry.crew_roster.load_crews``) are retired, as
 assignments name them.
 """
 
@@ -29,16 +29,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.registry.db import make_engine, session_factory, upgrade
-from dispatch.registry.incident_desk import load_crews
+from dispatch.registry.crew_roster import load_crews
+from dispatch.registry.db import Registry
 from dispatch.registry.models import (
-    Asset,
-    CapacityLimit,
-    Estate,
-    Facility,
-    Meter,
-    Tariff,
-    TariffPeriod,
+    AssetRow,
+    CapacityLimitRow,
+    EstateRow,
+    FacilityRow,
+    MeterRow,
+    TariffPeriodRow,
+    TariffRow,
 )
 from dispatch.registry.networks import load_networks
 from estate.assets import TariffSpec, days_mask
@@ -108,9 +108,9 @@ def _periods(spec: TariffSpec) -> list[dict[str, Any]]:
 
 
 def _load_tariffs(session: Session, spec: EstateSpec, summary: LoadSummary) -> None:
-    existing: dict[tuple[str, date], Tariff] = {
+    existing: dict[tuple[str, date], TariffRow] = {
         (t.name, t.valid_from): t
-        for t in session.scalars(select(Tariff).where(Tariff.estate_id == spec.id))}
+        for t in session.scalars(select(TariffRow).where(TariffRow.estate_id == spec.id))}
     for t in spec.tariffs:
         values = {"estate_id": spec.id, "name": t.name, "valid_from": t.valid_from,
                   "valid_to": t.valid_to, "currency": t.currency,
@@ -119,7 +119,7 @@ def _load_tariffs(session: Session, spec: EstateSpec, summary: LoadSummary) -> N
         row = existing.pop((t.name, t.valid_from), None)
         wanted = _periods(t)
         if row is None:
-            session.add(Tariff(**values, periods=[TariffPeriod(**p) for p in wanted]))
+            session.add(TariffRow(**values, periods=[TariffPeriodRow(**p) for p in wanted]))
             summary.count("tariffs", "added")
             continue
         changed = _assign(row, values)
@@ -128,7 +128,7 @@ def _load_tariffs(session: Session, spec: EstateSpec, summary: LoadSummary) -> N
             # Periods are replaced as a whole: their positions are their identity.
             row.periods.clear()
             session.flush()
-            row.periods.extend(TariffPeriod(**p) for p in wanted)
+            row.periods.extend(TariffPeriodRow(**p) for p in wanted)
             changed = True
         summary.count("tariffs", "updated" if changed else "unchanged")
     for row in existing.values():
@@ -137,13 +137,13 @@ def _load_tariffs(session: Session, spec: EstateSpec, summary: LoadSummary) -> N
 
 
 def _load_limits(session: Session, spec: EstateSpec, summary: LoadSummary) -> None:
-    existing: dict[tuple[str | None, date], CapacityLimit] = {
+    existing: dict[tuple[str | None, date], CapacityLimitRow] = {
         (c.facility_id, c.valid_from): c
-        for c in session.scalars(select(CapacityLimit)
-                                 .where(CapacityLimit.estate_id == spec.id))}
+        for c in session.scalars(select(CapacityLimitRow)
+                                 .where(CapacityLimitRow.estate_id == spec.id))}
     for c in spec.capacity_limits:
         _upsert(session, summary, "capacity_limits", existing, (c.facility, c.valid_from),
-                CapacityLimit, {"estate_id": spec.id, "facility_id": c.facility,
+                CapacityLimitRow, {"estate_id": spec.id, "facility_id": c.facility,
                                 "limit_kw": c.limit_kw, "valid_from": c.valid_from,
                                 "valid_to": c.valid_to, "penalty_per_kw": c.penalty_per_kw})
     for row in existing.values():
@@ -156,32 +156,33 @@ def load_into_registry(session: Session, spec: EstateSpec,
     """Upsert ``spec`` into the registry in ``session`` (the caller commits)."""
     now = now or datetime.now(UTC)
     summary = LoadSummary(spec.id)
-    estates = {e.id: e for e in session.scalars(select(Estate).where(Estate.id == spec.id))}
-    _upsert(session, summary, "estates", estates, spec.id, Estate, {
+    estates = {e.id: e for e in session.scalars(select(EstateRow).where(EstateRow.id == spec.id))}
+    _upsert(session, summary, "estates", estates, spec.id, EstateRow, {
         "id": spec.id, "name": spec.name, "timezone": spec.timezone,
         "contracted_capacity_kw": spec.contracted_capacity_kw})
     session.flush()
 
     facilities = {f.id: f for f in session.scalars(
-        select(Facility).where(Facility.estate_id == spec.id))}
+        select(FacilityRow).where(FacilityRow.estate_id == spec.id))}
     meters = {(m.facility_id, m.id): m for m in session.scalars(
-        select(Meter).where(Meter.estate_id == spec.id))}
+        select(MeterRow).where(MeterRow.estate_id == spec.id))}
     for f in spec.facilities:
-        _upsert(session, summary, "facilities", facilities, f.id, Facility, {
+        _upsert(session, summary, "facilities", facilities, f.id, FacilityRow, {
             "estate_id": spec.id, "id": f.id, "name": f.name, "sector": f.sector,
             "retired_at": None})
     session.flush()  # meters, assets and limits refer to facilities
     for f in spec.facilities:
         for m in f.meters:
-            _upsert(session, summary, "meters", meters, (f.id, m.id), Meter, {
+            _upsert(session, summary, "meters", meters, (f.id, m.id), MeterRow, {
                 "estate_id": spec.id, "facility_id": f.id, "id": m.id, "kind": m.kind,
                 "name": m.name, "incomer": m.incomer, "retired_at": None})
     _retire(meters, summary, "meters", now)
     _retire(facilities, summary, "facilities", now)
 
-    assets = {a.id: a for a in session.scalars(select(Asset).where(Asset.estate_id == spec.id))}
+    assets = {a.id: a for a in session.scalars(
+        select(AssetRow).where(AssetRow.estate_id == spec.id))}
     for a in spec.assets:
-        _upsert(session, summary, "assets", assets, a.id, Asset, {
+        _upsert(session, summary, "assets", assets, a.id, AssetRow, {
             "estate_id": spec.id, "id": a.id, "facility_id": a.facility, "kind": a.kind,
             "name": a.name, "params": a.params(), "control_mode": a.control_mode,
             "device_facility_id": a.device_facility, "device_id": a.device_id,
@@ -200,13 +201,18 @@ def load_into_registry(session: Session, spec: EstateSpec,
     return summary
 
 
+def load_estate_into(registry: Registry, spec: EstateSpec) -> LoadSummary:
+    """Load ``spec`` into ``registry`` in one transaction (it logs what it changed)."""
+    with registry.writing() as session:
+        return load_into_registry(session, spec)
+
+
 def registry_command(url: str, estate_file: Path) -> LoadSummary:
     """``estate registry load``: migrate the registry at ``url``, then load the file."""
     spec = load_estate(estate_file)
-    engine = make_engine(url)
+    registry = Registry(url)
     try:
-        upgrade(engine)
-        with session_factory(engine).begin() as session:
-            return load_into_registry(session, spec)
+        registry.migrate()
+        return load_estate_into(registry, spec)
     finally:
-        engine.dispose()
+        registry.close()

@@ -25,7 +25,7 @@ from typing import cast
 from sqlalchemy import Engine, Table, delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from dispatch.registry.models import SchedulerLease as LeaseRow
+from dispatch.registry.models import LeaseRow
 
 log = logging.getLogger(__name__)
 

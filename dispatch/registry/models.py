@@ -16,93 +16,40 @@ name, ``estate_id`` first where they belong to an estate, ``*_at`` for timestamp
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from typing import Any, ClassVar, Final
+from datetime import date, datetime
+from typing import Any, Final
 
 from sqlalchemy import (
-    JSON,
     CheckConstraint,
     Column,
-    Date,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
     Unicode,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-NAMING_CONVENTION: Final = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+# Base and UtcDateTime are also the models' (the migrations and the schema tests take them
+# from here, with every table registered on Base.metadata).
+from dispatch.registry.base import Base as Base
+from dispatch.registry.base import UtcDateTime as UtcDateTime
+from dispatch.registry.base import one_of, utc_now
 
 ASSET_CONTROL_MODES: Final = ("manual", "auto")
 PLAN_STATUSES: Final = ("draft", "approved", "rejected", "superseded", "executed")
 SCHEDULER_JOBS_TABLE: Final = "scheduler_jobs"
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware datetime, stored as UTC; naive datetimes are refused.
-
-    PostgreSQL keeps it as ``timestamptz``. SQLite has no time zones: the value is stored
-    as naive UTC text (which sorts and compares in time order) and comes back marked UTC.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} given to the registry; "
-                             "registry times are timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect
-                             ) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: UtcDateTime(),
-        date: Date(),
-        dict[str, Any]: JSON(),
-        list[Any]: JSON(),
-    }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _one_of(column: str, allowed: tuple[str, ...], name: str) -> CheckConstraint:
-    values = ", ".join(f"'{v}'" for v in allowed)
-    return CheckConstraint(f"{column} IN ({values})", name=name)
-
-
 # --- the estate description (loaded from YAML by ``dispatch.registry.loader``) ---
 
-class Estate(Base):
+class EstateRow(Base):
     __tablename__ = "estates"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -110,11 +57,11 @@ class Estate(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     contracted_capacity_kw: Mapped[float] = mapped_column(Float)
 
-    facilities: Mapped[list[Facility]] = relationship(
+    facilities: Mapped[list[FacilityRow]] = relationship(
         back_populates="estate", cascade="all, delete-orphan", passive_deletes=True)
 
 
-class Facility(Base):
+class FacilityRow(Base):
     """A tenant. ``retired_at``: removed from the estate file, kept for history."""
 
     __tablename__ = "facilities"
@@ -126,10 +73,10 @@ class Facility(Base):
     sector: Mapped[str] = mapped_column(String(200), default="")
     retired_at: Mapped[datetime | None]
 
-    estate: Mapped[Estate] = relationship(back_populates="facilities")
+    estate: Mapped[EstateRow] = relationship(back_populates="facilities")
 
 
-class Meter(Base):
+class MeterRow(Base):
     __tablename__ = "meters"
     __table_args__ = (
         ForeignKeyConstraint(["estate_id", "facility_id"],
@@ -145,7 +92,7 @@ class Meter(Base):
     retired_at: Mapped[datetime | None]
 
 
-class Asset(Base):
+class AssetRow(Base):
     """A flexible asset the optimiser dispatches.
 
     ``facility_id`` None: a shared estate asset (at the estate's grid connection).
@@ -157,7 +104,7 @@ class Asset(Base):
     __table_args__ = (
         ForeignKeyConstraint(["estate_id", "facility_id"],
                              ["facilities.estate_id", "facilities.id"], ondelete="CASCADE"),
-        _one_of("control_mode", ASSET_CONTROL_MODES, "control_mode"),
+        one_of("control_mode", ASSET_CONTROL_MODES, "control_mode"),
     )
 
     estate_id: Mapped[str] = mapped_column(
@@ -173,7 +120,7 @@ class Asset(Base):
     retired_at: Mapped[datetime | None]
 
 
-class Tariff(Base):
+class TariffRow(Base):
     """One version of a named tariff, valid over ``[valid_from, valid_to)`` (local dates)."""
 
     __tablename__ = "tariffs"
@@ -190,12 +137,12 @@ class Tariff(Base):
     export_price: Mapped[float] = mapped_column(Float, default=0.0)
     export_limit_kw: Mapped[float | None] = mapped_column(Float)
 
-    periods: Mapped[list[TariffPeriod]] = relationship(
+    periods: Mapped[list[TariffPeriodRow]] = relationship(
         back_populates="tariff", cascade="all, delete-orphan", passive_deletes=True,
-        order_by="TariffPeriod.position")
+        order_by="TariffPeriodRow.position")
 
 
-class TariffPeriod(Base):
+class TariffPeriodRow(Base):
     """A price by local wall-clock minutes ``[start_minute, end_minute)`` on some weekdays.
 
     ``days_mask`` bit 0 is Monday; an end at or before the start wraps past midnight.
@@ -218,10 +165,10 @@ class TariffPeriod(Base):
     end_minute: Mapped[int]
     energy_price: Mapped[float] = mapped_column(Float)
 
-    tariff: Mapped[Tariff] = relationship(back_populates="periods")
+    tariff: Mapped[TariffRow] = relationship(back_populates="periods")
 
 
-class CapacityLimit(Base):
+class CapacityLimitRow(Base):
     """An import limit: ``facility_id`` None for the whole estate, else a tenant sub-limit."""
 
     __tablename__ = "capacity_limits"
@@ -242,7 +189,7 @@ class CapacityLimit(Base):
 
 # --- what dispatch produces ---
 
-class Plan(Base):
+class PlanRow(Base):
     """An optimised schedule for a horizon and what became of it.
 
     ``setpoints`` maps each asset id to one value per step (kW, or the kind's unit);
@@ -252,7 +199,7 @@ class Plan(Base):
 
     __tablename__ = "plans"
     __table_args__ = (
-        _one_of("status", PLAN_STATUSES, "status"),
+        one_of("status", PLAN_STATUSES, "status"),
         Index(None, "estate_id", "horizon_start"),
     )
 
@@ -279,7 +226,7 @@ class Plan(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-class Command(Base):
+class CommandRow(Base):
     """A remote command to a device (MQTT request/response) and its outcome."""
 
     __tablename__ = "commands"
@@ -304,7 +251,7 @@ class Command(Base):
     answered_at: Mapped[datetime | None]
 
 
-class AuditEntry(Base):
+class AuditRow(Base):
     """Who did what to which subject, and when: one row per action, never updated."""
 
     __tablename__ = "audit_log"
@@ -321,7 +268,7 @@ class AuditEntry(Base):
 
 # --- the scheduler ---
 
-class SchedulerLease(Base):
+class LeaseRow(Base):
     """The single-active-scheduler lock (``dispatch.registry.lock``): one row per lease."""
 
     __tablename__ = "scheduler_leases"
@@ -331,7 +278,7 @@ class SchedulerLease(Base):
     expires_at: Mapped[datetime]
 
 
-# APScheduler's own job table (``dispatch.registry.jobstore``), declared here with the
+# APScheduler's own job table (``dispatch.scheduler.sql_jobstore``), declared here with the
 # columns its SQLAlchemyJobStore (3.x) creates, so Alembic owns the schema like any other.
 scheduler_jobs = Table(
     SCHEDULER_JOBS_TABLE, Base.metadata,

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dispatch.registry.control_room import OutboxEventRow
+from estate.errors import EstateError
 
 EVENT_TYPES: Final = ("alarm.raised", "alarm.acknowledged", "alarm.shelved",
                       "alarm.unshelved", "alarm.cleared", "incident.opened",
@@ -33,7 +34,7 @@ MAX_ERROR: Final = 1000
 _outbox = cast(Table, OutboxEventRow.__table__)
 
 
-class RecordNotFound(LookupError):
+class RecordNotFound(EstateError, LookupError):
     """No alarm, incident, crew, entry or handover with that id (in that estate)."""
 
 

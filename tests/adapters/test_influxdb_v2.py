@@ -28,9 +28,9 @@ from pydantic import SecretStr
 from adapters.influx import make_store
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.influxdb_v2 import InfluxV2Store
+from adapters.influxql import Series
 from estate.errors import ConfigError, StoreMisconfigured, StoreRejected, StoreUnavailable
 from estate.lineprotocol import line
-from estate.ports import Series
 from estate.settings import InfluxSettings
 from launcher.servers import free_port
 
@@ -277,6 +277,7 @@ def test_a_closed_port_is_unavailable_at_once() -> None:
     assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.servers
 def test_a_server_that_never_answers_times_out_after_timeout_s() -> None:
     # A listening socket nobody accepts on: the kernel completes the TCP handshake and
     # then nothing ever answers the request.

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import estate.senml
+import estate.senml_names
 from estate.units import CHANNELS, QUANTITIES, UNITS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
@@ -27,7 +28,8 @@ def rows() -> dict[str, list[str]]:
 
 
 def _decoder_reasons() -> set[str]:
-    source = Path(estate.senml.__file__).read_text(encoding="utf-8")
+    source = "".join(Path(module.__file__).read_text(encoding="utf-8")
+                     for module in (estate.senml, estate.senml_names))
     patterns = (r'Rejection\(\s*"([a-z-]+)"', r'_whole\(\s*"([a-z-]+)"',
                 r'return \(?"([a-z-]+)",')
     return {m for p in patterns for m in re.findall(p, source)}

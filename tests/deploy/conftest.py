@@ -22,15 +22,18 @@ from sqlalchemy import func, select
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
-from dispatch.commands import CommandSender, CommandStore
-from dispatch.forecasting import ForecastJob, nominal_kw
-from dispatch.freshness import check_freshness
-from dispatch.planning import PlanJob
-from dispatch.plans import approve
-from dispatch.registry.db import make_engine, session_factory, upgrade
-from dispatch.registry.loader import load_into_registry
-from dispatch.registry.models import Command
-from dispatch.rollups import LEVELS, Rollups, try_rollup_policies
+from dispatch.control.approval import approve
+from dispatch.control.sender import CommandSender
+from dispatch.jobs.freshness import check_freshness
+from dispatch.jobs.rollup_levels import LEVELS
+from dispatch.jobs.rollups import Rollups, try_rollup_policies
+from dispatch.planning.forecasts import ForecastJob, nominal_kw
+from dispatch.planning.rolling import PlanJob
+from dispatch.registry.command_store import CommandStore
+from dispatch.registry.db import Registry
+from dispatch.registry.loader import load_estate_into
+from dispatch.registry.models import CommandRow
+from dispatch.registry.plan_store import PlanStore
 from dispatch.settings import ForecastSettings, PlanningSettings, RollupSettings
 from edge.backfill import backfill
 from edge.simulator import EstateSimulator
@@ -86,7 +89,7 @@ def _dead_letters(mosquitto: Mosquitto, influx: InfluxSettings, spool: Path) -> 
         meter.connect()
         topic = DeviceId(SPEC.id, "textile", "main").topic(Channel.TELEMETRY)
         for payload in BAD_PAYLOADS:
-            meter.publish(topic, payload, qos=1).wait_for_publish(5)
+            meter.publish(topic, payload, qos=1).wait(5)
         meter.close()
 
         def stored() -> bool:
@@ -122,47 +125,47 @@ def demo_data(demo_influxdb: InfluxDB, mosquitto: Mosquitto, postgres: Postgres,
     start_ms = end_ms - end_ms % HOUR_MS - HISTORY_HOURS * HOUR_MS
     backfill(EstateSimulator(SPEC, seed=1), store, start_ms, end_ms, 60_000)
     rollup_settings = RollupSettings()
-    try_rollup_policies(store, influx.database, rollup_settings)
-    rollups = Rollups(store, influx.database, rollup_settings)
+    try_rollup_policies(store, rollup_settings)
+    rollups = Rollups(store, rollup_settings)
     for level in LEVELS:
         rollups.recompute(level, start_ms, end_ms - end_ms % level.window_ms)
     check_freshness(store, SPEC.id, [d for d, _, _ in SPEC.devices()], stale_after_s=300)
-    ForecastJob(store, influx.database, SPEC, ForecastSettings(),
+    ForecastJob(store, SPEC, ForecastSettings(),
                 rollups=rollup_settings).run(now_ms=now_ms)
     _dead_letters(mosquitto, influx, root / "spool")
 
     # The compose stack's registry: PostgreSQL.
     registry_url = postgres.url(postgres.create_database())
-    engine = make_engine(registry_url)
-    upgrade(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
-        load_into_registry(session, SPEC)
-    sender = CommandSender(MqttSettings(host="127.0.0.1", port=mosquitto.port),
-                           f"demo-dispatch-{uuid.uuid4().hex[:6]}", CommandStore(sessions),
-                           estates=[SPEC.id], actor="dispatch:demo", answer_grace_s=0,
-                           sweep_interval_s=0.1)
+    registry = Registry(registry_url)
+    registry.migrate()
+    load_estate_into(registry, SPEC)
+    connection = MqttConnection(MqttSettings(host="127.0.0.1", port=mosquitto.port),
+                                f"demo-dispatch-{uuid.uuid4().hex[:6]}")
+    sender = CommandSender(connection, CommandStore(registry), estates=[SPEC.id],
+                           actor="dispatch:demo", answer_grace_s=0, sweep_interval_s=0.1)
     sender.start()
+    connection.connect()
     try:
         planning = PlanningSettings(time_limit_s=30, command_deadline_s=1)
-        job = PlanJob(store, influx.database, sessions, SPEC.id, planning,
+        job = PlanJob(store, registry, SPEC.id, planning,
                       nominal_kw=nominal_kw(SPEC), rollups=rollup_settings)
         outcome = job.run(now_ms=now_ms)
         assert outcome is not None, "the plan job made no plan"
         plan_id = outcome.saved.id
-        approve(sessions, sender, plan_id, "ana", now_ms=time.time_ns() // 1_000_000,
+        approve(PlanStore(registry), sender, plan_id, "ana", now_ms=time.time_ns() // 1_000_000,
                 deadline_s=planning.command_deadline_s, estate_id=SPEC.id)
 
         def settled() -> bool:
-            with sessions() as session:
-                open_ = session.scalar(select(func.count()).select_from(Command).where(
-                    Command.status.not_in(FINAL)))
-                total = session.scalar(select(func.count()).select_from(Command))
+            with registry.reading() as session:
+                open_ = session.scalar(select(func.count()).select_from(CommandRow).where(
+                    CommandRow.status.not_in(FINAL)))
+                total = session.scalar(select(func.count()).select_from(CommandRow))
             return bool(total) and open_ == 0
 
         _wait(settled, 30, "the plan's commands answered or timed out")
     finally:
         sender.close()
-        engine.dispose()
+        connection.close()
+        registry.close()
         store.close()
     return DemoData(influx, registry_url, start_ms, end_ms, plan_id)

@@ -18,9 +18,9 @@ from sqlalchemy import MetaData, create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from adapters.influxdb_v1 import InfluxV1Store
-from dispatch.registry.db import make_engine, session_factory, upgrade
-from dispatch.registry.loader import load_into_registry
-from dispatch.registry.models import AuditEntry, Command, Plan
+from dispatch.registry.db import Registry, make_engine, upgrade
+from dispatch.registry.loader import load_estate_into
+from dispatch.registry.models import AuditRow, CommandRow, PlanRow
 from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings
 from launcher.servers import InfluxDB
@@ -75,8 +75,8 @@ def test_backup_wipe_and_restore_of_influxdb_and_the_postgres_registry(
     before_registry = registry_snapshot(demo_data.registry_url)
     points = sum(len(s[2]) for k, v in before_series.items() if k != "policies" for s in v)
     readings = sum(len(s[2]) for s in before_series["reading"])
-    counts = {t: len(before_registry[t]) for t in (Plan.__tablename__, Command.__tablename__,
-                                                    AuditEntry.__tablename__)}
+    counts = {t: len(before_registry[t]) for t in (PlanRow.__tablename__, CommandRow.__tablename__,
+                                                    AuditRow.__tablename__)}
     assert readings
     assert before_series["rollup_long.plan"]
     assert all(counts.values()), counts
@@ -119,8 +119,7 @@ def test_backup_and_restore_of_a_sqlite_registry_and_a_restore_under_a_new_name(
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     engine = make_engine(url)
     upgrade(engine)
-    with session_factory(engine).begin() as session:
-        load_into_registry(session, load_estate(SAMPLE_ESTATE))
+    load_estate_into(Registry(engine), load_estate(SAMPLE_ESTATE))
     engine.dispose()
     before = registry_snapshot(url)
     assert before["facilities"]
@@ -149,5 +148,5 @@ def test_backup_and_restore_of_a_sqlite_registry_and_a_restore_under_a_new_name(
         live.close()
     engine = make_engine(url)
     with engine.connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(Plan)) == 0
+        assert conn.scalar(select(func.count()).select_from(PlanRow)) == 0
     engine.dispose()

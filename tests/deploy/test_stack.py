@@ -35,10 +35,13 @@ import yaml
 from sqlalchemy import func, select
 
 from dispatch.registry.db import make_engine
-from dispatch.registry.models import Facility, SchedulerLease
+from dispatch.registry.models import FacilityRow, LeaseRow
 from dispatch.settings import DispatchSettings
 from launcher.servers import InfluxDB, Mosquitto, free_port
 from tests.deploy.test_compose import COMPOSE_FILE, ROOT, resolved_services, service_env
+
+# Every test runs the compose stack's servers and services on this machine.
+pytestmark = pytest.mark.servers
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # Generous for a loaded machine: a service's health check turns green within seconds here.
@@ -300,8 +303,8 @@ def test_the_dispatch_worker_runs_on_the_postgres_registry_and_holds_the_lease(
             assert process.poll() is None, stack.log("dispatch")
             try:
                 with engine.connect() as conn:
-                    facilities = conn.scalar(select(func.count()).select_from(Facility))
-                    holder = conn.scalar(select(SchedulerLease.holder)) if facilities else None
+                    facilities = conn.scalar(select(func.count()).select_from(FacilityRow))
+                    holder = conn.scalar(select(LeaseRow.holder)) if facilities else None
             except Exception:  # the worker has not migrated the registry yet
                 holder = None
             time.sleep(0.5)

@@ -6,26 +6,24 @@ sequence of states, with its reason, in ``audit_log``.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
 from adapters.mqtt import MqttConnection
-from dispatch.commands import CommandSender, CommandStore
-from dispatch.registry.db import make_engine, session_factory, upgrade
-from dispatch.registry.models import AuditEntry, Command
-from edge.commands import (
-    CommandHandler,
-    CommandTarget,
-    SimulatedAssetExecutor,
-    SimulatedBattery,
-    SimulatedGenset,
-)
+from dispatch.control.sender import CommandSender
+from dispatch.registry.command_store import CommandStore
+from dispatch.registry.db import Registry, make_engine, upgrade
+from dispatch.registry.models import AuditRow, CommandRow
+from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery, SimulatedGenset
+from edge.command_handler import CommandHandler, CommandTarget
 from estate.commands import CommandPolicy, CommandResponse, CommandState, ResponseStatus
 from estate.settings import MqttSettings
 from estate.topics import Channel, DeviceId
@@ -40,13 +38,14 @@ class Room:
     genset: DeviceId
     ghost: DeviceId  # nobody answers for it
     simulated: SimulatedAssetExecutor
+    dispatch: MqttConnection
 
 
 @pytest.fixture
 def room(mqtt_settings: MqttSettings, tmp_path: Path) -> Iterator[Room]:
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
-    store = CommandStore(session_factory(engine))
+    store = CommandStore(Registry(engine))
     estate = f"cmd{uuid.uuid4().hex[:8]}"
     battery = DeviceId(estate, "shared", "battery")
     genset = DeviceId(estate, "shared", "genset")
@@ -58,22 +57,23 @@ def room(mqtt_settings: MqttSettings, tmp_path: Path) -> Iterator[Room]:
             {"set_battery_kw": {"kw": {"min": -200, "max": 200}}}), simulated),
         CommandTarget(genset, CommandPolicy.from_mapping({"start": {}, "stop": {}}), simulated),
     ], tmp_path / "edge_commands.sqlite")
-    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
-                          on_message=handler.on_message)
+    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}")
     edge.connect()
     handler.start(edge)
-    # One client's packets are handled in order: after this PUBACK its SUBSCRIBEs hold.
-    edge.publish(f"cmdtest/barrier/{uuid.uuid4().hex}", b"", qos=1).wait_for_publish(5)
+    assert edge.wait_subscribed(10), "the edge's subscriptions"
     # No grace: a command times out at its deadline, so the test need not wait longer.
-    sender = CommandSender(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}", store,
-                           estates=[estate], actor="dispatch:test", answer_grace_s=0,
-                           sweep_interval_s=0.1)
+    dispatch = MqttConnection(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}")
+    sender = CommandSender(dispatch, store, estates=[estate], actor="dispatch:test",
+                           answer_grace_s=0, sweep_interval_s=0.1)
     sender.start()
-    room = Room(sender, store, engine, battery, genset, ghost, simulated)
+    dispatch.connect()
+    assert dispatch.wait_subscribed(10), "the sender's subscription to the answers"
+    room = Room(sender, store, engine, battery, genset, ghost, simulated, dispatch)
     try:
         yield room
     finally:
         room.sender.close()  # a test may have replaced (and closed) the first one
+        dispatch.close()
         handler.stop()
         edge.close()
         engine.dispose()
@@ -87,8 +87,8 @@ def _trail(room: Room, command_id: str) -> list[tuple[str, str, str | None]]:
 
 def _audit_count(room: Room, command_id: str) -> int:
     with room.engine.connect() as connection:
-        count = connection.scalar(select(func.count()).select_from(AuditEntry)
-                                  .where(AuditEntry.subject_id == command_id))
+        count = connection.scalar(select(func.count()).select_from(AuditRow)
+                                  .where(AuditRow.subject_id == command_id))
     assert isinstance(count, int)
     return count
 
@@ -162,10 +162,13 @@ def test_an_expired_command_is_rejected_by_the_device_and_not_executed(
         room: Room, mqtt_settings: MqttSettings) -> None:
     # A sender with a grace, so that the device's "expired" arrives before any time-out.
     room.sender.close()
-    room.sender = CommandSender(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}", room.store,
-                                estates=[room.genset.estate], actor="dispatch:test",
-                                answer_grace_s=30)
+    room.dispatch.close()
+    room.dispatch = MqttConnection(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}")
+    room.sender = CommandSender(room.dispatch, room.store, estates=[room.genset.estate],
+                                actor="dispatch:test", answer_grace_s=30)
     room.sender.start()
+    room.dispatch.connect()
+    assert room.dispatch.wait_subscribed(10)
     command_id = room.sender.send(room.genset, "start", requested_by="operator:ana",
                                   deadline_ms=time.time_ns() // 1_000_000 - 1_000)
     record = room.sender.wait(command_id, 20)
@@ -206,12 +209,14 @@ def test_a_late_answer_is_audited_but_changes_nothing(room: Room,
         now = time.time_ns() // 1_000_000
         # Another device claiming the command is ignored outright.
         other = DeviceId(room.ghost.estate, "textile", "other")
-        device.publish(other.topic(Channel.COMMAND_RESPONSE),
-                       CommandResponse(command_id, ResponseStatus.DONE, at_ms=now).encode(),
-                       correlation_data=command_id.encode()).wait_for_publish(5)
-        device.publish(room.ghost.topic(Channel.COMMAND_RESPONSE),
-                       CommandResponse(command_id, ResponseStatus.DONE, at_ms=now).encode(),
-                       correlation_data=command_id.encode()).wait_for_publish(5)
+        assert device.respond(
+            other.topic(Channel.COMMAND_RESPONSE),
+            CommandResponse(command_id, ResponseStatus.DONE, at_ms=now).encode(),
+            correlation_data=command_id.encode()).wait(5)
+        assert device.respond(
+            room.ghost.topic(Channel.COMMAND_RESPONSE),
+            CommandResponse(command_id, ResponseStatus.DONE, at_ms=now).encode(),
+            correlation_data=command_id.encode()).wait(5)
         deadline = time.monotonic() + 15
         while _audit_count(room, command_id) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -238,5 +243,40 @@ def test_sending_a_known_id_again_does_not_repeat_a_final_command(room: Room) ->
                             command_id=command_id) == command_id
     assert _audit_count(room, command_id) == rows
     with room.engine.connect() as connection:
-        assert connection.scalar(select(func.count()).select_from(Command)
-                                 .where(Command.id == command_id)) == 1
+        assert connection.scalar(select(func.count()).select_from(CommandRow)
+                                 .where(CommandRow.id == command_id)) == 1
+
+
+def test_an_answer_held_up_by_the_registry_stalls_nothing_else(
+        room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer is recorded off the network thread: while its registry write waits (SQLite
+    waits up to 30 s for a lock), the sender's connection still takes the broker's
+    acknowledgements, so another command is recorded as sent meanwhile."""
+    entered, release = threading.Event(), threading.Event()
+    threads: list[str] = []
+    move = room.store.move
+
+    def held_up(command_id: str, to: CommandState, **kwargs: Any) -> bool:
+        if to is not CommandState.SENT:
+            threads.append(threading.current_thread().name)
+            entered.set()
+            release.wait(30)
+        return move(command_id, to, **kwargs)
+
+    monkeypatch.setattr(room.store, "move", held_up)
+    first = room.sender.send(room.battery, "set_battery_kw", {"kw": 20},
+                             requested_by="operator:ana", timeout_s=60)
+    try:
+        assert entered.wait(20), "the device's first answer reached the sender"
+        second = room.sender.send(room.genset, "start", requested_by="operator:ana",
+                                  timeout_s=60, wait=True)
+        record = room.store.get(second)
+        assert record is not None
+        assert record.status is CommandState.SENT, "its PUBACK came while an answer waited"
+    finally:
+        release.set()
+    done = room.sender.wait(first, 20)
+    assert done is not None
+    assert done.status is CommandState.DONE
+    assert threads
+    assert not any(name.startswith("paho-mqtt-client-") for name in threads), threads

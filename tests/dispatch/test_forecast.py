@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from dispatch.forecast import (
+from dispatch.planning.demand_backtest import backtest
+from dispatch.planning.demand_model import (
     DAY_MS,
     HOUR_MS,
     STEP_MS,
@@ -17,7 +18,6 @@ from dispatch.forecast import (
     FloatArray,
     IntArray,
     Method,
-    backtest,
     forecast_demand,
     local_calendar,
     regular_times,

@@ -6,13 +6,14 @@ from datetime import UTC, datetime
 
 import httpx
 import numpy as np
-from fastapi import FastAPI
 
 from adapters.influxdb_v1 import InfluxV1Store
-from dispatch.forecast import STEP_MS
-from dispatch.forecasting import ESTATE_SCOPE, ForecastJob
+from dispatch.planning.demand_model import STEP_MS
+from dispatch.planning.forecasts import ESTATE_SCOPE, ForecastJob
 from dispatch.settings import ForecastSettings
-from dispatch.web.forecast import forecast_router
+from dispatch.web.app import create_app
+from dispatch.web.deps import WebContext
+from dispatch.web.live import LiveState
 from estate.settings import InfluxSettings
 from tests.conftest import served
 from tests.dispatch.test_forecasting import SPEC, demand, now_quarter, write_history
@@ -27,10 +28,9 @@ def test_forecast_and_actual_side_by_side(store: InfluxV1Store,
     end = now_quarter()
     write_history(store, influx_settings.database, end, weeks=2)
     # Issued a day ago, so the last day has both a forecast and a measurement.
-    ForecastJob(store, influx_settings.database, SPEC, ForecastSettings()).run(
+    ForecastJob(store, SPEC, ForecastSettings()).run(
         now_ms=end - 96 * STEP_MS + 60_000)
-    app = FastAPI()
-    app.include_router(forecast_router(SPEC, store))
+    app = create_app(WebContext(SPEC, store, LiveState(SPEC.id)))
     with served(app) as url:
         answer = httpx.get(f"{url}/api/forecast", params={
             "facility": "textile", "start": _iso(end - 96 * STEP_MS), "end": _iso(end)})

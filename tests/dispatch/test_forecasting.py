@@ -14,8 +14,10 @@ import pytest
 from rich.console import Console
 
 from adapters.influxdb_v1 import InfluxV1Store
-from dispatch.forecast import STEP_MS, WEEK_MS, IntArray, Method, local_calendar
-from dispatch.forecasting import (
+from dispatch.jobs.rollup_levels import POLICY_LONG, READING_15M
+from dispatch.jobs.rollups import ensure_rollup_policies, rollup_line, series_prefix
+from dispatch.planning.demand_model import STEP_MS, WEEK_MS, IntArray, Method, local_calendar
+from dispatch.planning.forecasts import (
     ESTATE_SCOPE,
     FORECAST_POLICY,
     FORECASTS,
@@ -24,13 +26,6 @@ from dispatch.forecasting import (
     backtest_command,
     load_forecast,
     read_demand,
-)
-from dispatch.rollups import (
-    POLICY_LONG,
-    READING_15M,
-    ensure_rollup_policies,
-    rollup_line,
-    series_prefix,
 )
 from estate.lineprotocol import readings_lines
 from estate.model import SAMPLE_ESTATE, EstateSpec, FacilitySpec, MeterSpec, load_estate
@@ -61,7 +56,7 @@ def demand(facility_id: str, times: IntArray) -> np.ndarray:
 def write_history(store: InfluxV1Store, database: str, end_ms: int, weeks: int = 5) -> None:
     """Quarter-hour rollups of every electricity meter as the rollup job writes them, up to
     ``RAW_HOURS`` before ``end_ms``; raw readings (every 5 minutes) after that."""
-    ensure_rollup_policies(store, database)
+    ensure_rollup_policies(store)
     rollup_end = end_ms - RAW_HOURS * 3_600_000
     times = np.arange(end_ms - weeks * WEEK_MS, rollup_end, STEP_MS, dtype=np.int64)
     raw_times = np.arange(rollup_end, end_ms, 5 * 60_000, dtype=np.int64)
@@ -108,7 +103,7 @@ def test_the_job_stores_forecasts_near_the_pattern_and_reissuing_overwrites(
         store: InfluxV1Store, influx_settings: InfluxSettings) -> None:
     end = now_quarter()
     write_history(store, influx_settings.database, end)
-    job = ForecastJob(store, influx_settings.database, SPEC, ForecastSettings())
+    job = ForecastJob(store, SPEC, ForecastSettings())
     issued = job.run(now_ms=end + 60_000)
     assert set(issued) == SCOPES | {ESTATE_SCOPE}
     horizon = end + 192 * STEP_MS
@@ -149,7 +144,7 @@ def test_a_tenant_without_history_gets_its_nominal_load_and_the_flag(
     spec = EstateSpec.model_validate(
         SPEC.model_dump() | {"facilities": [*SPEC.model_dump()["facilities"],
                                             newcomer.model_dump()]})
-    issued = ForecastJob(store, influx_settings.database, spec, ForecastSettings(),
+    issued = ForecastJob(store, spec, ForecastSettings(),
                          manage_policies=False).run(now_ms=end)
     assert issued["bakery"].method is Method.NONE
     assert not issued["bakery"].from_history
@@ -187,7 +182,7 @@ def test_the_backtest_command_prints_mape_for_every_facility_and_the_estate(
 @pytest.mark.parametrize("scope", ["textile", ESTATE_SCOPE])
 def test_nothing_stored_reads_back_empty(store: InfluxV1Store,
                                          influx_settings: InfluxSettings, scope: str) -> None:
-    ensure_rollup_policies(store, influx_settings.database)
+    ensure_rollup_policies(store)
     stored = load_forecast(store, SPEC.id, scope, 0, 10 * STEP_MS)
     assert stored.times_ms.size == 0
     assert stored.methods == ()

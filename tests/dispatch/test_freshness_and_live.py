@@ -9,13 +9,13 @@ import orjson
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import InboundMessage
-from dispatch.freshness import FRESHNESS, check_freshness, find_stale
-from dispatch.live import LiveState
+from dispatch.jobs.freshness import FRESHNESS, check_freshness, find_stale
+from dispatch.web.live import LiveState
 from estate.lineprotocol import reading_line
 from estate.readings import Reading
 from estate.senml import encode_readings
 from estate.topics import Channel, DeviceId
-from tests.conftest import served
+from tests.asgi import request
 
 NOW_MS = 1_795_000_000_000
 A, B, C = (DeviceId("demo", "foods", d) for d in ("a", "b", "c"))
@@ -83,17 +83,18 @@ def test_health_is_ok_with_the_store_and_feed_up(web: str) -> None:
 
 def test_health_is_503_and_says_why_when_influxdb_is_unreachable() -> None:
     from dispatch.web.app import create_app
+    from dispatch.web.deps import WebContext
     from estate.model import SAMPLE_ESTATE, load_estate
     from estate.settings import InfluxSettings
     from launcher.servers import free_port
 
     dead = InfluxV1Store(InfluxSettings(url=f"http://127.0.0.1:{free_port()}", timeout_s=2))
-    app = create_app(load_estate(SAMPLE_ESTATE), dead, LiveState("demo"),
-                     mqtt_connected=lambda: True)
-    with served(app) as url:
-        answer = httpx.get(f"{url}/api/health", timeout=10)
-        readings = httpx.get(f"{url}/api/readings", timeout=10, params={
-            "start": "2026-11-26T09:00:00Z", "end": "2026-11-26T10:00:00Z"})
+    app = create_app(WebContext(load_estate(SAMPLE_ESTATE), dead, LiveState("demo"),
+                                mqtt_connected=lambda: True))
+    # In process: the test is about the app's answers, and the dead store is a closed port.
+    answer = request(app, "GET", "/api/health")
+    readings = request(app, "GET", "/api/readings", params={
+        "start": "2026-11-26T09:00:00Z", "end": "2026-11-26T10:00:00Z"})
     dead.close()
     assert answer.status_code == 503
     assert answer.json()["status"] == "degraded"

@@ -17,31 +17,30 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
 from dispatch.__main__ import build_web
-from dispatch.commands import CommandSender, CommandStore
-from dispatch.forecast import STEP_MS
-from dispatch.forecasting import nominal_kw
-from dispatch.planning import PlanJob
-from dispatch.plans import PlanNotFound, approve, get_plan
-from dispatch.registry.db import make_engine, session_factory, upgrade
+from dispatch.control.approval import approve
+from dispatch.control.sender import CommandSender
+from dispatch.planning.demand_model import STEP_MS
+from dispatch.planning.forecasts import nominal_kw
+from dispatch.planning.rolling import PlanJob
+from dispatch.registry.command_store import CommandStore
+from dispatch.registry.db import Registry, make_engine, upgrade
 from dispatch.registry.loader import load_into_registry
-from dispatch.registry.models import Asset, Command
+from dispatch.registry.models import AssetRow, CommandRow
+from dispatch.registry.plan_store import PlanStore
+from dispatch.registry.plan_views import get_plan
 from dispatch.settings import DispatchSettings, PlanningSettings
-from dispatch.web.plans import plans_router
-from edge.commands import (
-    CommandHandler,
-    CommandTarget,
-    SimulatedAssetExecutor,
-    SimulatedBattery,
-    SimulatedGenset,
-)
+from dispatch.web.app import create_app
+from dispatch.web.deps import WebContext
+from dispatch.web.live import LiveState
+from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery, SimulatedGenset
+from edge.command_handler import CommandHandler, CommandTarget
 from estate.commands import CommandPolicy
+from estate.errors import PlanNotFound
 from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
@@ -58,7 +57,7 @@ BEFORE = 123.0  # the battery's setpoint before the plan: no plan asks for exact
 @dataclass
 class ControlRoom:
     url: str
-    sessions: sessionmaker[Session]
+    registry: Registry
     job: PlanJob
     simulated: SimulatedAssetExecutor
     sender: CommandSender
@@ -69,8 +68,8 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
          tmp_path: Path) -> Iterator[ControlRoom]:
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
+    registry = Registry(engine)
+    with registry.writing() as session:
         load_into_registry(session, SPEC)
     simulated = SimulatedAssetExecutor({
         BATTERY: SimulatedBattery(max_kw=500, soc_pct=50, setpoint_kw=BEFORE),
@@ -82,26 +81,27 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
             {"start": {}, "stop": {}, "set_power_kw": {"kw": {"min": 0, "max": 400}}}),
             simulated),
     ], tmp_path / "edge_commands.sqlite")
-    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
-                          on_message=handler.on_message)
+    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}")
     edge.connect()
     handler.start(edge)
-    # One client's packets are handled in order: after this PUBACK its SUBSCRIBEs hold.
-    edge.publish(f"plantest/barrier/{uuid.uuid4().hex}", b"", qos=1).wait_for_publish(5)
-    sender = CommandSender(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}",
-                           CommandStore(sessions), estates=[SPEC.id], actor="dispatch:test",
-                           answer_grace_s=0, sweep_interval_s=0.1)
+    assert edge.wait_subscribed(10), "the edge's subscriptions"
+    dispatch = MqttConnection(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}")
+    sender = CommandSender(dispatch, CommandStore(registry), estates=[SPEC.id],
+                           actor="dispatch:test", answer_grace_s=0, sweep_interval_s=0.1)
     sender.start()
-    app = FastAPI()
-    app.include_router(plans_router(sessions, SPEC.id, SETTINGS, sender))
+    dispatch.connect()
+    assert dispatch.wait_subscribed(10), "the sender's subscription to the answers"
+    app = create_app(WebContext(SPEC, store, LiveState(SPEC.id), planning=SETTINGS,
+                                registry=registry, sender=sender))
     # With a sender, as in the worker: assets in auto control mode get commands at once.
-    job = PlanJob(store, influx_settings.database, sessions, SPEC.id, SETTINGS,
+    job = PlanJob(store, registry, SPEC.id, SETTINGS,
                   sender=sender, nominal_kw=nominal_kw(SPEC))
     try:
         with served(app) as url:
-            yield ControlRoom(url, sessions, job, simulated, sender)
+            yield ControlRoom(url, registry, job, simulated, sender)
     finally:
         sender.close()
+        dispatch.close()
         handler.stop()
         edge.close()
         engine.dispose()
@@ -120,9 +120,9 @@ def _commands(url: str, plan_id: int, timeout_s: float = 30) -> list[dict[str, A
         time.sleep(0.2)
 
 
-def _count_commands(sessions: sessionmaker[Session]) -> int:
-    with sessions() as session:
-        count = session.scalar(select(func.count()).select_from(Command))
+def _count_commands(registry: Registry) -> int:
+    with registry.reading() as session:
+        count = session.scalar(select(func.count()).select_from(CommandRow))
     assert isinstance(count, int)
     return count
 
@@ -153,7 +153,7 @@ def test_an_approved_plan_commands_the_devices_and_each_command_ends_done_or_tim
     bad = httpx.post(f"{url}/api/plans/{newer.saved.id}/approve", json={"operator": ""},
                      timeout=10)
     assert bad.status_code == 422
-    assert _count_commands(room.sessions) == 0
+    assert _count_commands(room.registry) == 0
 
     plan_id = newer.saved.id
     detail = httpx.get(f"{url}/api/plans/{plan_id}", timeout=10).json()
@@ -201,19 +201,19 @@ def test_an_approved_plan_commands_the_devices_and_each_command_ends_done_or_tim
                                                                        "plan.approved")
 
     # Approving again sends the same commands: nothing new is recorded or executed.
-    count = _count_commands(room.sessions)
+    count = _count_commands(room.registry)
     again = httpx.post(f"{url}/api/plans/{plan_id}/approve", json={"operator": "ana"},
                        timeout=30)
     assert again.status_code == 200
     assert again.json()["already_approved"] is True
     assert sorted(again.json()["commands"]) == sorted(body["commands"])
-    assert _count_commands(room.sessions) == count
+    assert _count_commands(room.registry) == count
     assert [c["status"] for c in _commands(url, plan_id)] == [c["status"] for c in commands]
     # Nor later, in another step: a repeated approval never replays old setpoints.
-    later = approve(room.sessions, room.sender, plan_id, "ana",
+    later = approve(PlanStore(room.registry), room.sender, plan_id, "ana",
                     now_ms=now + 2 * STEP_MS + 60_000, deadline_s=2, estate_id=SPEC.id)
     assert (later.already_approved, sorted(later.commands)) == (True, sorted(body["commands"]))
-    assert _count_commands(room.sessions) == count
+    assert _count_commands(room.registry) == count
     # A decided plan cannot be rejected.
     rejected = httpx.post(f"{url}/api/plans/{plan_id}/reject", json={"operator": "ana"},
                           timeout=10)
@@ -241,14 +241,14 @@ def test_a_rejected_plan_sends_nothing_and_cannot_be_approved(room: ControlRoom)
     assert held.setpoint_kw == BEFORE
 
 
-def _control_mode(sessions: sessionmaker[Session], mode: str, *assets: str) -> None:
-    with sessions.begin() as session:
-        session.execute(update(Asset).where(Asset.id.in_(assets)).values(control_mode=mode))
+def _control_mode(registry: Registry, mode: str, *assets: str) -> None:
+    with registry.writing() as session:
+        session.execute(update(AssetRow).where(AssetRow.id.in_(assets)).values(control_mode=mode))
 
 
 def test_assets_in_auto_mode_get_their_setpoints_without_an_approval(
         room: ControlRoom) -> None:
-    _control_mode(room.sessions, "auto", "battery")
+    _control_mode(room.registry, "auto", "battery")
     now = time.time_ns() // 1_000_000
     mixed = room.job.run(now_ms=now)
     assert mixed is not None
@@ -266,7 +266,7 @@ def test_assets_in_auto_mode_get_their_setpoints_without_an_approval(
     assert held.setpoint_kw == planned_kw
 
     # Every commanded asset on auto: the plan is approved as it is made, and sent whole.
-    _control_mode(room.sessions, "auto", "genset", "dye-batch", "air-precharge", "coldroom",
+    _control_mode(room.registry, "auto", "genset", "dye-batch", "air-precharge", "coldroom",
                   "well")
     # The same horizon again (within its quarter-hour): the draft is rewritten as approved.
     automatic = room.job.run()
@@ -290,15 +290,15 @@ def test_the_web_view_serves_the_plans_of_the_registry(
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     engine = make_engine(url)
     upgrade(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
+    registry = Registry(engine)
+    with registry.writing() as session:
         load_into_registry(session, SPEC)
-    outcome = PlanJob(store, influx_settings.database, sessions, SPEC.id, SETTINGS).run()
+    outcome = PlanJob(store, registry, SPEC.id, SETTINGS).run()
     assert outcome is not None
     parts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings,
                                        registry_url=url))
     try:
-        assert parts.sender is not None
+        assert parts.commands is not None
         with served(parts.app) as web:
             listed = httpx.get(f"{web}/api/plans", params={"limit": 5}, timeout=10).json()
             assert [p["id"] for p in listed["plans"]] == [outcome.saved.id]
@@ -325,12 +325,12 @@ def test_approval_is_refused_for_a_revision_not_seen_or_another_estate(
                        json={"operator": "ana", "revision": 1}, timeout=10)
     assert stale.status_code == 409
     assert "revision 2, you saw 1" in stale.json()["detail"]
-    assert _count_commands(room.sessions) == 0
+    assert _count_commands(room.registry) == 0
     with pytest.raises(PlanNotFound, match="in estate 'elsewhere'"):
-        approve(room.sessions, room.sender, plan_id, "ana", now_ms=now, deadline_s=2,
-                estate_id="elsewhere")
+        approve(PlanStore(room.registry), room.sender, plan_id, "ana", now_ms=now,
+                deadline_s=2, estate_id="elsewhere")
     with pytest.raises(PlanNotFound):
-        get_plan(room.sessions, plan_id, "elsewhere")
+        get_plan(room.registry, plan_id, "elsewhere")
     seen = httpx.post(f"{room.url}/api/plans/{plan_id}/approve",
                       json={"operator": "ana", "revision": 2}, timeout=30)
     assert seen.status_code == 200, seen.text

@@ -16,31 +16,26 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.influxdb_v1 import InfluxV1Store
+from adapters.influxql import Series
 from dispatch.__main__ import run_worker
-from dispatch.forecast import STEP_MS
-from dispatch.forecasting import ESTATE_SCOPE, ForecastJob, nominal_kw
 from dispatch.optimiser.problem import Asset as OptimiserAsset
-from dispatch.planning import (
-    SHARED,
-    PlanJob,
-    clear_sky_kw,
-    deferrable_window,
-    horizon_start_ms,
-)
-from dispatch.plans import PLAN_POLICY
-from dispatch.registry.db import make_engine, session_factory, upgrade
+from dispatch.planning.assembly import SHARED, horizon_start_ms
+from dispatch.planning.demand_model import STEP_MS
+from dispatch.planning.forecasts import ESTATE_SCOPE, ForecastJob, nominal_kw
+from dispatch.planning.plan_series import PLAN_POLICY
+from dispatch.planning.problem_assets import clear_sky_kw, deferrable_window
+from dispatch.planning.rolling import PlanJob
+from dispatch.registry.db import Registry, make_engine, upgrade
 from dispatch.registry.loader import load_into_registry
-from dispatch.registry.models import Asset, AuditEntry, Command, Plan
+from dispatch.registry.models import AssetRow, AuditRow, CommandRow, PlanRow
 from dispatch.settings import DispatchSettings, ForecastSettings, PlanningSettings
-from edge.commands import SimulatedBattery
+from edge.command_executors import SimulatedBattery
 from edge.publisher import Publisher, publish_range, run_realtime
 from edge.simulator import EstateSimulator
 from estate.assets import DeferrableLoadSpec
 from estate.model import SAMPLE_ESTATE, load_estate
-from estate.ports import Series
 from estate.schema import PLANS
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
@@ -99,19 +94,19 @@ def test_the_clear_sky_shape_is_dark_at_night_and_peaks_after_local_noon() -> No
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+def registry(tmp_path: Path) -> Iterator[Registry]:
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
+    registry = Registry(engine)
+    with registry.writing() as session:
         load_into_registry(session, SPEC)
-    yield sessions
+    yield registry
     engine.dispose()
 
 
-def _plan_rows(sessions: sessionmaker[Session]) -> list[Plan]:
-    with sessions() as session:
-        return list(session.scalars(select(Plan).order_by(Plan.id)))
+def _plan_rows(registry: Registry) -> list[PlanRow]:
+    with registry.reading() as session:
+        return list(session.scalars(select(PlanRow).order_by(PlanRow.id)))
 
 
 def _series_counts(store: InfluxV1Store, quantity: str) -> dict[str, int]:
@@ -122,12 +117,12 @@ def _series_counts(store: InfluxV1Store, quantity: str) -> dict[str, int]:
 
 def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_once(
         store: InfluxV1Store, influx_settings: InfluxSettings,
-        registry: sessionmaker[Session]) -> None:
+        registry: Registry) -> None:
     end = now_quarter()
     write_history(store, influx_settings.database, end, weeks=2)
-    ForecastJob(store, influx_settings.database, SPEC, ForecastSettings()).run(
+    ForecastJob(store, SPEC, ForecastSettings()).run(
         now_ms=end + 60_000)
-    job = PlanJob(store, influx_settings.database, registry, SPEC.id, SETTINGS,
+    job = PlanJob(store, registry, SPEC.id, SETTINGS,
                   nominal_kw=nominal_kw(SPEC))
     outcome = job.run(now_ms=end + 60_000)
     assert outcome is not None
@@ -208,28 +203,27 @@ def test_a_plan_from_registry_and_forecasts_beats_the_baseline_and_is_stored_onc
     assert later.saved.id != row.id
     assert [(r.id, r.status) for r in _plan_rows(registry)] == [
         (row.id, "superseded"), (later.saved.id, "draft")]
-    with registry() as session:
-        audit = session.scalar(select(func.count()).select_from(AuditEntry)
-                               .where(AuditEntry.subject_type == "plan"))
+    with registry.reading() as session:
+        audit = session.scalar(select(func.count()).select_from(AuditRow)
+                               .where(AuditRow.subject_type == "plan"))
     assert audit == 3
 
 
 def test_inputs_the_optimiser_refuses_are_a_plan_failure_with_the_asset_and_field(
         store: InfluxV1Store, influx_settings: InfluxSettings,
-        registry: sessionmaker[Session]) -> None:
-    with registry.begin() as session:
-        battery = session.scalars(select(Asset).where(Asset.kind == "battery")).first()
+        registry: Registry) -> None:
+    with registry.writing() as session:
+        battery = session.scalars(select(AssetRow).where(AssetRow.kind == "battery")).first()
         assert battery is not None
         battery.params = {**battery.params, "charge_kw": 1e12}  # kW for W: a unit mistake
         battery_id = battery.id
-    job = PlanJob(store, influx_settings.database, registry, SPEC.id, SETTINGS,
-                  nominal_kw=nominal_kw(SPEC))
+    job = PlanJob(store, registry, SPEC.id, SETTINGS, nominal_kw=nominal_kw(SPEC))
 
     assert job.run(now_ms=now_quarter() + 60_000) is None
     assert _plan_rows(registry) == []
-    with registry() as session:
-        failures = list(session.scalars(select(AuditEntry).where(
-            AuditEntry.action == "plan.failed", AuditEntry.subject_id == SPEC.id)))
+    with registry.reading() as session:
+        failures = list(session.scalars(select(AuditRow).where(
+            AuditRow.action == "plan.failed", AuditRow.subject_id == SPEC.id)))
     assert len(failures) == 1
     assert failures[0].detail["trigger"] == "schedule"
     assert f"{battery_id} charge_kw: must be in [0, 1e+07], got 1e+12" in (
@@ -238,8 +232,8 @@ def test_inputs_the_optimiser_refuses_are_a_plan_failure_with_the_asset_and_fiel
 
 def test_an_event_replans_at_once_with_its_reason_as_the_trigger(
         store: InfluxV1Store, influx_settings: InfluxSettings,
-        registry: sessionmaker[Session]) -> None:
-    job = PlanJob(store, influx_settings.database, registry, SPEC.id, SETTINGS,
+        registry: Registry) -> None:
+    job = PlanJob(store, registry, SPEC.id, SETTINGS,
                   nominal_kw=nominal_kw(SPEC))
     asked: list[str] = []
     job.request_soon = lambda: asked.append("soon")
@@ -297,10 +291,10 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
     url = f"sqlite:///{tmp_path / 'worker.sqlite'}"
     engine = make_engine(url)
     upgrade(engine)
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
+    registry = Registry(engine)
+    with registry.writing() as session:
         load_into_registry(session, SPEC)
-        session.execute(update(Asset).where(Asset.id == "battery")
+        session.execute(update(AssetRow).where(AssetRow.id == "battery")
                         .values(control_mode="auto"))
     battery = DeviceId(SPEC.id, "utilities", "battery")
     # The registry already holds the estate, with the battery's mode changed: keep it.
@@ -314,11 +308,11 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
         worker.start()
         try:
             deadline = time.monotonic() + 120
-            rows: list[Plan] = []
+            rows: list[PlanRow] = []
             while time.monotonic() < deadline:
-                rows = _plan_rows(sessions)
+                rows = _plan_rows(registry)
                 if sum(r.summary.get("revision", 0) for r in rows) >= 3 and \
-                        _battery_commands(sessions, final=True):
+                        _battery_commands(registry, final=True):
                     break
                 time.sleep(0.5)
         finally:
@@ -336,13 +330,13 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
     assert newest.cost <= newest.baseline_cost + 1e-6 * abs(newest.baseline_cost)
     # The battery's state of charge came from the simulator through MQTT and ingest.
     assert "no state of charge" not in newest.explanation
-    with sessions() as session:
-        runs = session.scalars(select(AuditEntry.at).where(AuditEntry.subject_type == "plan")
-                               .order_by(AuditEntry.id)).all()
+    with registry.reading() as session:
+        runs = session.scalars(select(AuditRow.at).where(AuditRow.subject_type == "plan")
+                               .order_by(AuditRow.id)).all()
     assert len(runs) >= 3
     assert runs[-1] > runs[0]
     # The resulting command: the plan's first battery setpoint, carried out and answered.
-    done = _battery_commands(sessions, final=True)
+    done = _battery_commands(registry, final=True)
     assert done, "no battery command reached a final state"
     command = done[-1]
     assert command.status == "done", (command.status, command.reason, command.detail)
@@ -354,18 +348,18 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
     held = simulated.asset(battery)
     assert isinstance(held, SimulatedBattery)
     assert any(held.setpoint_kw == c.params["kw"] for c in done)
-    with sessions() as session:
-        trail = session.scalars(select(AuditEntry.action).where(
-            AuditEntry.subject_type == "command", AuditEntry.subject_id == command.id)
-            .order_by(AuditEntry.id)).all()
+    with registry.reading() as session:
+        trail = session.scalars(select(AuditRow.action).where(
+            AuditRow.subject_type == "command", AuditRow.subject_id == command.id)
+            .order_by(AuditRow.id)).all()
     assert trail == ["command.pending", "command.sent", "command.accepted", "command.done"]
     engine.dispose()
 
 
-def _battery_commands(sessions: sessionmaker[Session], final: bool) -> list[Command]:
+def _battery_commands(registry: Registry, final: bool) -> list[CommandRow]:
     """The battery's commands, oldest first (only those with a final answer)."""
-    with sessions() as session:
-        commands = list(session.scalars(select(Command).where(Command.asset_id == "battery")
-                                        .order_by(Command.created_at)).all())
+    with registry.reading() as session:
+        commands = list(session.scalars(select(CommandRow).where(CommandRow.asset_id == "battery")
+                                        .order_by(CommandRow.created_at)).all())
     return [c for c in commands
             if not final or c.status in ("done", "rejected", "failed", "timed_out")]

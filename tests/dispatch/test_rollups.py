@@ -7,7 +7,6 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from pydantic import ValidationError
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import run_worker
-from dispatch.consumption import Consumption, consumption_by_window
-from dispatch.rollups import (
+from dispatch.jobs.consumption import Consumption, consumption_by_window
+from dispatch.jobs.rollup_levels import (
     CONSUMPTION_1H,
     CONSUMPTION_15M,
     HOUR_MS,
@@ -31,31 +30,35 @@ from dispatch.rollups import (
     READING_1H,
     READING_1M,
     READING_15M,
-    REQUEST_SOURCE,
-    ROLLUP_REQUESTS,
     ROLLUP_WATERMARK,
     Level,
     Progress,
-    Rollups,
-    aggregate_query,
     align_down,
     align_up,
-    ensure_rollup_policies,
     merge_ranges,
     plan,
     progress_names,
     request_range,
-    rollup_line,
-    series_prefix,
     spans,
     take,
+)
+from dispatch.jobs.rollups import (
+    REQUEST_SOURCE,
+    ROLLUP_REQUESTS,
+    Rollups,
+    ensure_rollup_policies,
+    raw_aggregations,
+    rollup_aggregations,
+    rollup_line,
+    series_prefix,
 )
 from dispatch.settings import DispatchSettings, RollupSettings
 from estate.errors import StoreRejected
 from estate.lineprotocol import line, readings_lines
-from estate.ports import Series
+from estate.ports import Aggregate
 from estate.readings import Reading
 from estate.settings import InfluxSettings
+from tests.doubles import InMemoryTimeSeriesStore
 
 NS = 1_000_000
 Key = tuple[str, str, str, str, str]  # estate, facility, device, quantity, channel
@@ -154,20 +157,16 @@ def test_settings_refuse_a_coarse_level_that_cannot_see_what_its_source_changes(
 
 @pytest.mark.parametrize("level", [lv for lv in LEVELS if lv is not CONSUMPTION_15M],
                          ids=lambda lv: lv.measurement)
-def test_every_aggregate_query_is_time_bounded_without_empty_windows(level: Level) -> None:
-    query = aggregate_query(level, "estate", "voltage.l1" if level.source is None else "")
+def test_every_level_is_aggregated_from_its_source_level(level: Level) -> None:
     if level.source is None:
-        assert 'sum("voltage.l1") AS "sum"' in query
-        assert 'WHERE time >= $start AND time < $end' in query
+        aggregations = raw_aggregations("voltage.l1")
+        assert {a.field for a in aggregations} == {"voltage.l1"}
+        assert [a.name for a in aggregations] == ["sum", "count", "min", "max", "last"]
     else:
-        assert 'WHERE "quantity" = $quantity AND time >= $start AND time < $end' in query
-    assert query.endswith("fill(none)")
-    assert f"GROUP BY time({level.window_ms // MINUTE_MS}m), " in query
-    assert "INTO" not in query
-    if level.source is None:
-        assert 'FROM "reading" ' in query
-    else:
-        assert f'FROM "estate"."{level.source.policy}"."{level.source.measurement}"' in query
+        aggregations = rollup_aggregations(level)
+        # Sums of sums and counts, never a mean of means.
+        assert all(a.function is not Aggregate.MEAN for a in aggregations)
+        assert {a.field for a in aggregations} == {a.name for a in aggregations}
 
 
 # Lines.
@@ -272,50 +271,22 @@ def test_cutting_a_series_at_a_window_boundary_changes_nothing(values: list[int]
 
 # The job against a store that refuses what InfluxDB 3 refuses.
 
-class NoPolicyStatements:
-    """A store without retention policy statements, as InfluxDB 3 or 2.x's /query."""
-
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-        self.writes: list[tuple[str | None, list[str]]] = []
-
-    def ensure_database(self) -> None:
-        pass
-
-    def write_lines(self, lines: Sequence[str], retention_policy: str | None = None) -> None:
-        self.writes.append((retention_policy, list(lines)))
-
-    def query(self, influxql: str, params: Mapping[str, str | float | int] | None = None,
-              ) -> list[Series]:
-        self.statements.append(influxql)
-        if "RETENTION POLICY" in influxql:
-            raise StoreRejected("InfluxQL error: not implemented", 400)
-        return []
-
-    def ping(self) -> str:
-        return "3.0"
-
-    def close(self) -> None:
-        pass
-
-
 def test_without_retention_policy_statements_the_job_still_runs(
         caplog: pytest.LogCaptureFixture) -> None:
-    store = NoPolicyStatements()
-    job = Rollups(store, "estate", SETTINGS)
+    store = InMemoryTimeSeriesStore(retention_statements=False)
+    job = Rollups(store, SETTINGS)
     job.run(now_ms=T)
     job.run(now_ms=T + MINUTE_MS)
     assert "cannot create the rollup retention policies" in caplog.text
-    assert sum("CREATE RETENTION POLICY" in q for q in store.statements) == 1
+    assert store.retention_requests == [POLICY_1M]  # tried once, at the first run
     # Progress is kept in the long policy all the same.
     assert [policy for policy, _ in store.writes] == [POLICY_LONG, POLICY_LONG]
 
 
 def test_on_influxdb_2_the_job_leaves_retention_to_the_buckets() -> None:
-    store = NoPolicyStatements()
-    Rollups(store, "estate", SETTINGS, manage_policies=False).run(now_ms=T)
-    assert not any("RETENTION POLICY" in q for q in store.statements)
-    assert all("GROUP BY time(" not in q or "fill(none)" in q for q in store.statements)
+    store = InMemoryTimeSeriesStore()
+    Rollups(store, SETTINGS, manage_policies=False).run(now_ms=T)
+    assert store.retention_requests == []
 
 
 # Against the real InfluxDB.
@@ -408,9 +379,9 @@ WHOLE_HOUR = RollupSettings(trailing_1m_s=3600, trailing_15m_s=4500, trailing_1h
 def test_policies_are_created_once_and_follow_the_settings(
         store: InfluxV1Store, influx_settings: InfluxSettings) -> None:
     db = influx_settings.database
-    ensure_rollup_policies(store, db)
-    ensure_rollup_policies(store, db)
-    ensure_rollup_policies(store, db, retention_1m="120d")
+    ensure_rollup_policies(store)
+    ensure_rollup_policies(store)
+    ensure_rollup_policies(store, retention_1m="120d")
     policies = {row[0]: row[1] for row in
                 store.query(f'SHOW RETENTION POLICIES ON "{db}"')[0].values}
     assert policies[POLICY_1M] == "2880h0m0s"
@@ -424,7 +395,7 @@ def test_every_level_holds_exact_statistics_per_meter(
     h0 = _last_complete_hour()
     readings = {**_gauges(h0, 60), **_registers(h0)}
     _write_readings(store, readings)
-    summary = Rollups(store, db, WHOLE_HOUR).run(now_ms=h0 + HOUR_MS + 31_000)
+    summary = Rollups(store, WHOLE_HOUR).run(now_ms=h0 + HOUR_MS + 31_000)
     in_hour = {k: [r for r in rows if r[0] >= h0] for k, rows in readings.items()}
     for level in (READING_1M, READING_15M, READING_1H):
         stored = _points(store, db, level, h0 - 3 * HOUR_MS, h0 + 2 * HOUR_MS)
@@ -445,7 +416,7 @@ def test_consumption_counts_rollovers_resets_and_bad_readings_per_window(
     db = influx_settings.database
     h0 = _last_complete_hour()
     _write_readings(store, {**_gauges(h0, 60), **_registers(h0)})
-    Rollups(store, db, WHOLE_HOUR).run(now_ms=h0 + HOUR_MS + 31_000)
+    Rollups(store, WHOLE_HOUR).run(now_ms=h0 + HOUR_MS + 31_000)
     q = QUARTER_MS
     fields = ("value", "resets", "rollovers", "backwards")
 
@@ -473,16 +444,16 @@ def test_running_again_rewrites_the_same_points(
     h0 = _last_complete_hour()
     _write_readings(store, {**_gauges(h0, 60), **_registers(h0)})
     now = h0 + HOUR_MS + 31_000
-    first = Rollups(store, db, WHOLE_HOUR).run(now_ms=now)
+    first = Rollups(store, WHOLE_HOUR).run(now_ms=now)
     before = {lv: _points(store, db, lv, h0 - 3 * HOUR_MS, now) for lv in LEVELS}
     # Forget the progress: a new worker recomputes every window of the trailing periods.
     store.query(f'DROP MEASUREMENT "{ROLLUP_WATERMARK}"')
-    second = Rollups(store, db, WHOLE_HOUR).run(now_ms=now)
+    second = Rollups(store, WHOLE_HOUR).run(now_ms=now)
     assert second.points == first.points
     assert sum(first.points.values()) == 5 * 60 + 5 * 4 + 5 + 2 * 4 + 2
     assert {lv: _points(store, db, lv, h0 - 3 * HOUR_MS, now) for lv in LEVELS} == before
     # With the progress kept, the same moment needs nothing new.
-    assert Rollups(store, db, WHOLE_HOUR).run(now_ms=now).points.total() == 0
+    assert Rollups(store, WHOLE_HOUR).run(now_ms=now).points.total() == 0
 
 
 def _watermark(store: InfluxV1Store, db: str) -> dict[str, Any]:
@@ -498,7 +469,7 @@ def test_a_request_rolls_up_an_older_range_once_and_the_watermark_advances(
     readings = {**_gauges(h5, 30), **_registers(h5)}
     readings = {k: [r for r in rows if r[0] < h5 + 30 * MINUTE_MS] for k, rows in readings.items()}
     _write_readings(store, readings)
-    job = Rollups(store, db, RollupSettings())
+    job = Rollups(store, RollupSettings())
     job.run()
     assert _points(store, db, READING_1M, h5, h5 + HOUR_MS) == {}, "outside the trailing period"
     assert _points(store, db, CONSUMPTION_15M, h5, h5 + HOUR_MS) == {}
@@ -519,7 +490,7 @@ def test_a_request_rolls_up_an_older_range_once_and_the_watermark_advances(
     assert _watermark(store, db)["requests_ms"] == requested_ms
 
     # Handled requests are not handled again, even by a new worker.
-    assert Rollups(store, db, RollupSettings()).run().requests == 0
+    assert Rollups(store, RollupSettings()).run().requests == 0
 
 
 def test_a_late_register_reading_moves_consumption_out_of_the_window_after_it(
@@ -535,7 +506,7 @@ def test_a_late_register_reading_moves_consumption_out_of_the_window_after_it(
     _write_readings(store, {ENERGY: [(h5 + 35 * MINUTE_MS, 90.0), (h5 + 50 * MINUTE_MS, 100.0),
                                      (h5 + 65 * MINUTE_MS, 200.0)]})
     store.write_lines([request(h5 + 35 * MINUTE_MS, h5 + 65 * MINUTE_MS, 90)])
-    job = Rollups(store, db, RollupSettings())
+    job = Rollups(store, RollupSettings())
     job.run()
 
     def consumed(level: Level) -> dict[int, float]:
@@ -564,7 +535,7 @@ def test_a_long_request_is_spread_over_runs_without_losing_any_of_it(
     store.write_lines([line(ROLLUP_REQUESTS, {"source": "ingest-1"},
                             {"start_ms": start, "end_ms": start + 3 * HOUR_MS - 1},
                             (now - 60_000) * NS)])
-    job = Rollups(store, db, RollupSettings(max_span_per_run_s=3600))
+    job = Rollups(store, RollupSettings(max_span_per_run_s=3600))
 
     first = job.run(now_ms=now)
     assert (first.requests, first.requeued) == (1, 1)
@@ -590,11 +561,11 @@ def test_a_stopped_worker_catches_up_beyond_the_trailing_period(
     _write_readings(store, _gauges(h0 - QUARTER_MS, 75))
     # The first run ever rolls up the last 10 minutes (from 09:55), and no quarter: the
     # 09:45 quarter would be rolled up from 5 of its 15 minutes.
-    Rollups(store, db, RollupSettings()).run(now_ms=h0 + 5 * MINUTE_MS + 31_000)
+    Rollups(store, RollupSettings()).run(now_ms=h0 + 5 * MINUTE_MS + 31_000)
     assert len(_points(store, db, READING_1M, h0 - HOUR_MS, h0 + HOUR_MS)) == 3 * 10
     assert _points(store, db, READING_15M, h0 - HOUR_MS, h0 + HOUR_MS) == {}
     # The next run comes 55 minutes later, far beyond the 10-minute trailing period.
-    Rollups(store, db, RollupSettings()).run(now_ms=h0 + HOUR_MS + 31_000)
+    Rollups(store, RollupSettings()).run(now_ms=h0 + HOUR_MS + 31_000)
     assert len(_points(store, db, READING_1M, h0, h0 + HOUR_MS)) == 3 * 60
     quarters = _points(store, db, READING_15M, h0 - HOUR_MS, h0 + HOUR_MS)
     assert sorted({t for _, t in quarters}) == [h0 + i * QUARTER_MS for i in range(4)]
@@ -615,8 +586,8 @@ def test_windows_older_than_a_policy_keeps_are_dropped_without_stopping_the_job(
     store.write_lines([line(ROLLUP_REQUESTS, {"source": "ingest-1"},
                             {"start_ms": h5, "end_ms": h5 + 59 * MINUTE_MS},
                             time.time_ns() - 60 * 10**9)])
-    caplog.set_level(logging.WARNING, logger="dispatch.rollups")
-    summary = Rollups(store, db, RollupSettings(retention_1m="1h")).run()
+    caplog.set_level(logging.WARNING, logger="dispatch.jobs.rollups")
+    summary = Rollups(store, RollupSettings(retention_1m="1h")).run()
     assert summary.requests == 1
     assert "dropped" in caplog.text
     assert _points(store, db, READING_1M, h5, h5 + HOUR_MS) == {}

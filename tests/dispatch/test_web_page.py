@@ -11,13 +11,13 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from adapters.influxdb_v1 import InfluxV1Store
-from dispatch.forecasting import nominal_kw
-from dispatch.planning import PlanJob
-from dispatch.registry.db import make_engine, session_factory
+from dispatch.planning.forecasts import nominal_kw
+from dispatch.planning.rolling import PlanJob
+from dispatch.registry.db import Registry, make_engine
 from dispatch.registry.loader import load_into_registry
-from dispatch.registry.models import Plan
+from dispatch.registry.models import PlanRow
 from dispatch.settings import PlanningSettings
-from edge.commands import SimulatedBattery
+from edge.command_executors import SimulatedBattery
 from edge.publisher import Publisher
 from edge.simulator import EstateSimulator
 from estate.model import SAMPLE_ESTATE, load_estate
@@ -83,11 +83,11 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
     the estate battery answers commands through the edge's handler on the real broker."""
     spec = load_estate(SAMPLE_ESTATE)
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
-    sessions = session_factory(engine)
-    with sessions.begin() as session:
+    registry = Registry(engine)
+    with registry.writing() as session:
         load_into_registry(session, spec)
     battery = DeviceId(spec.id, "utilities", "battery")
-    made = PlanJob(store, influx_settings.database, sessions, spec.id,
+    made = PlanJob(store, registry, spec.id,
                    PlanningSettings(time_limit_s=30), nominal_kw=nominal_kw(spec)).run()
     assert made is not None
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -96,8 +96,8 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
             page.goto(web)
             page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{made.saved.id}"]')
             assert page.locator("#approve").is_visible()
-            with sessions() as session:
-                row = session.get(Plan, made.saved.id)
+            with registry.reading() as session:
+                row = session.get(PlanRow, made.saved.id)
                 assert row is not None
                 cost, baseline = row.cost, row.baseline_cost
             assert cost is not None
@@ -115,8 +115,8 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
                                    timeout=30_000)
             held = simulated.asset(battery)
             assert isinstance(held, SimulatedBattery)
-            with sessions() as session:
-                row = session.get(Plan, made.saved.id)
+            with registry.reading() as session:
+                row = session.get(PlanRow, made.saved.id)
                 assert row is not None
                 status = (row.status, row.approved_by)
                 first_kw = round(row.setpoints["battery"][0], 1)

@@ -20,10 +20,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from adapters.mqtt import InboundMessage, MqttConnection
-from edge.commands import (
-    CommandHandler,
-    CommandLog,
-    CommandTarget,
+from edge.command_executors import (
     ExecutionError,
     ModbusExecutor,
     ModbusTarget,
@@ -35,6 +32,8 @@ from edge.commands import (
     encode_write,
     load_command_map,
 )
+from edge.command_handler import CommandHandler, CommandTarget
+from edge.command_log import CommandLog
 from estate.commands import (
     CommandPolicy,
     CommandRequest,
@@ -97,11 +96,11 @@ class ControlRoom:
     def __init__(self, settings: MqttSettings, topics: list[str]) -> None:
         self.received: list[InboundMessage] = []
         self.lock = threading.Lock()
-        self.connection = MqttConnection(settings, f"control-{uuid.uuid4().hex[:8]}",
-                                         on_message=self._collect)
+        self.connection = MqttConnection(settings, f"control-{uuid.uuid4().hex[:8]}")
         for topic in topics:
-            self.connection.subscribe(topic)
+            self.connection.subscribe(topic, self._collect)
         self.connection.connect()
+        assert self.connection.wait_subscribed(10), "the control room's subscriptions"
 
     def _collect(self, message: InboundMessage) -> None:
         with self.lock:
@@ -114,9 +113,14 @@ class ControlRoom:
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
         topic = device.topic(Channel.COMMAND_RESPONSE) if response_topic == "device" \
             else response_topic
-        self.connection.publish(device.topic(Channel.COMMAND_REQUEST), payload, qos=1,
-                                response_topic=topic,
-                                correlation_data=correlation).wait_for_publish(5)
+        if topic is None:  # a request without a Response Topic
+            delivery = self.connection.respond(device.topic(Channel.COMMAND_REQUEST), payload,
+                                               correlation_data=correlation)
+        else:
+            delivery = self.connection.request(device.topic(Channel.COMMAND_REQUEST), payload,
+                                               response_topic=topic,
+                                               correlation_data=correlation)
+        assert delivery.wait(5)
         return correlation
 
     def answers(self, correlation: bytes, count: int,
@@ -165,13 +169,10 @@ def start_handler(mqtt_settings: MqttSettings, targets: list[CommandTarget],
                   log_path: Path) -> tuple[CommandHandler, MqttConnection]:
     handler = CommandHandler([*targets, CommandTarget(PROBE_DEVICE, CommandPolicy({}),
                                                       SimulatedAssetExecutor({}))], log_path)
-    connection = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}",
-                                on_message=handler.on_message)
+    connection = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}")
     connection.connect()
     handler.start(connection)
-    # Mosquitto handles one client's packets in order: once this PUBACK is back, the
-    # handler's SUBSCRIBEs before it are in force.
-    connection.publish(f"cmdtest/barrier/{uuid.uuid4().hex}", b"", qos=1).wait_for_publish(5)
+    assert connection.wait_subscribed(10), "the broker acknowledged the handler's SUBSCRIBEs"
     return handler, connection
 
 

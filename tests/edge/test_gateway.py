@@ -35,8 +35,9 @@ from adapters.mqtt import InboundMessage, MqttConnection
 from adapters.ops_http import wait_healthy
 from dispatch.__main__ import build_web
 from dispatch.settings import DispatchSettings
-from edge.gateway import Gateway, load_meters
+from edge.gateway import Gateway
 from edge.gateway_cli import gateway_command
+from edge.gateway_config import load_meters
 from edge.registers import GENERIC_THREE_PHASE, load_map
 from edge.settings import GatewaySettings
 from estate.errors import ConfigError
@@ -336,7 +337,8 @@ def test_broker_down_for_a_minute_every_reading_arrives_once_and_in_order(
 _GATEWAY_PROCESS = """
 import sys, threading
 import orjson
-from edge.gateway import Gateway, load_meters
+from edge.gateway import Gateway
+from edge.gateway_config import load_meters
 from edge.settings import GatewaySettings
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
@@ -386,8 +388,8 @@ def retained_states(mqtt: MqttSettings, expected: int) -> dict[str, str]:
         device = parse_topic(message.topic).device
         states[f"{device.facility}/{device.device}"] = orjson.loads(message.payload)["state"]
 
-    reader = MqttConnection(mqtt, f"status-{uuid.uuid4().hex[:8]}", on_message=record)
-    reader.subscribe(subscription(Channel.STATUS, estate=ESTATE), qos=1)
+    reader = MqttConnection(mqtt, f"status-{uuid.uuid4().hex[:8]}")
+    reader.subscribe(subscription(Channel.STATUS, estate=ESTATE), record, qos=1)
     reader.connect()
     try:
         wait_until(lambda: len(states) >= expected, 30, "retained status messages")

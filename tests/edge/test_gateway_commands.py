@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.gateway import Gateway, load_command_devices, load_meters
+from edge.gateway import Gateway
 from edge.gateway_cli import gateway_command
+from edge.gateway_config import load_command_devices, load_meters
 from edge.registers import GENERIC_THREE_PHASE, load_map
 from edge.settings import GatewaySettings
 from estate.commands import CommandResponse
@@ -99,7 +100,7 @@ def running(settings: GatewaySettings) -> Iterator[Gateway]:
         # Mosquitto handles one client's packets in order: once this PUBACK is back, the
         # SUBSCRIBE sent on connecting is in force.
         gateway.connection.publish(f"gwtest/barrier/{uuid.uuid4().hex}", b"",
-                                   qos=1).wait_for_publish(10)
+                                   qos=1).wait(10)
         yield gateway
     finally:
         stop.set()

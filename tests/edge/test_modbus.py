@@ -25,6 +25,7 @@ from edge.modbus import ModbusGateway, ModbusMeter, decode, plan_blocks, poll
 from edge.publisher import Publisher
 from edge.registers import GENERIC_THREE_PHASE, WORDS, MeterMap, Point, load_map
 from estate.errors import ConfigError
+from estate.ports import Where
 from estate.settings import MqttSettings
 from estate.stored import select_readings
 from estate.topics import DeviceId
@@ -156,6 +157,7 @@ def test_sample_map_loads_and_bad_maps_are_refused(tmp_path: Path,
         load_map(tmp_path / "missing.yaml")
 
 
+@pytest.mark.servers
 def test_poll_reads_the_real_server(meter_map: MeterMap) -> None:
     with modbus_server(registers_for(meter_map, RAW)) as port:
         client = ModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
@@ -175,7 +177,7 @@ def test_poll_reads_the_real_server(meter_map: MeterMap) -> None:
 
 def _stored(store: InfluxV1Store, estate: str) -> dict[str, dict[tuple[str, str], Any]]:
     by_device: dict[str, dict[tuple[str, str], Any]] = {}
-    for r in select_readings(store, '"estate" = $estate', {"estate": estate}):
+    for r in select_readings(store, where=Where({"estate": estate})):
         by_device.setdefault(r.device, {})[(r.quantity, r.channel)] = {
             "value": r.value, "time": r.time_ms}
     return by_device
@@ -191,6 +193,7 @@ def _wait_for(store: InfluxV1Store, estate: str, done: Callable[[dict], bool],
     return stored
 
 
+@pytest.mark.servers
 def test_gateway_polls_meters_into_influxdb_in_canonical_units(
         meter_map: MeterMap, start_ingest: Callable[..., object], store: InfluxV1Store,
         mqtt_settings: MqttSettings) -> None:
@@ -231,6 +234,7 @@ def test_gateway_polls_meters_into_influxdb_in_canonical_units(
         assert rows[name]["time"] == now_ms, name
 
 
+@pytest.mark.servers
 def test_run_loop_polls_until_stopped_and_survives_a_dead_meter(
         meter_map: MeterMap, mqtt_settings: MqttSettings) -> None:
     estate = f"mb{uuid.uuid4().hex[:8]}"
@@ -267,6 +271,7 @@ def test_run_loop_polls_until_stopped_and_survives_a_dead_meter(
     assert set(passes) == {len(meter_map.points)}
 
 
+@pytest.mark.servers
 def test_a_meter_that_never_answers_times_out_and_is_skipped(meter_map: MeterMap) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

@@ -114,6 +114,7 @@ def _check(readings: dict[DeviceId, list[Reading]], meter_map: MeterMap,
     return checked
 
 
+@pytest.mark.servers
 def test_gateway_polls_the_simulators_values_from_several_servers(
         meter_map: MeterMap, mqtt_settings: MqttSettings) -> None:
     spec = load_estate(SAMPLE_ESTATE)
@@ -150,6 +151,7 @@ def test_gateway_polls_the_simulators_values_from_several_servers(
     assert {r.value for r in first[main] if r.quantity == "current"} == {655.35}
 
 
+@pytest.mark.servers
 def test_offline_meter_answers_with_an_exception_and_is_skipped(meter_map: MeterMap) -> None:
     spec = load_estate(SAMPLE_ESTATE)
     start = datetime.fromtimestamp(T0 / 1000, UTC)
@@ -176,6 +178,7 @@ def test_offline_meter_answers_with_an_exception_and_is_skipped(meter_map: Meter
     assert offline in sent
 
 
+@pytest.mark.servers
 def test_a_thousand_meters_on_five_servers(meter_map: MeterMap) -> None:
     spec = synthetic_estate(2_000, seed=5)
     sim = EstateSimulator(spec, 5)
@@ -205,6 +208,7 @@ def test_a_thousand_meters_on_five_servers(meter_map: MeterMap) -> None:
     assert checked == len(corners) * len(meter_map.points)
 
 
+@pytest.mark.servers
 def test_estate_simulate_serves_modbus_and_publishes(meter_map: MeterMap,
                                                      mqtt_settings: MqttSettings,
                                                      tmp_path: Path) -> None:
@@ -217,9 +221,8 @@ def test_estate_simulate_serves_modbus_and_publishes(meter_map: MeterMap,
         received.append(message.topic)
         got_one.set()
 
-    listener = MqttConnection(mqtt_settings, f"listen-{uuid.uuid4().hex[:8]}",
-                              on_message=handle)
-    listener.subscribe(estate_topic, 1)
+    listener = MqttConnection(mqtt_settings, f"listen-{uuid.uuid4().hex[:8]}")
+    listener.subscribe(estate_topic, handle, 1)
     listener.connect()
     port = free_port()
     settings = EdgeSettings(mqtt=mqtt_settings, interval_s=0.2, modbus_port=port,

@@ -8,8 +8,10 @@ import time
 import uuid
 from pathlib import Path
 
-from dispatch.commands import CommandSender, CommandStore
-from dispatch.registry.db import make_engine, session_factory, upgrade
+from adapters.mqtt import MqttConnection
+from dispatch.control.sender import CommandSender
+from dispatch.registry.command_store import CommandStore
+from dispatch.registry.db import Registry, make_engine, upgrade
 from edge.__main__ import run as run_simulator
 from edge.settings import EdgeSettings
 from edge.sim_commands import simulated_command_handler
@@ -37,10 +39,11 @@ def test_the_running_simulator_carries_out_commands_and_refuses_bad_ones(
     thread.start()
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
-    sender = CommandSender(mqtt_settings, f"room-{uuid.uuid4().hex[:8]}",
-                           CommandStore(session_factory(engine)), estates=[SPEC.id],
+    room = MqttConnection(mqtt_settings, f"room-{uuid.uuid4().hex[:8]}")
+    sender = CommandSender(room, CommandStore(Registry(engine)), estates=[SPEC.id],
                            answer_grace_s=0, sweep_interval_s=0.1)
     sender.start()
+    room.connect()
     try:
         battery = DeviceId(SPEC.id, "utilities", "battery")
         looms = DeviceId(SPEC.id, "textile", "looms")  # a deferrable load: no device answers
@@ -64,6 +67,7 @@ def test_the_running_simulator_carries_out_commands_and_refuses_bad_ones(
         assert silent.status == "timed_out"
     finally:
         sender.close()
+        room.close()
         stop.set()
         thread.join(20)
         engine.dispose()

@@ -13,7 +13,8 @@ import pytest
 from edge.faults import InjectedFault, estate_faults
 from edge.scale import simulator_for, synthetic_estate
 from edge.settings import EdgeSettings
-from edge.simulator import EstateSimulator, clear_sky, timezone_position
+from edge.signals import clear_sky, timezone_position
+from edge.simulator import EstateSimulator
 from estate.errors import ConfigError
 from estate.model import MEASURES, SAMPLE_ESTATE, EstateSpec, load_estate
 from estate.readings import Reading

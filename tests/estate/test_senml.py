@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import estate.senml
+import estate.senml_names
 from estate.readings import DecodedPack, Reading
 from estate.senml import (
     DEFAULT_LIMITS,
@@ -74,7 +75,8 @@ WHOLE_MESSAGE = {"payload-too-large", "malformed-json", "not-a-pack", "empty-pac
 
 
 def _reasons_in_source() -> set[str]:
-    source = Path(estate.senml.__file__).read_text(encoding="utf-8")
+    source = "".join(Path(module.__file__).read_text(encoding="utf-8")
+                     for module in (estate.senml, estate.senml_names))
     patterns = (r'Rejection\(\s*"([a-z-]+)"', r'_whole\(\s*"([a-z-]+)"',
                 r'return \(?"([a-z-]+)",')
     return {m for p in patterns for m in re.findall(p, source)}
@@ -353,7 +355,7 @@ def test_a_long_local_name_is_refused_as_a_short_one_would_be(bn: str, tail: str
     rejection, = decode([record]).rejections
     # The same reason as the general resolution gives, with a detail of bounded length.
     local = (bn + tail).rsplit(":", 1)[-1]
-    expected = estate.senml._resolve_local(local)[0]
+    expected = estate.senml_names.resolve_local(local)[0]
     assert rejection.reason == expected
     assert len(rejection.detail) < 300
 
@@ -364,10 +366,10 @@ def test_long_names_are_not_cached() -> None:
     for k in range(300):
         decode([{"n": f"{k:06d}" + "q" * 250_000, "u": "kW", "v": 1.0}])
         decode([{"n": f"power.{k:06d}" + "c" * 250_000, "u": "kW", "v": 1.0}])
-    assert max(map(len, estate.senml._LOCAL_NAMES)) <= estate.senml.LONGEST_LOCAL_NAME
+    assert max(map(len, estate.senml_names._LOCAL_NAMES)) <= estate.senml_names.LONGEST_LOCAL_NAME
     held = sum(len(k) + sum(len(str(v)) for v in value)
-               for k, value in estate.senml._LOCAL_NAMES.items())
-    assert held < estate.senml._LOCAL_NAMES_MAX * 600
+               for k, value in estate.senml_names._LOCAL_NAMES.items())
+    assert held < estate.senml_names._LOCAL_NAMES_MAX * 600
 
 
 @pytest.mark.parametrize("record", [

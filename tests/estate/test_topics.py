@@ -11,9 +11,11 @@ from estate.errors import ContractError, TopicError
 from estate.topics import (
     Channel,
     DeviceId,
+    is_filter,
     parse_topic,
     shared,
     subscription,
+    unshared,
     validate_identifier,
 )
 
@@ -156,6 +158,16 @@ def test_shared_subscription_refuses_bad_groups(group: str) -> None:
 def test_a_shared_filter_is_not_a_publish_topic() -> None:
     with pytest.raises(TopicError):
         parse_topic(shared("ingest", subscription(Channel.TELEMETRY)))
+
+
+def test_filters_follow_mqtts_rules_and_shares_match_their_filter() -> None:
+    assert is_filter("estate/v1/+/+/+/telemetry")
+    assert is_filter("#")
+    assert is_filter("$share/ingest/estate/v1/#")
+    for bad in ("", "a/#/b", "a/b#", "a/+b/c", "a\0b"):
+        assert not is_filter(bad), bad
+    assert unshared("$share/ingest/estate/v1/#") == "estate/v1/#"
+    assert unshared("estate/v1/#") == "estate/v1/#"
 
 
 @pytest.mark.parametrize("topic", [

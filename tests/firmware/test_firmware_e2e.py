@@ -25,6 +25,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from adapters.influxdb_v1 import InfluxV1Store
+from estate.ports import Where
 from estate.settings import MqttSettings
 from estate.stored import select_readings
 from firmware_stubs.shim import MODULES as SHIM_MODULES
@@ -183,7 +184,7 @@ def _stored(store: InfluxV1Store, device: str, count: int) -> dict[tuple[str, in
     deadline = time.monotonic() + WAIT_S
     while True:
         stored = {(r.quantity, r.time_ms): r.value
-                  for r in select_readings(store, '"device" = $device', {"device": device})}
+                  for r in select_readings(store, where=Where({"device": device}))}
         if len(stored) >= count or time.monotonic() > deadline:
             return stored
         time.sleep(0.1)

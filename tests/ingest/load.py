@@ -14,6 +14,7 @@ from pathlib import Path
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection, Session
 from adapters.ops_http import wait_healthy
+from estate.ports import TimeRange, Where
 from estate.readings import Reading
 from estate.senml import encode_readings
 from estate.settings import MqttSettings
@@ -72,20 +73,19 @@ class KnownLoad:
             delay = started + (k + 1) / rate_per_s - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        for info in infos:
-            info.wait_for_publish(120)
-            assert info.is_published(), "the broker never acknowledged a publication"
+        for delivery in infos:
+            assert delivery.wait(120), "the broker never acknowledged a publication"
         client.close()
 
 
 def stored(store: InfluxV1Store, load: KnownLoad) -> dict[tuple[str, int], float]:
-    readings = select_readings(store, '"estate" = $estate AND time >= $start',
-                               {"estate": ESTATE, "start": load.start_ms * 1_000_000})
+    readings = select_readings(store, span=TimeRange(load.start_ms),
+                               where=Where({"estate": ESTATE}))
     return {(r.device, r.time_ms): r.value for r in readings}
 
 
 def count(store: InfluxV1Store) -> int:
-    return count_readings(store, '"estate" = $estate', {"estate": ESTATE})
+    return count_readings(store, where=Where({"estate": ESTATE}))
 
 
 def wait_for_count(store: InfluxV1Store, expected: int, timeout_s: float) -> int:

@@ -26,6 +26,7 @@ import pytest
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
+from estate.ports import Where
 from estate.schema import DEAD_LETTERS
 from estate.settings import MqttSettings
 from estate.stored import select_readings
@@ -56,7 +57,7 @@ def report(mqtt: MqttSettings, stop: threading.Event, sent: dict[int, float]) ->
         sent[time_ms] = float(len(sent))
         stop.wait(VICTIM_EVERY_S)
     for info in infos:
-        info.wait_for_publish(120)
+        info.wait(120)
     client.close()
 
 
@@ -131,6 +132,5 @@ def _dead_letters(store: InfluxV1Store) -> int:
 
 
 def _victim(store: InfluxV1Store) -> dict[int, float]:
-    readings = select_readings(store, '"estate" = $estate AND "facility" = $facility',
-                               {"estate": ESTATE, "facility": "good"})
+    readings = select_readings(store, where=Where({"estate": ESTATE, "facility": "good"}))
     return {r.time_ms: r.value for r in readings}

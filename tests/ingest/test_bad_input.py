@@ -145,11 +145,11 @@ def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_else_cha
     client = MqttConnection(mqtt_settings, f"bad-{uuid.uuid4().hex[:8]}")
     client.connect()
     for index, case in enumerate(CORPUS):
-        client.publish(case.topic(index), case.payload, qos=1).wait_for_publish(10)
+        client.publish(case.topic(index), case.payload, qos=1).wait(10)
     # The same good message twice: stored once.
     again = j([{"bn": "demo:bad:twice:", "bt": NOW, "n": "power", "u": "kW", "v": 7.0}])
     for _ in range(2):
-        client.publish(T.format(facility="bad", device="twice"), again, qos=1).wait_for_publish(10)
+        client.publish(T.format(facility="bad", device="twice"), again, qos=1).wait(10)
     client.close()
 
     # One dead letter per reason per message, counting the records it stands for.

@@ -193,8 +193,8 @@ def test_why_a_single_worker_uses_a_plain_subscription(own_broker: Mosquitto) ->
                 received[client_id] += 1
 
         session = Session(clean_start=False, expiry_s=600)
-        subscriber = MqttConnection(mqtt, client_id, session=session, on_message=count)
-        subscriber.subscribe(topic_filter, 1)
+        subscriber = MqttConnection(mqtt, client_id, session=session)
+        subscriber.subscribe(topic_filter, count, 1)
         subscriber.connect()
         assert subscriber.wait_subscribed(30)
         subscriber.close()
@@ -202,15 +202,15 @@ def test_why_a_single_worker_uses_a_plain_subscription(own_broker: Mosquitto) ->
         own_broker.start()
         publisher = MqttConnection(mqtt, f"pub-{client_id}")
         publisher.connect()
-        publisher.publish("probe/t", b"x", qos=1).wait_for_publish(5)
+        publisher.publish("probe/t", b"x", qos=1).wait(5)
         # Back with its session: the broker sends what the session kept right after the
         # CONNACK, before it takes the new subscription to a marker published after it,
         # so the marker's arrival says everything kept has arrived.
-        subscriber = MqttConnection(mqtt, client_id, session=session, on_message=count)
-        subscriber.subscribe("probe/marker", 1)
+        subscriber = MqttConnection(mqtt, client_id, session=session)
+        subscriber.subscribe("probe/marker", count, 1)
         subscriber.connect()
         assert subscriber.wait_subscribed(30)
-        publisher.publish("probe/marker", b"m", qos=1).wait_for_publish(5)
+        publisher.publish("probe/marker", b"m", qos=1).wait(5)
         assert marker.wait(30), "the marker did not arrive"
         publisher.close()
         subscriber.close()
@@ -225,9 +225,9 @@ def test_a_full_spool_holds_acknowledgements_and_says_so_then_loses_nothing(
     # The smallest spool allowed (1 MiB) fills with about 10,000 readings.
     settings = ingest_settings(influx=influx, spool_max_bytes=1 << 20)
     events: list[dict] = []
-    watcher = MqttConnection(mqtt_settings, f"watch-{uuid.uuid4().hex[:8]}",
-                             on_message=lambda m: events.append(orjson.loads(m.payload)))
-    watcher.subscribe(f"estate/system/ingest/{settings.client_id}/events", 1)
+    watcher = MqttConnection(mqtt_settings, f"watch-{uuid.uuid4().hex[:8]}")
+    watcher.subscribe(f"estate/system/ingest/{settings.client_id}/events",
+                      lambda m: events.append(orjson.loads(m.payload)), 1)
     watcher.connect()
     assert watcher.wait_subscribed(30)
     start_ingest(settings)

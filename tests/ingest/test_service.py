@@ -16,7 +16,8 @@ from estate.errors import StoreRejected
 from estate.schema import DEAD_LETTERS, READINGS, ROLLUP_REQUESTS
 from estate.settings import MqttSettings
 from estate.stored import count_readings, select_readings
-from ingest.service import REJECTED, Ingestor
+from ingest.metrics import REJECTED
+from ingest.service import Ingestor
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_good_ones_kept(
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
     for topic, payload in messages:
-        client.publish(topic, payload, qos=1).wait_for_publish(5)
+        client.publish(topic, payload, qos=1).wait(5)
     client.close()
 
     assert _wait(store, READINGS, 3) == 3
@@ -72,7 +73,7 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_good_ones_kept(
     reasons = sorted(s.tags["reason"] for s in store.query(
         f'SELECT count("record") FROM "{DEAD_LETTERS}" GROUP BY "reason"'))
     assert reasons == ["future-time", "identity-mismatch", "malformed-json", "non-finite"]
-    flow = select_readings(store, fields='"water_flow"')
+    flow = select_readings(store, quantity="water_flow")
     assert [r.value for r in flow] == [pytest.approx(7.2)]
 
 
@@ -82,7 +83,7 @@ def test_a_redelivered_message_overwrites_itself(
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
     for _ in range(3):
-        client.publish("estate/v1/demo/foods/main/telemetry", payload, qos=1).wait_for_publish(5)
+        client.publish("estate/v1/demo/foods/main/telemetry", payload, qos=1).wait(5)
     client.close()
     time.sleep(1.0)
     assert _count(store, READINGS) == 1
@@ -96,7 +97,7 @@ def test_late_readings_ask_for_their_range_to_be_rolled_up_again(
     fresh = orjson.dumps([{"bt": time.time(), "n": "power", "u": "kW", "v": 3.0}])
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
-    client.publish("estate/v1/demo/metal/main/telemetry", payload, qos=1).wait_for_publish(5)
+    client.publish("estate/v1/demo/metal/main/telemetry", payload, qos=1).wait(5)
     client.close()
     assert _wait(store, READINGS, 2) == 2
     requests = store.query(f'SELECT "start_ms", "end_ms" FROM "{ROLLUP_REQUESTS}"')
@@ -105,7 +106,7 @@ def test_late_readings_ask_for_their_range_to_be_rolled_up_again(
     # Fresh readings ask for nothing.
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
-    client.publish("estate/v1/demo/metal/main/telemetry", fresh, qos=1).wait_for_publish(5)
+    client.publish("estate/v1/demo/metal/main/telemetry", fresh, qos=1).wait(5)
     client.close()
     assert _wait(store, READINGS, 3) == 3
     assert len(store.query(f'SELECT "start_ms" FROM "{ROLLUP_REQUESTS}"')[0].values) == 1
@@ -123,7 +124,7 @@ def test_points_the_store_refuses_become_dead_letters_not_silence(
     for device in ("a", "b"):
         payload = orjson.dumps([{"bt": now, "n": "power", "u": "kW", "v": 5.0}])
         client.publish(f"estate/v1/demo/metal/{device}/telemetry", payload,
-                       qos=1).wait_for_publish(5)
+                       qos=1).wait(5)
     client.close()
     assert _wait(store, DEAD_LETTERS, 2) == 2
     letters = store.query(f'SELECT "detail", "topic" FROM "{DEAD_LETTERS}" '
@@ -154,7 +155,7 @@ def test_retained_telemetry_is_refused_at_every_subscription_and_stored_never(
     client = MqttConnection(mqtt_settings, f"pub-{uuid.uuid4().hex[:8]}")
     client.connect()
     try:
-        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+        client.publish(topic, payload, qos=1, retain=True).wait(5)
         for workers in (1, 2):  # each subscription is sent the retained message again
             start_ingest(batch_size=200)
             deadline = time.monotonic() + 30
@@ -169,7 +170,7 @@ def test_retained_telemetry_is_refused_at_every_subscription_and_stored_never(
         assert "retain off" in letter["detail"]
     finally:
         # An empty retained message removes it from the broker, for the tests after this.
-        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+        client.publish(topic, b"", qos=1, retain=True).wait(5)
         client.close()
 
 

@@ -5,7 +5,7 @@ One broker for the module, started with the password and ACL files that
 certificate a throwaway CA signed.
 
 Mosquitto drops an unauthorised publication silently (for MQTT 5 QoS 1 the PUBACK carries
-reason 0x87, which paho does not surface through ``wait_for_publish``), so these tests
+reason 0x87, which a publisher's delivery handle does not surface), so these tests
 assert on delivery. "Not delivered" is proved without sleeping: after the forbidden
 publication has been acknowledged, an allowed one follows to the same subscriber; once
 that arrives, the broker has long routed the first one.
@@ -127,9 +127,9 @@ class Inbox:
 def client(settings: MqttSettings, *subscriptions: str,
            ) -> Iterator[tuple[MqttConnection, Inbox]]:
     inbox = Inbox()
-    connection = MqttConnection(settings, f"test-{uuid.uuid4().hex[:8]}", on_message=inbox)
+    connection = MqttConnection(settings, f"test-{uuid.uuid4().hex[:8]}")
     for topic_filter in subscriptions:
-        connection.subscribe(topic_filter, qos=1)
+        connection.subscribe(topic_filter, inbox, qos=1)
     connection.connect(timeout_s=WAIT_S)
     try:
         yield connection, inbox
@@ -139,9 +139,7 @@ def client(settings: MqttSettings, *subscriptions: str,
 
 def deliver(connection: MqttConnection, topic: str, payload: bytes) -> None:
     """Publish at QoS 1 and wait for the broker's acknowledgement."""
-    info = connection.publish(topic, payload, qos=1)
-    info.wait_for_publish(WAIT_S)
-    assert info.is_published(), f"no PUBACK for {topic}"
+    assert connection.publish(topic, payload, qos=1).wait(WAIT_S), f"no PUBACK for {topic}"
 
 
 def until_received(publish: Callable[[bytes], None], inbox: Inbox, topic: str) -> None:

@@ -68,6 +68,7 @@ def interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
     return process.returncode, out.decode(errors="replace")
 
 
+@pytest.mark.servers
 def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
     ports = demo_ports()
     url = f"http://127.0.0.1:{ports['web']}"

@@ -19,10 +19,14 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from estate.model import SAMPLE_ESTATE, load_estate
 from tests.launcher.test_demo import demo_ports, interrupt, start_demo, wait_for_all_meters
+
+# Each test runs the whole demo: every server and every service.
+pytestmark = pytest.mark.servers
 
 RESTART_LIMIT_S = 10.0
 INTERVAL_MS = 2000  # the demo's meters report every 2 s

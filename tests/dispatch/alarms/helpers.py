@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from estate.alarm_rules import MeterInfo, RuleBook, bind_rules
 from estate.model import MEASURES
 from estate.readings import Reading
+from estate.rule_binding import MeterInfo, RuleBook, bind_rules
 
 ESTATE = "e"
 T0 = 1_784_000_000_000  # ms, any aligned instant

@@ -10,27 +10,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch.alarms.stream import StreamEvaluator
-from dispatch.alarms.window import (
+from dispatch.alarms.frames import (
     CapacityInputs,
     SeriesWindow,
-    WindowedEvaluator,
     WindowFrame,
     WindowInputs,
     aggregate,
 )
+from dispatch.alarms.stream import StreamEvaluator
+from dispatch.alarms.window import WindowedEvaluator
 from edge.faults import InjectedFault, estate_faults
 from edge.simulator import EstateSimulator
-from estate.alarm_rules import (
-    CapacityRule,
-    NoDataRule,
-    PowerFactorRule,
-    StuckRule,
-    ThresholdRule,
-    bind_rules,
-)
+from estate.alarm_rules import CapacityRule, NoDataRule, PowerFactorRule, StuckRule, ThresholdRule
 from estate.model import SAMPLE_ESTATE, load_estate
 from estate.readings import Reading
+from estate.rule_binding import bind_rules
 from tests.dispatch.alarms.helpers import ESTATE, T0, book, reading
 
 MIN = 60_000

@@ -20,7 +20,7 @@ from dispatch.incidents.assignment import plan_assignments
 from dispatch.incidents.model import IncidentStateError
 from dispatch.incidents.shiftlog import ShiftLogError
 from dispatch.incidents.triage import AlarmView, Site, triage
-from dispatch.registry import alarm_board, incident_desk, outbox, shift_log
+from dispatch.registry import alarm_board, crew_roster, incident_desk, outbox, shift_log
 from dispatch.registry.control_room import AlarmRow, CrewRow, NetworkNode, OutboxEventRow
 from dispatch.registry.db import session_factory, upgrade
 from dispatch.registry.loader import load_into_registry
@@ -56,7 +56,7 @@ def _events(sessions: sessionmaker[Session]) -> list[tuple[str, str]]:
 def test_networks_and_crews_load_with_the_estate(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         links = network_links(session, SPEC.id)
-        crews = incident_desk.crews(session, SPEC.id)
+        crews = crew_roster.crews(session, SPEC.id)
     assert ("power", "units/u04", "utilities/feeder-south") in links
     assert ("water", "utilities/booster", None) in links
     assert len([link for link in links if link[0] == "power"]) == 20
@@ -84,7 +84,7 @@ def test_networks_and_crews_load_with_the_estate(sessions: sessionmaker[Session]
         assert retired.retired_at == T0
         assert session.scalar(select(func.count()).select_from(NetworkNode).where(
             NetworkNode.network_id == "gas")) == 0
-        assert not next(c for c in incident_desk.crews(session, SPEC.id)
+        assert not next(c for c in crew_roster.crews(session, SPEC.id)
                         if c.id == "electric-night").on_shift(
             datetime(2026, 12, 7, 16, 30, tzinfo=UTC), TZ)  # 18:30 local: starts at 19:00 now
 
@@ -250,7 +250,7 @@ def test_incident_from_an_alarm_to_a_crew_and_closed_when_it_clears(
     for _ in range(2):  # planned and applied twice: one assignment
         with sessions.begin() as session:
             plan = plan_assignments(incident_desk.open_incidents(session, SPEC.id),
-                                    incident_desk.crews(session, SPEC.id), T0 + 2 * MIN, TZ)
+                                    crew_roster.crews(session, SPEC.id), T0 + 2 * MIN, TZ)
             incident_desk.apply_assignment_plan(session, SPEC.id, plan, T0 + 2 * MIN)
     with sessions() as session:
         [assigned] = incident_desk.open_incidents(session, SPEC.id)
@@ -284,7 +284,7 @@ def test_operator_override_is_kept_by_the_planner(sessions: sessionmaker[Session
         incident_desk.assign_crew(session, int(incident.id), "gas-on-call", "maria", T0 + MIN)
     with sessions.begin() as session:
         plan = plan_assignments(incident_desk.open_incidents(session, SPEC.id),
-                                incident_desk.crews(session, SPEC.id), T0 + 2 * MIN, TZ)
+                                crew_roster.crews(session, SPEC.id), T0 + 2 * MIN, TZ)
         assert plan.changes() == []
         incident_desk.apply_assignment_plan(session, SPEC.id, plan, T0 + 2 * MIN)
         [kept] = incident_desk.open_incidents(session, SPEC.id)

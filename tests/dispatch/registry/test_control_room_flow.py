@@ -16,12 +16,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from dispatch.alarms.frames import WindowInputs, aggregate
 from dispatch.alarms.model import AlarmTransition
 from dispatch.alarms.stream import StreamEvaluator
-from dispatch.alarms.window import WindowedEvaluator, WindowInputs, aggregate
+from dispatch.alarms.window import WindowedEvaluator
 from dispatch.incidents.assignment import plan_assignments
 from dispatch.incidents.triage import AlarmView, Site, triage
-from dispatch.registry import alarm_board, incident_desk, outbox
+from dispatch.registry import alarm_board, crew_roster, incident_desk, outbox
 from dispatch.registry.db import session_factory, upgrade
 from dispatch.registry.loader import load_into_registry
 from edge.faults import InjectedFault, estate_faults
@@ -58,7 +59,7 @@ def _cycle(sessions: sessionmaker[Session], transitions: list[AlarmTransition],
             active, incident_desk.open_incidents(session, SPEC.id), site), now)
         incident_desk.close_resolved_incidents(session, SPEC.id, now)
         plan = plan_assignments(incident_desk.open_incidents(session, SPEC.id),
-                                incident_desk.crews(session, SPEC.id), now, TZ)
+                                crew_roster.crews(session, SPEC.id), now, TZ)
         incident_desk.apply_assignment_plan(session, SPEC.id, plan, now)
 
 

@@ -13,8 +13,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, func, select
 
 from dispatch.registry.db import make_engine, upgrade
-from dispatch.registry.jobstore import JOBSTORE_ALIAS, registry_jobstore
-from dispatch.registry.models import Base, scheduler_jobs
+from dispatch.registry.models import SCHEDULER_JOBS_TABLE, Base, scheduler_jobs
+from dispatch.scheduler import JOBSTORE_ALIAS, sql_jobstore
 
 RUN_AT = datetime(2099, 1, 1, 18, 0, tzinfo=UTC)
 
@@ -23,10 +23,12 @@ _ADD_JOB = textwrap.dedent("""
     from datetime import datetime, UTC
     from apscheduler.schedulers.background import BackgroundScheduler
     from dispatch.registry.db import make_engine
-    from dispatch.registry.jobstore import JOBSTORE_ALIAS, registry_jobstore
+    from dispatch.registry.models import SCHEDULER_JOBS_TABLE
+    from dispatch.scheduler import JOBSTORE_ALIAS, sql_jobstore
 
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_jobstore(registry_jobstore(make_engine(sys.argv[1])), JOBSTORE_ALIAS)
+    scheduler.add_jobstore(sql_jobstore(make_engine(sys.argv[1]), SCHEDULER_JOBS_TABLE),
+                           JOBSTORE_ALIAS)
     scheduler.start(paused=True)
     scheduler.add_job("logging:getLogger", "date", id="dr-event-start", args=["dr"],
                       run_date=datetime(2099, 1, 1, 18, 0, tzinfo=UTC),
@@ -41,7 +43,7 @@ def test_a_job_added_in_one_process_is_seen_by_the_next_scheduler(db_url: str) -
 
     engine = make_engine(db_url)
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_jobstore(registry_jobstore(engine), JOBSTORE_ALIAS)
+    scheduler.add_jobstore(sql_jobstore(engine, SCHEDULER_JOBS_TABLE), JOBSTORE_ALIAS)
     scheduler.start(paused=True)
     try:
         jobs = scheduler.get_jobs(jobstore=JOBSTORE_ALIAS)
@@ -62,7 +64,7 @@ def test_a_job_added_in_one_process_is_seen_by_the_next_scheduler(db_url: str) -
 def test_the_store_uses_the_migrated_table(engine: Engine) -> None:
     upgrade(engine)
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_jobstore(registry_jobstore(engine), JOBSTORE_ALIAS)
+    scheduler.add_jobstore(sql_jobstore(engine, SCHEDULER_JOBS_TABLE), JOBSTORE_ALIAS)
     scheduler.start(paused=True)
     scheduler.shutdown()
     with engine.connect() as connection:

@@ -12,13 +12,13 @@ from sqlalchemy import Engine, select
 from dispatch.registry.db import session_factory, upgrade
 from dispatch.registry.loader import load_into_registry, registry_command
 from dispatch.registry.models import (
-    Asset,
+    AssetRow,
     Base,
-    CapacityLimit,
-    Facility,
-    Meter,
-    Tariff,
-    TariffPeriod,
+    CapacityLimitRow,
+    FacilityRow,
+    MeterRow,
+    TariffPeriodRow,
+    TariffRow,
 )
 from estate.model import SAMPLE_ESTATE, EstateSpec, load_estate
 
@@ -54,12 +54,12 @@ def test_sample_loads_and_a_second_load_changes_nothing(engine: Engine) -> None:
     assert not second.changed
     assert _snapshot(engine) == before
     with session_factory(engine)() as session:
-        battery = session.get(Asset, ("demo", "battery"))
+        battery = session.get(AssetRow, ("demo", "battery"))
         assert battery is not None
         assert battery.facility_id is None
         assert (battery.device_facility_id, battery.device_id) == ("utilities", "battery")
         assert battery.params["soc_max_kwh"] == 1000
-        winter = session.scalars(select(Tariff).order_by(Tariff.valid_from)).first()
+        winter = session.scalars(select(TariffRow).order_by(TariffRow.valid_from)).first()
         assert winter is not None
         assert [(p.name, p.start_minute, p.end_minute, p.days_mask)
                 for p in winter.periods][:2] == [("low", 23 * 60, 7 * 60, 0b1111111),
@@ -89,27 +89,27 @@ def test_changes_update_retire_and_delete(engine: Engine) -> None:
     assert summary.counts["capacity_limits"]["updated"] == 1
     assert summary.counts["meters"]["retired"] >= 1
     with session_factory(engine)() as session:
-        genset = session.get(Asset, ("demo", "genset"))
+        genset = session.get(AssetRow, ("demo", "genset"))
         assert genset is not None
         assert genset.retired_at is not None
-        battery = session.get(Asset, ("demo", "battery"))
+        battery = session.get(AssetRow, ("demo", "battery"))
         assert battery is not None
         assert battery.params["soc_max_kwh"] == 1200
-        assert len(session.scalars(select(Tariff)).all()) == 1
-        assert 0.25 in {p.energy_price for p in session.scalars(select(TariffPeriod))}
-        assert session.scalars(select(CapacityLimit).where(
-            CapacityLimit.facility_id.is_(None))).one().limit_kw == 2600
-        retired = session.scalars(select(Meter).where(Meter.retired_at.is_not(None))).all()
+        assert len(session.scalars(select(TariffRow)).all()) == 1
+        assert 0.25 in {p.energy_price for p in session.scalars(select(TariffPeriodRow))}
+        assert session.scalars(select(CapacityLimitRow).where(
+            CapacityLimitRow.facility_id.is_(None))).one().limit_kw == 2600
+        retired = session.scalars(select(MeterRow).where(MeterRow.retired_at.is_not(None))).all()
         assert {m.facility_id for m in retired} == {"metal"}
 
     again = _load(engine, load_estate(SAMPLE_ESTATE))  # the original file brings them back
     assert again.counts["assets"]["updated"] == 2
     with session_factory(engine)() as session:
-        assert session.scalars(select(Asset).where(Asset.retired_at.is_not(None))).all() == []
-        assert session.scalars(select(Meter).where(Meter.retired_at.is_not(None))).all() == []
-        assert session.scalars(select(Facility).where(
-            Facility.retired_at.is_not(None))).all() == []
-        assert len(session.scalars(select(Tariff)).all()) == 2
+        assert session.scalars(select(AssetRow).where(AssetRow.retired_at.is_not(None))).all() == []
+        assert session.scalars(select(MeterRow).where(MeterRow.retired_at.is_not(None))).all() == []
+        assert session.scalars(select(FacilityRow).where(
+            FacilityRow.retired_at.is_not(None))).all() == []
+        assert len(session.scalars(select(TariffRow)).all()) == 2
 
 
 def test_registry_command_migrates_and_loads(tmp_path: Path) -> None:

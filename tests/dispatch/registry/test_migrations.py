@@ -14,7 +14,15 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from dispatch.registry.db import downgrade, make_engine, session_factory, upgrade
-from dispatch.registry.models import AuditEntry, Base, Command, Estate, Facility, Meter, Plan
+from dispatch.registry.models import (
+    AuditRow,
+    Base,
+    CommandRow,
+    EstateRow,
+    FacilityRow,
+    MeterRow,
+    PlanRow,
+)
 
 
 def _diff(engine: Engine) -> list[object]:
@@ -52,10 +60,10 @@ def test_times_come_back_aware_in_utc_and_naive_times_are_refused(engine: Engine
     athens = timezone(timedelta(hours=2))
     sent = datetime(2026, 3, 1, 14, 30, tzinfo=athens)
     with session_factory(engine).begin() as session:
-        session.add(AuditEntry(at=sent, actor="operator", action="approve",
+        session.add(AuditRow(at=sent, actor="operator", action="approve",
                                subject_type="plan", subject_id="1", detail={"k": [1, 2]}))
     with session_factory(engine)() as session:
-        entry = session.scalars(select(AuditEntry)).one()
+        entry = session.scalars(select(AuditRow)).one()
         assert entry.at == sent
         assert entry.at.tzinfo is not None
         assert entry.at.utcoffset() == timedelta(0)
@@ -63,7 +71,7 @@ def test_times_come_back_aware_in_utc_and_naive_times_are_refused(engine: Engine
         assert entry.detail == {"k": [1, 2]}
     with pytest.raises(Exception, match="naive datetime"), \
             session_factory(engine).begin() as session:
-        session.add(AuditEntry(at=datetime(2026, 3, 1), actor="x", action="y",
+        session.add(AuditRow(at=datetime(2026, 3, 1), actor="x", action="y",
                                subject_type="z", subject_id="1"))
 
 
@@ -71,27 +79,27 @@ def test_foreign_keys_and_checks_are_enforced(engine: Engine) -> None:
     upgrade(engine)
     factory = session_factory(engine)
     with pytest.raises(IntegrityError), factory.begin() as session:
-        session.add(Meter(estate_id="nowhere", facility_id="f", id="m", kind="electricity"))
+        session.add(MeterRow(estate_id="nowhere", facility_id="f", id="m", kind="electricity"))
     now = datetime.now(UTC)
     with factory.begin() as session:
-        session.add(Estate(id="demo", name="Demo", timezone="UTC", contracted_capacity_kw=1))
-        session.add(Facility(estate_id="demo", id="f", name="F"))
+        session.add(EstateRow(id="demo", name="Demo", timezone="UTC", contracted_capacity_kw=1))
+        session.add(FacilityRow(estate_id="demo", id="f", name="F"))
     with pytest.raises(IntegrityError), factory.begin() as session:
-        session.add(Plan(estate_id="demo", horizon_start=now, horizon_end=now,
+        session.add(PlanRow(estate_id="demo", horizon_start=now, horizon_end=now,
                          step_minutes=15, status="maybe"))
     with factory.begin() as session:
-        plan = Plan(estate_id="demo", horizon_start=now, horizon_end=now, step_minutes=15,
+        plan = PlanRow(estate_id="demo", horizon_start=now, horizon_end=now, step_minutes=15,
                     setpoints={"battery": [1.0, -2.5]})
         session.add(plan)
         session.flush()
-        session.add(Command(id="c1", estate_id="demo", facility_id="f", device_id="d",
+        session.add(CommandRow(id="c1", estate_id="demo", facility_id="f", device_id="d",
                             action="set", params={"kw": 5}, plan_id=plan.id,
                             status="pending", requested_by="planner",
                             deadline_at=now + timedelta(minutes=1)))
     with factory.begin() as session:
-        session.delete(session.get(Plan, plan.id))
+        session.delete(session.get(PlanRow, plan.id))
     with factory() as session:
-        command = session.get(Command, "c1")
+        command = session.get(CommandRow, "c1")
         assert command is not None
         assert command.plan_id is None  # the command outlives its plan
         assert command.params == {"kw": 5}

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from adapters.mqtt import InboundMessage
 from estate.errors import TopicError
+from estate.ports import InboundMessage
 from estate.senml import decode_pack
 from estate.topics import Channel, parse_topic
 
@@ -52,7 +52,7 @@ class LiveState:
         return self._version
 
     def handle(self, message: InboundMessage) -> None:
-        """Called from the MQTT network thread."""
+        """The live subscriptions' handler (on the connection's worker thread)."""
         try:
             parsed = parse_topic(message.topic)
         except TopicError:

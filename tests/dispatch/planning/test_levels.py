@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from dispatch.levels import store_level
+from dispatch.planning.levels import store_level
 from estate.assets import PumpTankSpec
 from estate.model import SAMPLE_ESTATE, load_estate
 

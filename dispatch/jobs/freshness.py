@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from estate.lineprotocol import line
-from estate.ports import TimeSeriesStore
-from estate.schema import READINGS
+from estate.ports import TimeRange, TimeSeriesStore, Where
+from estate.stored import RAW_READINGS
 from estate.topics import DeviceId
 
 log = logging.getLogger(__name__)
@@ -37,15 +37,12 @@ def check_freshness(store: TimeSeriesStore, estate: str, expected: list[DeviceId
                     stale_after_s: float, lookback_h: int = 24) -> FreshnessResult:
     """Query the last reading time per meter, find the stale ones and record the result."""
     now_ms = time.time_ns() // 1_000_000
-    series = store.query(
-        # The newest point of each meter, whatever it measured: ``last(*)`` would answer per
-        # field and without the time.
-        f'SELECT * FROM "{READINGS}" WHERE "estate" = $estate AND '
-        f"time > now() - {int(lookback_h)}h GROUP BY \"facility\", \"device\" "
-        "ORDER BY time DESC LIMIT 1",
-        {"estate": estate})
-    last_seen = {(s.tags["facility"], s.tags["device"]): int(s.values[0][0])
-                 for s in series if s.values}
+    # The newest point of each meter, whatever it measured.
+    newest = store.newest_points(RAW_READINGS, TimeRange(now_ms - lookback_h * 3_600_000),
+                                 where=Where({"estate": estate}),
+                                 group_by=("facility", "device"))
+    last_seen = {(p.tags.get("facility", ""), p.tags.get("device", "")): p.time_ms
+                 for p in newest}
     stale = find_stale(expected, last_seen, now_ms, round(stale_after_s * 1000))
     store.write_lines([line(
         FRESHNESS, {"estate": estate},

@@ -8,9 +8,9 @@ state in the registry (table ``commands``)::
     pending -> sent -> accepted -> done | rejected | failed
           \\________\\__________\\-> timed_out (no final answer by deadline + grace)
 
-``CommandStore`` makes each move a compare-and-set on the row plus one ``audit_log`` row in
-the same transaction, so several dispatch processes can share the registry without moving a
-command twice. docs/commands.md is the contract.
+The registry's ``CommandStore`` makes each move a compare-and-set on the row plus one
+``audit_log`` row in the same transaction, so several dispatch processes can share the
+registry without moving a command twice. docs/commands.md is the contract.
 """
 
 from __future__ import annotations
@@ -20,15 +20,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
-
-from adapters.mqtt import InboundMessage, MqttConnection
-from dispatch.registry.models import AuditEntry, Command
+from dispatch.registry.command_store import CommandStore, device_path
+from dispatch.registry.records import CommandRecord
 from estate.commands import (
     FINAL_STATES,
     CommandRequest,
@@ -36,176 +30,38 @@ from estate.commands import (
     MalformedCommand,
     ParamValue,
     Reason,
-    can_move,
     decode_request,
     decode_response,
     state_for,
 )
 from estate.errors import ContractError
-from estate.settings import MqttSettings
+from estate.ports import Delivery, InboundMessage, Messaging
 from estate.topics import Channel, DeviceId, parse_topic, subscription
 
 log = logging.getLogger(__name__)
 
-SUBJECT: Final = "command"
-_OPEN_STATES: Final = tuple(s.value for s in CommandState if s not in FINAL_STATES)
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class CommandRecord:
-    """A command as the registry holds it."""
-
-    id: str
-    device: DeviceId
-    action: str
-    params: Mapping[str, Any]
-    status: CommandState
-    reason: str | None
-    detail: str | None
-    requested_by: str
-    asset_id: str | None
-    plan_id: int | None
-    created_at: datetime
-    deadline_at: datetime
-    sent_at: datetime | None
-    answered_at: datetime | None
-
-    @property
-    def final(self) -> bool:
-        return self.status in FINAL_STATES
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One audit row of a command."""
-
-    at: datetime
-    actor: str
-    action: str
-    detail: Mapping[str, Any]
-
-
-def _record(row: Command) -> CommandRecord:
-    return CommandRecord(row.id, DeviceId(row.estate_id, row.facility_id, row.device_id),
-                         row.action, row.params, CommandState(row.status), row.reason,
-                         row.detail, row.requested_by, row.asset_id, row.plan_id, row.created_at,
-                         row.deadline_at, row.sent_at, row.answered_at)
-
-
-class CommandStore:
-    """Commands and their audit trail in the registry database."""
-
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-
-    def create(self, request: CommandRequest, device: DeviceId, *, at_ms: int,
-               asset_id: str | None = None, plan_id: int | None = None) -> bool:
-        """Record a new command as ``pending``; False if its id exists already."""
-        with self._sessions.begin() as session:
-            if session.get(Command, request.id) is not None:
-                return False
-            session.add(Command(
-                id=request.id, estate_id=device.estate, facility_id=device.facility,
-                device_id=device.device, asset_id=asset_id, action=request.action,
-                params=dict(request.params), plan_id=plan_id,
-                status=CommandState.PENDING.value, requested_by=request.issued_by,
-                created_at=_at(at_ms), deadline_at=_at(request.deadline_ms)))
-            session.add(AuditEntry(
-                at=_at(at_ms), actor=request.issued_by, action=f"command.{CommandState.PENDING}",
-                subject_type=SUBJECT, subject_id=request.id,
-                detail={"to": CommandState.PENDING.value, "device": _path(device),
-                        "action": request.action, "params": dict(request.params),
-                        "deadline_ms": request.deadline_ms, "asset_id": asset_id,
-                        "plan_id": plan_id}))
-        return True
-
-    def move(self, command_id: str, to: CommandState, *, actor: str, at_ms: int,
-             reason: str | None = None, detail: str | None = None) -> bool:
-        """Move a command to ``to`` if its life cycle allows; write the audit row.
-
-        False when the command is unknown, already final, or further along than ``to``.
-        """
-        with self._sessions.begin() as session:
-            row = session.get(Command, command_id)
-            if row is None:
-                return False
-            current = CommandState(row.status)
-            if not can_move(current, to):
-                return False
-            values: dict[str, Any] = {"status": to.value}
-            if to in FINAL_STATES:
-                values |= {"reason": reason or None, "detail": detail or None}
-            if to is CommandState.SENT:
-                values["sent_at"] = _at(at_ms)
-            elif to is not CommandState.TIMED_OUT:
-                values["answered_at"] = _at(at_ms)
-            # Compare-and-set: another dispatch process may have moved it since the read.
-            moved = session.execute(
-                update(Command).where(Command.id == command_id,
-                                      Command.status == current.value).values(**values))
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            session.add(AuditEntry(
-                at=_at(at_ms), actor=actor, action=f"command.{to}", subject_type=SUBJECT,
-                subject_id=command_id,
-                detail={"from": current.value, "to": to.value, "reason": reason or None,
-                        "detail": detail or None}))
-        return True
-
-    def note(self, command_id: str, *, actor: str, action: str, at_ms: int,
-             detail: Mapping[str, Any]) -> None:
-        """An audit row that changes no state (an answer that came too late)."""
-        with self._sessions.begin() as session:
-            session.add(AuditEntry(at=_at(at_ms), actor=actor, action=action,
-                                   subject_type=SUBJECT, subject_id=command_id,
-                                   detail=dict(detail)))
-
-    def get(self, command_id: str) -> CommandRecord | None:
-        with self._sessions() as session:
-            row = session.get(Command, command_id)
-            return None if row is None else _record(row)
-
-    def overdue(self, before_ms: int) -> list[str]:
-        """Ids of commands without a final state whose deadline is before ``before_ms``."""
-        with self._sessions() as session:
-            return list(session.scalars(
-                select(Command.id).where(Command.status.in_(_OPEN_STATES),
-                                         Command.deadline_at < _at(before_ms))
-                .order_by(Command.deadline_at)))
-
-    def audit(self, command_id: str) -> list[AuditRecord]:
-        """The command's audit rows, oldest first."""
-        with self._sessions() as session:
-            rows = session.scalars(
-                select(AuditEntry).where(AuditEntry.subject_type == SUBJECT,
-                                         AuditEntry.subject_id == command_id)
-                .order_by(AuditEntry.id))
-            return [AuditRecord(r.at, r.actor, r.action, r.detail) for r in rows]
-
-
-def _path(device: DeviceId) -> str:
-    return f"{device.estate}/{device.facility}/{device.device}"
-
-
 class CommandSender:
     """Sends commands to devices and follows them to a final state.
 
-    ``start()`` connects, subscribes to the answers of ``estates`` and starts the sweeper
-    thread; ``send()`` records and publishes a command; the scheduler may also call
+    ``start()`` subscribes to the answers of ``estates`` on ``messaging`` and starts the
+    sweeper thread; ``send()`` records and publishes a command; the scheduler may also call
     ``sweep()``. A command without a final answer at its deadline plus ``answer_grace_s``
     becomes ``timed_out``: the deadline bounds when a device may *start* a command, the
-    grace covers carrying it out and the answer's way back.
+    grace covers carrying it out and the answer's way back. The connection belongs to the
+    caller, who connects and closes it.
+
+    Answers are recorded on the connection's worker thread, never its network thread: a
+    registry that waits for a lock (SQLite, up to its busy timeout) delays the answers
+    behind it, not the connection's acknowledgements and keep-alives.
     """
 
-    def __init__(self, settings: MqttSettings, client_id: str, store: CommandStore, *,
+    def __init__(self, messaging: Messaging, store: CommandStore, *,
                  estates: Sequence[str], actor: str = "dispatch",
                  answer_grace_s: float = 10.0, sweep_interval_s: float = 1.0,
                  publish_timeout_s: float = 5.0, clock: Callable[[], int] = now_ms) -> None:
@@ -217,31 +73,27 @@ class CommandSender:
         self._publish_timeout_s = publish_timeout_s
         self._clock = clock
         self._changed = threading.Condition()
-        self._inflight: dict[str, Any] = {}  # command id -> paho's MQTTMessageInfo
+        self._inflight: dict[str, Delivery] = {}
         self._inflight_lock = threading.Lock()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
-        self._connection = MqttConnection(settings, client_id, on_message=self._on_message)
+        self._messaging = messaging
 
-    def start(self, timeout_s: float = 10.0, wait: bool = True) -> None:
-        """Subscribe to the answers and connect: within ``timeout_s`` (``BrokerError``
-        otherwise), or with ``wait`` False in the background, retrying until the broker is
-        there (a command sent meanwhile stays pending and times out)."""
+    def start(self) -> None:
+        """Subscribe to the answers and start the sweeper. While the connection is down a
+        command sent stays pending until it is delivered, or times out."""
         for estate in self._estates:
-            self._connection.subscribe(subscription(Channel.COMMAND_RESPONSE, estate), qos=1)
-        if wait:
-            self._connection.connect(timeout_s)
-        else:
-            self._connection.connect_async()
+            self._messaging.subscribe(subscription(Channel.COMMAND_RESPONSE, estate),
+                                      self._on_message, qos=1)
         self._sweeper = threading.Thread(target=self._sweep_loop, name="command-sweeper",
                                          daemon=True)
         self._sweeper.start()
 
     def close(self) -> None:
+        """Stop the sweeper (the connection stays the caller's)."""
         self._stop.set()
         if self._sweeper is not None:
             self._sweeper.join(10)
-        self._connection.close()
 
     def send(self, device: DeviceId, action: str, params: Mapping[str, ParamValue] | None = None,
              *, requested_by: str, deadline_ms: int | None = None, timeout_s: float = 60.0,
@@ -276,19 +128,16 @@ class CommandSender:
                                      round(existing.deadline_at.timestamp() * 1000),
                                      request.issued_by)
             payload = request.encode()
-        info = self._connection.publish(
-            device.topic(Channel.COMMAND_REQUEST), payload, qos=1,
+        delivery = self._messaging.request(
+            device.topic(Channel.COMMAND_REQUEST), payload,
             response_topic=device.topic(Channel.COMMAND_RESPONSE),
             correlation_data=request.id.encode("ascii"))
         with self._inflight_lock:
-            self._inflight[request.id] = info
-        if wait:
-            try:
-                info.wait_for_publish(self._publish_timeout_s)
-            except (RuntimeError, ValueError) as exc:
-                log.warning("command %s: no PUBACK yet (%s); paho sends it on reconnection",
-                            request.id, exc)
-        if info.is_published():
+            self._inflight[request.id] = delivery
+        if wait and not delivery.wait(self._publish_timeout_s):
+            log.warning("command %s: the broker has not acknowledged it within %s s; it is "
+                        "sent again on reconnection", request.id, self._publish_timeout_s)
+        if delivery.delivered:
             self._mark_sent(request.id)
         return request.id
 
@@ -338,7 +187,7 @@ class CommandSender:
         """Record ``sent`` for commands the broker acknowledged since they were published
         (``send`` without waiting); a command already further along is left as it is."""
         with self._inflight_lock:
-            published = [c for c, info in self._inflight.items() if info.is_published()]
+            published = [c for c, delivery in self._inflight.items() if delivery.delivered]
         for command_id in published:
             record = self.store.get(command_id)
             if record is not None and record.status is CommandState.PENDING:
@@ -349,7 +198,7 @@ class CommandSender:
                            at_ms=self._clock()):
             self._notify()
 
-    def _forget(self, command_id: str) -> Any:
+    def _forget(self, command_id: str) -> Delivery | None:
         with self._inflight_lock:
             return self._inflight.pop(command_id, None)
 
@@ -357,7 +206,7 @@ class CommandSender:
         with self._changed:
             self._changed.notify_all()
 
-    # paho's network thread calls this.
+    # The connection's worker thread calls this.
     def _on_message(self, message: InboundMessage) -> None:
         try:
             self._answer(message)
@@ -385,15 +234,15 @@ class CommandSender:
             log.warning("%s answered command %s of %s: ignored", topic.device, command_id,
                         record.device)
             return
-        actor = f"device:{_path(topic.device)}"
+        actor = f"device:{device_path(topic.device)}"
         now = self._clock()
         to = state_for(response.status)
         with self._inflight_lock:
-            info = (self._inflight.pop(command_id, None) if to in FINAL_STATES
-                    else self._inflight.get(command_id))
-        # paho handles the PUBACK before any answer on the same connection, so the command
+            delivery = (self._inflight.pop(command_id, None) if to in FINAL_STATES
+                        else self._inflight.get(command_id))
+        # A connection handles the PUBACK before any answer that follows it, so the command
         # is recorded as sent before it is recorded as answered.
-        if info is not None and info.is_published():
+        if delivery is not None and delivery.delivered:
             self._mark_sent(command_id)
         if self.store.move(command_id, to, actor=actor, at_ms=now,
                            reason=response.reason or None, detail=response.detail or None):

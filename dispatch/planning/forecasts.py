@@ -1,6 +1,6 @@
 """Load forecasts per facility and for the estate: history from the store, forecasts back.
 
-The arithmetic is ``dispatch.forecast`` (pure); this module does the I/O around it:
+The arithmetic is ``dispatch.planning.demand_model`` (pure); this module does the I/O around it:
 
     reading_15m (rollup_long, "mean" of each incomer's power)  ─┐
     reading (raw, only where the rollups do not reach yet)  ────┴─► demand per facility
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,28 +27,36 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.influx import make_store
-from dispatch.forecast import (
+from dispatch.jobs.rollup_levels import POLICY_LONG, READING_15M
+from dispatch.jobs.rollups import try_rollup_policies
+from dispatch.planning.demand_backtest import Backtest, backtest
+from dispatch.planning.demand_model import (
     DAY_MS,
     NEAR_ZERO_SHARE,
     STEP_MS,
     WEEK_MS,
-    Backtest,
     FloatArray,
     Forecast,
     ForecastParams,
     IntArray,
-    backtest,
     forecast_demand,
     regular_times,
 )
-from dispatch.rollups import POLICY_LONG, READING_15M, try_rollup_policies
 from dispatch.settings import ForecastSettings, RollupSettings
 from estate.lineprotocol import line
 from estate.model import EstateSpec, load_estate
-from estate.ports import TimeSeriesStore
-from estate.retention import quote_identifier
-from estate.schema import FORECASTS, READINGS, field_key
+from estate.ports import (
+    Aggregate,
+    Aggregation,
+    Point,
+    SeriesRef,
+    TimeRange,
+    TimeSeriesStore,
+    Where,
+)
+from estate.schema import FORECASTS, field_key
 from estate.settings import InfluxSettings
+from estate.stored import RAW_READINGS
 
 log = logging.getLogger(__name__)
 
@@ -90,39 +98,36 @@ def nominal_kw(spec: EstateSpec) -> dict[str, float]:
             for f in spec.facilities}
 
 
-def _meter_filter(meters: Sequence[MeterKey]) -> tuple[str, dict[str, str]]:
-    """An InfluxQL condition matching exactly these meters, with bound parameters."""
-    clauses = [f'("facility" = $f{i} AND "device" = $d{i})' for i in range(len(meters))]
-    params = {k: v for i, (f, d) in enumerate(meters) for k, v in ((f"f{i}", f), (f"d{i}", d))}
-    return "(" + " OR ".join(clauses) + ")", params
+_METER: Final = ("facility", "device")
 
 
-def _read_means(store: TimeSeriesStore, query: str, estate: str, meters: Sequence[MeterKey],
-                start_ms: int, end_ms: int, span_ms: int) -> Means:
+def _read_means(read: Callable[[TimeRange, Where], list[Point]], estate: str,
+                meters: Sequence[MeterKey], start_ms: int, end_ms: int, span_ms: int,
+                tags: Mapping[str, str] | None = None) -> Means:
+    """The ``mean`` of each meter per window from ``read``, a batch of meters and a span
+    of time a call."""
     out: Means = {m: {} for m in meters}
     for i in range(0, len(meters), _METERS_PER_QUERY):
-        batch = meters[i:i + _METERS_PER_QUERY]
-        condition, params = _meter_filter(batch)
+        batch = [dict(zip(_METER, m, strict=True)) for m in meters[i:i + _METERS_PER_QUERY]]
+        where = Where({"estate": estate, **(tags or {})}, any_of=batch)
         for s in range(start_ms, end_ms, span_ms):
-            for series in store.query(query.format(meters=condition), {
-                    **params, "estate": estate, "quantity": QUANTITY,
-                    "start": s * _NS_PER_MS, "end": min(s + span_ms, end_ms) * _NS_PER_MS}):
-                key = (series.tags.get("facility", ""), series.tags.get("device", ""))
-                known = out.setdefault(key, {})
-                for t_ms, mean in series.values:
-                    if isinstance(mean, int | float):
-                        known[int(t_ms)] = float(mean)
+            for point in read(TimeRange(s, min(s + span_ms, end_ms)), where):
+                key = (point.tags.get("facility", ""), point.tags.get("device", ""))
+                mean = point.fields.get("mean")
+                if isinstance(mean, int | float) and not isinstance(mean, bool):
+                    out.setdefault(key, {})[point.time_ms] = float(mean)
     return out
 
 
 def rollup_power_means(store: TimeSeriesStore, estate: str, meters: Sequence[MeterKey],
                        start_ms: int, end_ms: int) -> Means:
     """The 15-minute mean power of each meter from the ``reading_15m`` rollup."""
-    source = f"{quote_identifier(READING_15M.policy)}.{quote_identifier(READING_15M.measurement)}"
-    query = (f'SELECT "mean" FROM {source} WHERE "estate" = $estate AND '
-             "\"quantity\" = $quantity AND \"channel\" = '' AND {meters} AND "
-             'time >= $start AND time < $end GROUP BY "facility", "device"')
-    return _read_means(store, query, estate, meters, start_ms, end_ms, _ROLLUP_QUERY_SPAN_MS)
+    def read(span: TimeRange, where: Where) -> list[Point]:
+        return store.points(READING_15M.series, span, fields=["mean"], where=where,
+                            group_by=_METER)
+
+    return _read_means(read, estate, meters, start_ms, end_ms, _ROLLUP_QUERY_SPAN_MS,
+                       {"quantity": QUANTITY, "channel": ""})
 
 
 def raw_power_means(store: TimeSeriesStore, estate: str, meters: Sequence[MeterKey],
@@ -134,11 +139,13 @@ def raw_power_means(store: TimeSeriesStore, estate: str, meters: Sequence[MeterK
     estate, facility, device, a field per ``quantity[.channel]``): when that layout
     changes, this function changes and nothing else here does.
     """
-    field = quote_identifier(field_key(QUANTITY, ""))
-    query = (f'SELECT mean({field}) AS "mean" FROM {quote_identifier(READINGS)} '
-             'WHERE "estate" = $estate AND {meters} AND time >= $start AND time < $end '
-             'GROUP BY time(15m), "facility", "device" fill(none)')
-    return _read_means(store, query, estate, meters, start_ms, end_ms, _RAW_QUERY_SPAN_MS)
+    mean = [Aggregation("mean", Aggregate.MEAN, field_key(QUANTITY, ""))]
+
+    def read(span: TimeRange, where: Where) -> list[Point]:
+        return store.window_aggregates(RAW_READINGS, mean, span, STEP_MS, where=where,
+                                       group_by=_METER)
+
+    return _read_means(read, estate, meters, start_ms, end_ms, _RAW_QUERY_SPAN_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,16 +232,15 @@ class StoredForecast:
 def load_forecast(store: TimeSeriesStore, estate: str, facility: str, start_ms: int,
                   end_ms: int) -> StoredForecast:
     """The stored forecast of a facility (or ``ESTATE_SCOPE``) over ``[start, end)``."""
-    series = store.query(
-        f'SELECT "value", "issued_ms", "method" FROM {quote_identifier(FORECAST_POLICY)}.'
-        f'{quote_identifier(FORECASTS)} WHERE "estate" = $estate AND "facility" = $facility '
-        'AND "quantity" = $quantity AND time >= $start AND time < $end',
-        {"estate": estate, "facility": facility, "quantity": QUANTITY,
-         "start": start_ms * _NS_PER_MS, "end": end_ms * _NS_PER_MS})
-    rows = [row for s in series for row in s.values if row[1] is not None]
-    return StoredForecast(np.array([int(r[0]) for r in rows], dtype=np.int64),
+    points = store.points(
+        SeriesRef(FORECASTS, FORECAST_POLICY), TimeRange(start_ms, end_ms),
+        fields=["value", "issued_ms", "method"],
+        where=Where({"estate": estate, "facility": facility, "quantity": QUANTITY}))
+    rows = [(p.time_ms, value, p.fields.get("issued_ms"), p.fields.get("method"))
+            for p in points if isinstance(value := p.fields.get("value"), int | float)]
+    return StoredForecast(np.array([r[0] for r in rows], dtype=np.int64),
                           np.array([float(r[1]) for r in rows], dtype=np.float64),
-                          np.array([int(r[2]) if r[2] is not None else -1 for r in rows],
+                          np.array([int(r[2]) if isinstance(r[2], int) else -1 for r in rows],
                                    dtype=np.int64),
                           tuple(str(r[3]) for r in rows))
 
@@ -243,13 +249,12 @@ class ForecastJob:
     """Issue and store the forecasts of every facility and the estate; call it (the
     scheduler does) or ``run(now_ms)`` it."""
 
-    def __init__(self, store: TimeSeriesStore, database: str, spec: EstateSpec,
-                 settings: ForecastSettings, *, rollups: RollupSettings | None = None,
-                 manage_policies: bool = True) -> None:
+    def __init__(self, store: TimeSeriesStore, spec: EstateSpec, settings: ForecastSettings,
+                 *, rollups: RollupSettings | None = None, manage_policies: bool = True,
+                 ) -> None:
         """``rollups``: the retention settings, so that the policy forecasts go to is made
         as the rollup job makes it; ``manage_policies`` false on InfluxDB 2.x (buckets)."""
         self._store = store
-        self._db = database
         self._spec = spec
         self._settings = settings
         self._rollups = rollups or RollupSettings()
@@ -262,7 +267,7 @@ class ForecastJob:
         """Forecast from the current quarter-hour on, from the history before it."""
         now_ms = time.time_ns() // _NS_PER_MS if now_ms is None else now_ms
         if not self._policies_ready:
-            try_rollup_policies(self._store, self._db, self._rollups)
+            try_rollup_policies(self._store, self._rollups)
             self._policies_ready = True
         start = now_ms - now_ms % STEP_MS
         history = read_demand(self._store, self._spec, start - self._settings.weeks * WEEK_MS,

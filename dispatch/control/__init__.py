@@ -1,0 +1,1 @@
+"""Control: approving plans and sending commands to devices (docs/commands.md)."""

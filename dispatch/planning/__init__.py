@@ -1,0 +1,2 @@
+"""Planning: the estate's load forecasts and the rolling plan (docs/planning.md,
+docs/forecasting.md)."""

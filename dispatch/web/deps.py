@@ -1,0 +1,85 @@
+"""What the web view's routes are given: ``Annotated`` dependencies on the context the
+composition root (``dispatch.__main__.build_web``) hands ``create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from dispatch.control.sender import CommandSender
+from dispatch.registry.db import Registry
+from dispatch.registry.plan_store import PlanStore
+from dispatch.settings import PlanningSettings
+from dispatch.web.live import LiveState
+from estate.errors import BrokerError, RegistryError
+from estate.model import EstateSpec
+from estate.ports import TimeSeriesStore
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class WebContext:
+    """The estate, the connections and the settings of one web view. Without a registry
+    the plans API answers 503; without a command sender, approval does."""
+
+    spec: EstateSpec
+    store: TimeSeriesStore
+    live: LiveState
+    mqtt_connected: Callable[[], bool] = _never
+    planning: PlanningSettings = field(default_factory=PlanningSettings)
+    registry: Registry | None = None
+    sender: CommandSender | None = None
+
+
+def _context(request: Request) -> WebContext:
+    return cast(WebContext, request.app.state.context)
+
+
+Context = Annotated[WebContext, Depends(_context)]
+
+
+def _spec(context: Context) -> EstateSpec:
+    return context.spec
+
+
+def _store(context: Context) -> TimeSeriesStore:
+    return context.store
+
+
+def _live(context: Context) -> LiveState:
+    return context.live
+
+
+def _planning(context: Context) -> PlanningSettings:
+    return context.planning
+
+
+def _registry(context: Context) -> Registry:
+    if context.registry is None:
+        raise RegistryError("the registry is unavailable: none is configured")
+    return context.registry
+
+
+def _plans(registry: Annotated[Registry, Depends(_registry)]) -> PlanStore:
+    return PlanStore(registry)
+
+
+def _sender(context: Context) -> CommandSender:
+    if context.sender is None:
+        raise BrokerError("commands are unavailable: no connection to the broker")
+    return context.sender
+
+
+Spec = Annotated[EstateSpec, Depends(_spec)]
+Store = Annotated[TimeSeriesStore, Depends(_store)]
+Live = Annotated[LiveState, Depends(_live)]
+Planning = Annotated[PlanningSettings, Depends(_planning)]
+RegistryDep = Annotated[Registry, Depends(_registry)]
+Plans = Annotated[PlanStore, Depends(_plans)]
+Sender = Annotated[CommandSender, Depends(_sender)]

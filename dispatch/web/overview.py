@@ -1,0 +1,56 @@
+"""The page itself, the view's health and the estate's layout."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from dispatch.web.deps import Context, Spec
+from estate.errors import StoreError
+from estate.model import MEASURES
+from estate.units import QUANTITIES
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index() -> str:
+    return (files("dispatch.web") / "static" / "index.html").read_text(encoding="utf-8")
+
+
+@router.get("/api/health")
+def health(context: Context) -> JSONResponse:
+    """200 when the store answers and the live feed is connected; 503 otherwise."""
+    body: dict[str, Any] = {"estate": context.spec.id}
+    ok = True
+    try:
+        body["influxdb"] = {"ok": True, "version": context.store.ping()}
+    except StoreError as exc:
+        body["influxdb"] = {"ok": False, "error": str(exc)}
+        ok = False
+    connected = bool(context.mqtt_connected())
+    body["mqtt"] = {"ok": connected}
+    ok = ok and connected
+    body["status"] = "ok" if ok else "degraded"
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get("/api/estate")
+def estate(spec: Spec) -> dict[str, Any]:
+    """The estate's facilities and meters, with the quantities each meter reports."""
+    return {
+        "id": spec.id, "name": spec.name, "timezone": spec.timezone,
+        "contracted_capacity_kw": spec.contracted_capacity_kw,
+        "facilities": [
+            {"id": f.id, "name": f.name, "sector": f.sector,
+             "meters": [{"id": m.id, "name": m.name, "kind": m.kind,
+                         "measures": [{"quantity": q, "channel": c,
+                                       "unit": QUANTITIES[q].unit,
+                                       "label": QUANTITIES[q].label}
+                                      for q, c in MEASURES[m.kind]]}
+                        for m in f.meters]}
+            for f in spec.facilities],
+    }
