@@ -119,6 +119,8 @@ class DemandResponseSettings(BaseModel):
     payment_per_kwh: float = Field(0.0, ge=0, le=1000)
     penalty_per_kwh: float = Field(0.0, ge=0, le=1000)
     currency: str = Field("EUR", min_length=3, max_length=8)
+    every_s: float = Field(60.0, gt=0)
+    """How often the demand-response job moves orders along (split, settle, opts)."""
     report_interval_s: float = Field(60.0, ge=10, le=3600)
     """How often the estate's import is reported to the VTN while it asks for it."""
     cert_file: Path | None = None
