@@ -49,7 +49,7 @@ def test_statements_add_up_to_the_estates_bill() -> None:
     energy = sum(line.amount for line in t0.lines if line.section == "electricity")
     assert energy == pytest.approx(float((usage.electricity_kw["t0"] * rules.energy_price)
                                          .sum() * 0.25))
-    credit = [line for line in t0.lines if line.section == "demand response"][0]
+    credit = next(line for line in t0.lines if line.section == "demand response")
     assert credit.amount == pytest.approx(-40.0)
 
 
