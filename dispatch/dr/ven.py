@@ -143,13 +143,18 @@ class Ven:
         return None if value is None or not math.isfinite(value) else round(value, 3)
 
     def send_opt(self, event_id: str, opt: str, timeout_s: float = 10.0) -> None:
-        """Tell the VTN the operator's decision on one of its events."""
+        """Tell the VTN the operator's decision on one of its events: a new
+        ``oadrCreatedEvent`` answer for it (EiEvent; openleadr's VTN takes no EiOpt)."""
         if opt not in ("in", "out"):
             raise DemandResponseError(f"opt must be 'in' or 'out', not {opt[:20]!r}")
-        coroutine = self._client.create_opt(
-            "optIn" if opt == "in" else "optOut",
-            "participating" if opt == "in" else "notParticipating",
-            [{"ven_id": self.ven_id}], event_id=event_id)
+        known = [e for e in self._client.received_events
+                 if e["event_descriptor"]["event_id"] == event_id]
+        if not known:
+            raise DemandResponseError(f"the VTN's event {event_id[:60]!r} is not known here")
+        coroutine = self._client.created_event(
+            request_id=f"opt-{event_id}"[:100], event_id=event_id,
+            opt_type="optIn" if opt == "in" else "optOut",
+            modification_number=known[-1]["event_descriptor"]["modification_number"])
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
     def stop(self, timeout_s: float = 5.0) -> None:
