@@ -21,7 +21,7 @@ from edge.backfill import backfill
 from edge.simulator import EstateSimulator
 from estate.lineprotocol import line
 from estate.model import SAMPLE_ESTATE, EstateSpec, load_estate
-from estate.ports import TimeRange, Where
+from estate.ports import TimeRange, TimeSeriesStore, Where
 from estate.schema import READINGS
 from estate.settings import InfluxSettings
 from estate.stored import RAW_READINGS
@@ -35,7 +35,7 @@ METHOD = BaselineMethod(x=3, y=5)  # 5 like days: a lookback of 16 days
 @dataclass
 class Estate:
     spec: EstateSpec
-    store: InfluxV1Store
+    store: TimeSeriesStore
     registry: Registry
     dr: DemandResponse
 
@@ -52,17 +52,12 @@ def at(ms_: int) -> datetime:
     return datetime.fromtimestamp(ms_ / 1000, UTC)
 
 
-@contextmanager
-def estate(influx_url: str, database: str, pg_url: str, until_ms: int) -> Iterator[Estate]:
-    """The sample estate: simulated history up to ``until_ms`` in its own database (raw
-    readings kept long enough), its registry migrated and loaded, and contract terms."""
-    settings = InfluxSettings(url=influx_url, database=database, raw_retention="60d")
-    store = InfluxV1Store(settings)
-    store.ensure_database()
+def prepared(store: TimeSeriesStore, registry: Registry, until_ms: int) -> Estate:
+    """The sample estate: simulated history up to ``until_ms`` in ``store``, its registry
+    migrated and loaded, and the tenants' contract terms."""
     spec = load_estate(SAMPLE_ESTATE)
     start = quarter(until_ms) - HISTORY_DAYS * DAY_MS
     backfill(EstateSimulator(spec, 5), store, start, until_ms, QUARTER_MS)
-    registry = Registry(pg_url)
     registry.migrate()
     load_estate_into(registry, spec)
     now = datetime.now(UTC)
@@ -74,9 +69,20 @@ def estate(influx_url: str, database: str, pg_url: str, until_ms: int) -> Iterat
                                              ("utilities", "standard", 20.0)):
             dr_book.set_contract(session, spec.id, dr_book.ContractRecord(
                 facility, priority, flexible, "peak", 1.0), now)
+    return Estate(spec, store, registry,
+                  DemandResponse(registry, RollupMeterData(store), spec.id, METHOD))
+
+
+@contextmanager
+def estate(influx_url: str, database: str, pg_url: str, until_ms: int) -> Iterator[Estate]:
+    """``prepared`` in a database of the real InfluxDB of its own (raw readings kept long
+    enough) and the real PostgreSQL."""
+    settings = InfluxSettings(url=influx_url, database=database, raw_retention="60d")
+    store = InfluxV1Store(settings)
+    store.ensure_database()
+    registry = Registry(pg_url)
     try:
-        yield Estate(spec, store, registry,
-                     DemandResponse(registry, RollupMeterData(store), spec.id, METHOD))
+        yield prepared(store, registry, until_ms)
     finally:
         registry.close()
         store.query(f'DROP DATABASE "{database}"')
