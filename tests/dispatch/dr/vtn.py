@@ -35,14 +35,14 @@ class Vtn:
                       "duration": timedelta(minutes=15), "signal_payload": p}
                      for i, p in enumerate(payloads)]
 
-        def add() -> str:
+        async def add() -> str:  # on the VTN's loop: openleadr's queues are not thread-safe
             return str(self.server.add_event(
                 VEN_ID, "LOAD_DISPATCH", signal_type, intervals,
                 callback=lambda ven_id, event_id, opt_type: self.opts.append(
                     (event_id, opt_type)),
                 market_context="oadr://grid-operator/summer"))
 
-        return asyncio.run_coroutine_threadsafe(asyncio.to_thread(add), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(add(), self.loop).result(10)
 
     def wait(self, condition: Any, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
