@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 import numpy as np
@@ -184,7 +185,9 @@ def monthly_statements(usage: MonthUsage, rules: BillingRules, names: Mapping[st
     saved = ((e.peak_without_shared_kw - e.peak_kw) * rules.demand_charge_per_kw
              + (max(e.peak_without_shared_kw - rules.capacity_kw, 0.0) - excess)
              * rules.capacity_penalty_per_kw)
-    peak_source = f"estate peak {e.peak_kw:,.1f} kW in the quarter-hour at {e.peak_step}"
+    peak_at = (datetime.fromtimestamp(int(usage.times_ms[e.peak_step]) / 1000, UTC).isoformat()
+               if usage.times_ms.size else "-")
+    peak_source = f"estate peak {e.peak_kw:,.1f} kW in the quarter-hour from {peak_at}"
     out = []
     for i, f in enumerate(facilities):
         source = usage.sources.get(f, "")
