@@ -120,7 +120,8 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     planner = PlanJob(store, registry, spec.id, settings.planning, sender=commands.sender,
                       nominal_kw=nominal_kw(spec), rollups=settings.rollups,
                       manage_policies=manage_policies)
-    dr_job = DemandResponseJob(DemandResponse(registry, RollupMeterData(store), spec.id),
+    metered = RollupMeterData(store, settings.rollups, manage_policies=manage_policies)
+    dr_job = DemandResponseJob(DemandResponse(registry, metered, spec.id),
                                on_split=planner.replan,
                                standing_opt=settings.demand_response.standing_opt)
     ven = _start_ven(settings, dr_job)

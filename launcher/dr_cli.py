@@ -37,7 +37,8 @@ def _demand_response() -> Iterator[object]:
     try:
         registry.migrate()
         spec = load_estate(settings.estate_file)
-        yield DemandResponse(registry, RollupMeterData(store), spec.id)
+        yield DemandResponse(registry, RollupMeterData(
+            store, settings.rollups, manage_policies=settings.influx.api == "v1"), spec.id)
     except EstateError as exc:
         typer.echo(f"estate: {exc}", err=True)
         raise typer.Exit(2) from exc

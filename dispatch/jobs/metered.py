@@ -12,6 +12,8 @@ from typing import Final
 
 from dispatch.jobs.consumption import consumption_by_window
 from dispatch.jobs.rollup_levels import CONSUMPTION_15M, QUARTER_MS, READING_15M
+from dispatch.jobs.rollups import try_rollup_policies
+from dispatch.settings import RollupSettings
 from estate.ports import Aggregate, Aggregation, Point, TimeRange, TimeSeriesStore, Where
 from estate.schema import field_key
 from estate.stored import RAW_READINGS
@@ -36,8 +38,19 @@ def _number(value: object) -> float | None:
 class RollupMeterData:
     """``MeteredData`` over a time-series store."""
 
-    def __init__(self, store: TimeSeriesStore) -> None:
+    def __init__(self, store: TimeSeriesStore, rollups: RollupSettings | None = None, *,
+                 manage_policies: bool = True) -> None:
+        """``manage_policies``: make the rollups' retention policies before the first read
+        (InfluxDB 1.x), as the rollup and plan jobs do, so a read before the rollup job's
+        first run finds an empty rollup rather than a missing policy."""
         self._store = store
+        self._rollups = rollups or RollupSettings()
+        self._policies_ready = not manage_policies
+
+    def _ensure_policies(self) -> None:
+        if not self._policies_ready:
+            try_rollup_policies(self._store, self._rollups)
+            self._policies_ready = True
 
     def _read(self, read: Callable[[TimeRange, Where], list[Point]], field: str, estate: str,
               meters: Sequence[MeterKey], start_ms: int, end_ms: int, span_ms: int,
@@ -65,6 +78,7 @@ class RollupMeterData:
                 RAW_READINGS, [Aggregation("mean", Aggregate.MEAN, field_key("power", ""))],
                 span, QUARTER_MS, where=where, group_by=_METER)
 
+        self._ensure_policies()
         found = self._read(rollup, "mean", estate, meters, start_ms, end_ms, _ROLLUP_SPAN_MS,
                            {"quantity": "power", "channel": ""})
         newest = max((t for known in found.values() for t in known), default=None)
@@ -81,6 +95,7 @@ class RollupMeterData:
             return self._store.points(CONSUMPTION_15M.series, span, fields=["value"],
                                       where=where, group_by=_METER)
 
+        self._ensure_policies()
         found = self._read(rollup, "value", estate, meters, start_ms, end_ms, _ROLLUP_SPAN_MS,
                            {"quantity": quantity, "channel": ""})
         newest = max((t for known in found.values() for t in known), default=None)

@@ -81,7 +81,10 @@ def explain_orders(original: Assembly, assembly: Assembly, result: OptimisedPlan
         facilities = assembly.problem.facilities
         shed = {f: np.zeros(planned.times_ms.size) for f in facilities}
         for row, f in enumerate(facilities):
+            # Its share taken off its load, and what its assets draw less than doing nothing.
             shed[f][index] = (original.problem.base_load_kw[row, steps]
+                              - assembly.problem.base_load_kw[row, steps]
+                              + result.baseline_schedule.facility_import[row, steps]
                               - schedule.facility_import[row, steps])
         sub = PlannedOrder(planned.order, planned.times_ms[index], planned.requested_kw[index],
                            {f: v[index] for f, v in planned.shares.items()},
