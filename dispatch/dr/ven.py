@@ -158,12 +158,14 @@ class Ven:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        if not self._thread.is_alive():
-            return
-        if self._client.client_session is not None:
-            asyncio.run_coroutine_threadsafe(self._client.stop(), self._loop).result(timeout_s)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            if self._client.client_session is not None:
+                asyncio.run_coroutine_threadsafe(self._client.stop(),
+                                                 self._loop).result(timeout_s)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout_s)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()
 
 
 def _path(path: Any) -> str | None:

@@ -7,12 +7,14 @@ import asyncio
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from aiohttp.web_exceptions import NotAppKeyWarning
 from openleadr import OpenADRServer
 
 from launcher.servers import free_port
@@ -54,9 +56,12 @@ class Vtn:
 @contextmanager
 def running_vtn() -> Iterator[Vtn]:
     port = free_port()
-    server = OpenADRServer(vtn_id="GRID-OPERATOR", http_host="127.0.0.1", http_port=port,
-                           requested_poll_freq=timedelta(seconds=1),
-                           show_fingerprint=False)
+    with warnings.catch_warnings():
+        # openleadr's own aiohttp application uses string keys; aiohttp warns about that.
+        warnings.simplefilter("ignore", NotAppKeyWarning)
+        server = OpenADRServer(vtn_id="GRID-OPERATOR", http_host="127.0.0.1",
+                               http_port=port, requested_poll_freq=timedelta(seconds=1),
+                               show_fingerprint=False)
     loop = asyncio.new_event_loop()
     vtn = Vtn(server, loop, f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b")
 
@@ -73,8 +78,8 @@ def running_vtn() -> Iterator[Vtn]:
 
     server.add_handler("on_create_party_registration", register)
     server.add_handler("on_register_report", register_report)
-    server.add_handler("on_create_opt", lambda payload: vtn.opts.append(
-        (str(payload.get("event_id")), str(payload.get("opt_type")))))
+    server.add_handler("on_created_event", lambda ven_id, event_id, opt_type: vtn.opts.append(
+        (event_id, opt_type)))
 
     def run() -> None:
         asyncio.set_event_loop(loop)
@@ -97,3 +102,4 @@ def running_vtn() -> Iterator[Vtn]:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.close()
