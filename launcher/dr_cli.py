@@ -36,6 +36,7 @@ def _demand_response() -> Iterator[object]:
     store = make_store(settings.influx)
     try:
         registry.migrate()
+        store.ensure_database()
         spec = load_estate(settings.estate_file)
         yield DemandResponse(registry, RollupMeterData(
             store, settings.rollups, manage_policies=settings.influx.api == "v1"), spec.id)
