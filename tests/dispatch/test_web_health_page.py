@@ -9,6 +9,7 @@ test stops them.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -20,7 +21,11 @@ from playwright.sync_api import Browser, Page
 
 from dispatch.__main__ import build_web
 from dispatch.settings import DispatchSettings, WebSettings
+from edge.publisher import Publisher
+from edge.simulator import EstateSimulator
+from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings, MqttSettings
+from estate.topics import DeviceId
 from launcher.servers import InfluxDB, Mosquitto
 from launcher.supervisor import ChildStatus, write_atomically
 from tests.conftest import served
@@ -47,6 +52,20 @@ def strip(page: Page) -> str:
     return page.locator("#health").inner_text()
 
 
+def publish_one_step(mqtt: MqttSettings) -> None:
+    """Every simulated meter's readings of now, once."""
+    spec = load_estate(SAMPLE_ESTATE)
+    simulator = EstateSimulator(spec, seed=5)
+    publisher = Publisher(mqtt, f"sim-{uuid.uuid4().hex[:8]}",
+                          DeviceId(spec.id, "edge", "sim-health"))
+    publisher.start(simulator.devices)
+    try:
+        for device, readings in simulator.step(time.time_ns() // 1_000_000):
+            publisher.publish(device, readings)
+    finally:
+        publisher.stop(simulator.devices)
+
+
 def test_the_page_shows_the_store_and_the_broker_going_down_and_up(
         own_servers: tuple[InfluxDB, Mosquitto], browser: Browser, tmp_path: Path) -> None:
     influx, broker = own_servers
@@ -54,8 +73,9 @@ def test_the_page_shows_the_store_and_the_broker_going_down_and_up(
     write_atomically(status, orjson.dumps({"status": "ok", "children": [asdict(ChildStatus(
         "influxdb", state="running", restarts=1, last_exit="killed by SIGKILL",
         last_exit_at=KILLED_AT))]}))
+    mqtt = MqttSettings(host="127.0.0.1", port=broker.port)
     parts = build_web(DispatchSettings(
-        mqtt=MqttSettings(host="127.0.0.1", port=broker.port),
+        mqtt=mqtt,
         influx=InfluxSettings(url=influx.url, database="estate", timeout_s=2),
         web=WebSettings(supervisor_status=str(status)),
         registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}"))
@@ -68,7 +88,7 @@ def test_the_page_shows_the_store_and_the_broker_going_down_and_up(
             service = page.locator('[data-service="influxdb"]')
             assert service.inner_text() == \
                 "influxdb: running, restarted 1x, killed by SIGKILL at 11:42:07"
-            assert page.locator("#feed").get_attribute("data-state") == "ok"
+            page.wait_for_selector('#feed[data-state="ok"]', timeout=SHOWN_WITHIN_MS)
 
             influx.stop()
             stopped = time.monotonic()
@@ -80,6 +100,10 @@ def test_the_page_shows_the_store_and_the_broker_going_down_and_up(
             page.wait_for_selector('#svc-store[data-state="ok"]', timeout=SHOWN_WITHIN_MS)
             assert "store: up" in strip(page)
 
+            publish_one_step(mqtt)
+            value = page.locator('[data-key="textile/main/power/"]')
+            page.wait_for_selector('[data-key="textile/main/power/"][data-stale="false"]',
+                                   timeout=SHOWN_WITHIN_MS)
             broker.stop()
             stopped = time.monotonic()
             page.wait_for_selector('#svc-broker[data-state="bad"]', timeout=SHOWN_WITHIN_MS)
@@ -89,11 +113,13 @@ def test_the_page_shows_the_store_and_the_broker_going_down_and_up(
             assert (feed.get_attribute("data-state"), feed.inner_text()) == \
                 ("bad", "live feed: broker down")
             assert "values stale" in page.locator("#summary").inner_text()
+            assert value.get_attribute("data-stale") == "true"  # the value held, not live
             page.screenshot(path=str(tmp_path / "broker-down.png"), full_page=True)
             assert (tmp_path / "broker-down.png").stat().st_size > 10_000
             broker.start()
             page.wait_for_selector('#svc-broker[data-state="ok"]', timeout=SHOWN_WITHIN_MS)
-            assert feed.get_attribute("data-state") == "ok"
+            page.wait_for_selector('#feed[data-state="ok"]', timeout=SHOWN_WITHIN_MS)
+            assert feed.inner_text() == "live feed: connected"
     finally:
         page.close()
         parts.close()

@@ -124,6 +124,10 @@ def page_shows_the_restart(page: Page, ports: dict[str, int], name: str,
     page.wait_for_selector(pill, timeout=15_000)
     shown = page.locator(pill).inner_text()
     assert shown == f"{name}: running, restarted 1x, killed by SIGKILL at {at}"
+    # The web view's own connections come back too (its MQTT client retries within 1.5 s).
+    page.wait_for_selector('#svc-store[data-state="ok"]', timeout=30_000)
+    page.wait_for_selector('#svc-broker[data-state="ok"]', timeout=30_000)
+    page.wait_for_selector('#feed[data-state="ok"]', timeout=30_000)
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
     return shown
