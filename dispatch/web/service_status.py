@@ -73,13 +73,7 @@ class Cached(Generic[T]):
 def read_supervisor_status(source: str) -> Any:
     """The supervisor's JSON document from a file path or an ``http(s)://`` URL."""
     if source.startswith(("http://", "https://")):
-        try:
-            answer = httpx.get(source, timeout=SUPERVISOR_TIMEOUT_S)
-        except httpx.HTTPError as exc:
-            raise StatusUnreadable(f"supervisor status unreachable: {cut(str(exc))}") from exc
-        if answer.status_code not in (200, 503):  # 503: a child is down, the body holds
-            raise StatusUnreadable(f"supervisor status answered {answer.status_code}")
-        data = answer.content
+        data = _fetch(source)
     else:
         try:
             with Path(source).open("rb") as file:
@@ -92,6 +86,22 @@ def read_supervisor_status(source: str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise StatusUnreadable("supervisor status is not JSON") from exc
+
+
+def _fetch(url: str) -> bytes:
+    """At most ``MAX_STATUS_BYTES`` + 1 bytes of ``url``'s answer."""
+    data = b""
+    try:
+        with httpx.stream("GET", url, timeout=SUPERVISOR_TIMEOUT_S) as answer:
+            if answer.status_code not in (200, 503):  # /health: 503 with the same document
+                raise StatusUnreadable(f"supervisor status answered {answer.status_code}")
+            for chunk in answer.iter_bytes():
+                data += chunk
+                if len(data) > MAX_STATUS_BYTES:
+                    break
+    except httpx.HTTPError as exc:
+        raise StatusUnreadable(f"supervisor status unreachable: {cut(str(exc))}") from exc
+    return data
 
 
 def _ms(value: Any) -> int | None:

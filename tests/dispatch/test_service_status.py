@@ -3,13 +3,18 @@ bad status files reported with a reason, and the store pinged at most once per i
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
+from adapters.ops_http import OpsServer
 from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
@@ -22,7 +27,7 @@ from dispatch.web.service_status import (
 )
 from estate.errors import StoreUnavailable
 from estate.model import SAMPLE_ESTATE, load_estate
-from launcher.supervisor import ChildStatus, write_atomically
+from launcher.supervisor import ChildStatus, ServiceChild, Supervisor, write_atomically
 from tests.asgi import request
 from tests.doubles import InMemoryTimeSeriesStore
 
@@ -163,3 +168,40 @@ def test_a_changed_status_file_is_read_again_after_its_interval(tmp_path: Path) 
     clock.now += 5
     [web] = probe.report()[1]["supervisor"]["services"]
     assert (web["state"], web["last_exit"]) == ("restarting", "killed by SIGKILL")
+
+
+@pytest.mark.servers
+def test_the_services_are_read_from_a_real_supervisors_endpoint(tmp_path: Path) -> None:
+    """A real supervisor runs a child and serves its /status; the child is SIGKILLed."""
+    child = ServiceChild("sleeper", ["sleep", "120"], dict(os.environ))
+    supervisor = Supervisor([child], status_file=tmp_path / "supervisor.json")
+    ops = OpsServer("127.0.0.1", 0, supervisor.health, registry=CollectorRegistry(),
+                    extra={"/status": supervisor.status})
+    ops.start()
+    clock = Clock()
+    probe = HealthProbe(CountingStore(), lambda: True,
+                        f"http://127.0.0.1:{ops.port}/status", clock=clock)
+    try:
+        supervisor.start()
+        [sleeper] = probe.report()[1]["supervisor"]["services"]
+        assert (sleeper["state"], sleeper["restarts"]) == ("running", 0)
+        assert child.process is not None
+        first = child.process.pid
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            clock.now += 5
+            [sleeper] = probe.report()[1]["supervisor"]["services"]
+            if sleeper["restarts"] == 1 and sleeper["state"] == "running":
+                break
+            time.sleep(0.05)
+        assert (sleeper["state"], sleeper["restarts"], sleeper["last_exit"]) == (
+            "running", 1, "killed by SIGKILL")
+        assert child.process.pid != first
+    finally:
+        supervisor.stop()
+        ops.stop()
+    clock.now += 5
+    gone = probe.report()[1]["supervisor"]  # the endpoint is gone
+    assert gone["ok"] is False
+    assert "unreachable" in gone["error"]
