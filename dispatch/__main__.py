@@ -93,7 +93,7 @@ def _start_ven(settings: DispatchSettings, job: DemandResponseJob) -> Ven | None
     logged and the worker runs on (orders can still be entered by hand)."""
     if not settings.demand_response.vtn_url:
         return None
-    ven = Ven(settings.demand_response, job.received, job.estate_import_kw)
+    ven = Ven(settings.demand_response, job.received, job.estate_import_kw, job.cancelled)
     try:
         ven.start()
     except DemandResponseError as exc:

@@ -18,9 +18,11 @@ from typing import Final
 from dispatch.dr.events import DemandResponse, receive, split
 from dispatch.dr.metered import QUARTER_MS
 from dispatch.dr.orders import OrderDraft
+from dispatch.dr.records import order_of, order_payload
 from dispatch.dr.settle import settle
 from dispatch.registry import dr_book
 from dispatch.registry.estate_store import planning_inputs
+from dispatch.registry.outbox import add_event
 from estate.errors import DemandResponseError, RegistryError, StoreError
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,24 @@ class DemandResponseJob:
         if new and order.opt == "in":
             self._split(order.id, now)
         return order.opt if order.opt != "pending" else self._standing
+
+    def cancelled(self, event_id: str) -> None:
+        """The VEN's handler for an event the VTN cancelled: its order is cancelled (not
+        one already settled) and the plan is asked for again without it."""
+        with self._dr.registry.writing() as session:
+            order = dr_book.order_by_external_id(session, self._dr.estate_id, "openadr",
+                                                 event_id)
+            if order is None or order.status in ("settled", "cancelled"):
+                return
+            dr_book.set_status(session, self._dr.estate_id, order.id, "cancelled",
+                               {"cancelled_by": "vtn"})
+            now = datetime.now(UTC)
+            add_event(session, self._dr.estate_id, "dr.order.cancelled", "dr_order",
+                      str(order.id), order_payload(order_of(order)), now,
+                      f"dr:{order.id}:cancelled")
+        log.info("demand response: order %d cancelled by the VTN", order.id)
+        if self.on_split is not None:
+            self.on_split(f"dr-order-{order.id}-cancelled")
 
     def _split(self, order_id: int, now: datetime) -> None:
         try:

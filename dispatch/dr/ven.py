@@ -7,7 +7,8 @@ The client runs on an asyncio loop in a thread of its own; ``start`` returns onc
 registered. Events the VEN understands have a ``LOAD_DISPATCH`` or ``LOAD_CONTROL``
 signal with kW in its payload: of type ``setpoint``, ``x-loadControlCapacity`` or
 ``x-loadControlSetpoint``, a cap (import at most the payload); of type ``delta`` or
-``x-loadControlLevelOffset``, a cut (the payload below baseline).
+``x-loadControlLevelOffset``, a cut (the payload below baseline). An event the VTN
+cancels cancels its order (``on_cancel``).
 
 With several intervals, a cap takes the lowest payload and a cut the highest (the order is
 one figure over the window). Anything else is answered ``optOut`` and logged with why.
@@ -40,6 +41,8 @@ OrderHandler = Callable[[OrderDraft], str]
 """Stores a received order; answers the standing decision, ``in`` or ``out``."""
 Telemetry = Callable[[], float | None]
 """The estate's import now (kW), None when unknown."""
+CancelHandler = Callable[[str], None]
+"""The VTN cancelled its event (by id): the order is cancelled."""
 
 
 def parse_event(event: Mapping[str, Any], programme: Programme) -> OrderDraft:
@@ -79,11 +82,12 @@ class Ven:
     """The VEN; ``start`` it, ``send_opt`` when the operator decides, ``stop`` it."""
 
     def __init__(self, settings: DemandResponseSettings, on_order: OrderHandler,
-                 telemetry: Telemetry) -> None:
+                 telemetry: Telemetry, on_cancel: CancelHandler | None = None) -> None:
         if not settings.vtn_url:
             raise DemandResponseError("no VTN URL: set DISPATCH_DEMAND_RESPONSE__VTN_URL")
         self._settings = settings
         self._on_order = on_order
+        self._on_cancel = on_cancel
         self._telemetry = telemetry
         self._programme = Programme(settings.programme, settings.payment_per_kwh,
                                     settings.penalty_per_kwh, settings.currency)
@@ -125,6 +129,15 @@ class Ven:
         self._loop.run_forever()
 
     async def _event(self, event: dict[str, Any]) -> str:
+        descriptor = event.get("event_descriptor") or {}
+        if descriptor.get("event_status") == "cancelled" and self._on_cancel is not None:
+            event_id = str(descriptor.get("event_id", ""))[:200]
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._on_cancel,
+                                                                 event_id)
+            except Exception:  # the registry away: logged; the VTN's next copy retries
+                log.exception("cancellation of OpenADR event %s not stored", event_id)
+            return "optOut"
         try:
             draft = parse_event(event, self._programme)
         except DemandResponseError as exc:

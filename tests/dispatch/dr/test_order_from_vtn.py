@@ -91,6 +91,12 @@ def sender(sample: Estate, mqtt_settings: MqttSettings, tmp_path: Path) -> Itera
         simulator.join(20)
 
 
+def _status(sample: Estate, event_id: str) -> str | None:
+    with sample.registry.reading() as session:
+        order = dr_book.order_by_external_id(session, sample.spec.id, "openadr", event_id)
+    return None if order is None else order.status
+
+
 def test_an_order_from_the_vtn_runs_end_to_end(sample: Estate, sender: CommandSender,
                                                event_window: tuple[int, int]) -> None:
     start, end = event_window
@@ -100,7 +106,7 @@ def test_an_order_from_the_vtn_runs_end_to_end(sample: Estate, sender: CommandSe
         ven = Ven(DemandResponseSettings(vtn_url=vtn.url, programme="summer",
                                          payment_per_kwh=0.3, penalty_per_kwh=0.5,
                                          report_interval_s=10),
-                  job.received, job.estate_import_kw)
+                  job.received, job.estate_import_kw, job.cancelled)
         ven.start(timeout_s=30)
         try:
             event_id = vtn.event("delta", at(start), [CUT_KW, CUT_KW])
@@ -111,9 +117,14 @@ def test_an_order_from_the_vtn_runs_end_to_end(sample: Estate, sender: CommandSe
             assert stored is not None
             assert (stored.kind, stored.kw, stored.opt, stored.status) == (
                 "cut", CUT_KW, "in", "split")
-            assert replans == [f"dr-order-{stored.id}"]
+            assert replans[0] == f"dr-order-{stored.id}"
             vtn.wait(lambda: len(vtn.reports) > 0, 60, "telemetry report")
             ven.send_opt(event_id, "in")  # the operator confirms: the VTN takes the answer
+            later = vtn.event("delta", at(end + 3_600_000), [100.0])
+            vtn.wait(lambda: (later, "optIn") in vtn.opts, 30, "opt-in to the second event")
+            vtn.cancel(later)
+            vtn.wait(lambda: _status(sample, later) == "cancelled", 30, "cancellation")
+            assert replans[-1].endswith("-cancelled")
         finally:
             ven.stop()
     assert vtn.reports[0] > 0  # the estate's import, kW

@@ -46,6 +46,12 @@ class Vtn:
 
         return asyncio.run_coroutine_threadsafe(add(), self.loop).result(10)
 
+    def cancel(self, event_id: str) -> None:
+        async def cancel() -> None:
+            self.server.cancel_event(VEN_ID, event_id)
+
+        asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(10)
+
     def wait(self, condition: Any, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while not condition():
