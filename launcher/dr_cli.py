@@ -148,6 +148,9 @@ def show(order_id: int) -> None:
             typer.echo(f"  {p.facility_id:<16} {p.priority:<9} asked {p.requested_kwh:,.1f} kWh "
                        f"(baseline {p.baseline.get('method')} x={p.baseline.get('x')} "
                        f"y={p.baseline.get('y')}){settled}")
+        for facility, assets in record.detail.get("plan", {}).get("setpoints", {}).items():
+            for asset, kw in assets.items():
+                typer.echo(f"  {facility:<16} {asset} planned {kw} kW")
         for step in record.detail.get("plan", {}).get("short_steps", []):
             at = datetime.fromtimestamp(step["time_ms"] / 1000, UTC).isoformat()
             typer.echo(f"  short {step['short_kw']:,.1f} kW at {at}: {step['by_tenant']}")

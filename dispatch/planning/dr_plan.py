@@ -16,16 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import numpy as np
 
 from dispatch.dr.metered import QUARTER_MS
 from dispatch.dr.planned import PlannedOrder, StepShortfall, describe, shortfall
+from dispatch.dr.records import order_of, order_payload
 from dispatch.optimiser import DemandResponseWindow
 from dispatch.optimiser import Plan as OptimisedPlan
-from dispatch.planning.assembly import Assembly
+from dispatch.optimiser.problem import Asset as OptimiserAsset
+from dispatch.planning.assembly import SHARED, Assembly
+from dispatch.planning.plan_series import asset_series
 from dispatch.registry import dr_book
 from dispatch.registry.db import Registry
+from dispatch.registry.outbox import add_event
 
 
 def _steps(assembly: Assembly, order: PlannedOrder) -> tuple[np.ndarray, np.ndarray]:
@@ -96,13 +101,49 @@ def explain_orders(original: Assembly, assembly: Assembly, result: OptimisedPlan
     return replace(assembly, notes=tuple(notes)), found
 
 
+Setpoints = dict[int, dict[str, dict[str, list[float]]]]  # order -> tenant -> asset -> kW
+
+
+def tenant_setpoints(assembly: Assembly, result: OptimisedPlan,
+                     orders: Sequence[PlannedOrder]) -> Setpoints:
+    """Per order, per tenant, its flexible assets' planned setpoints (kW) in the window."""
+    problem = assembly.problem
+    assets: tuple[OptimiserAsset, ...] = (*problem.batteries, *problem.deferrables,
+                                          *problem.gensets, *problem.thermal, *problem.pumps,
+                                          *problem.pv)
+    owner = {a.name: a.facility for a in assets if a.facility != SHARED}
+    series = asset_series(problem, result.schedule)
+    out: Setpoints = {}
+    for planned in orders:
+        steps, _ = _steps(assembly, planned)
+        tenants: dict[str, dict[str, list[float]]] = {}
+        for name, facility in owner.items():
+            if steps.size and name in series:
+                tenants.setdefault(facility, {})[name] = [
+                    round(float(v), 1) for v in series[name][0][steps]]
+        out[planned.order.id] = tenants
+    return out
+
+
 def record_shortfall(registry: Registry, estate_id: str, plan_id: int,
-                     found: dict[int, list[StepShortfall]]) -> None:
-    """Store each order's latest plan and its shortfall on the order."""
+                     found: dict[int, list[StepShortfall]],
+                     setpoints: Setpoints | None = None,
+                     ) -> None:
+    """Store each order's latest plan, its shortfall and the tenants' assets' setpoints on
+    the order; each tenant with flexible assets in the window gets a ``dr.notice`` with
+    its assets' setpoints under this plan."""
+    setpoints = setpoints or {}
+    at = datetime.now(UTC)
     with registry.writing() as session:
         for order_id, steps in found.items():
             record = dr_book.order(session, estate_id, order_id)
+            by_tenant = setpoints.get(order_id, {})
             dr_book.set_status(session, estate_id, order_id, record.status, {"plan": {
-                "plan_id": plan_id,
+                "plan_id": plan_id, "setpoints": by_tenant,
                 "short_steps": [{"time_ms": s.time_ms, "short_kw": round(s.short_kw, 1),
                                  "by_tenant": s.by_tenant} for s in steps]}})
+            for facility, assets in by_tenant.items():
+                add_event(session, estate_id, "dr.notice", "facility", facility,
+                          {**order_payload(order_of(record)), "facility": facility,
+                           "plan": plan_id, "asset_setpoints_kw": assets},
+                          at, f"dr:{order_id}:plan:{plan_id}:{facility}")

@@ -28,7 +28,12 @@ from dispatch.jobs.rollups import try_rollup_policies
 from dispatch.optimiser import Plan as OptimisedPlan
 from dispatch.optimiser import ProblemError, SolveOptions, TariffError, optimise
 from dispatch.planning.assembly import Assembly, assemble
-from dispatch.planning.dr_plan import apply_orders, explain_orders, record_shortfall
+from dispatch.planning.dr_plan import (
+    apply_orders,
+    explain_orders,
+    record_shortfall,
+    tenant_setpoints,
+)
 from dispatch.planning.plan_series import PLAN_POLICY, plan_draft, plan_lines
 from dispatch.registry.db import Registry
 from dispatch.registry.estate_store import planning_inputs
@@ -122,7 +127,8 @@ class PlanJob:
             at = datetime.fromtimestamp(now_ms / 1000, UTC)
             saved = self._plans.save(plan_draft(assembly, result, at), trigger, at)
             if shortfalls:
-                record_shortfall(self._registry, self._estate, saved.id, shortfalls)
+                record_shortfall(self._registry, self._estate, saved.id, shortfalls,
+                                 tenant_setpoints(assembly, result, orders))
             if saved.written:
                 self._store.write_lines(plan_lines(assembly, result, saved.id),
                                         retention_policy=PLAN_POLICY)

@@ -68,6 +68,11 @@ def test_an_order_that_cannot_be_met_is_planned_explained_and_settled(sample: Es
         assert step["by_tenant"].get("foods", 0.0) < min(step["by_tenant"]["textile"],
                                                          step["by_tenant"]["metal"])
     assert {e.subject_id for e in notices} == {f.id for f in sample.spec.facilities}
+    # The tenants' flexible assets' setpoints under the plan, on the order and in a notice.
+    assert set(detail["plan"]["setpoints"]["foods"]) == {"coldroom"}
+    assert len(detail["plan"]["setpoints"]["foods"]["coldroom"]) == 8
+    assert any(e.payload.get("asset_setpoints_kw") for e in notices
+               if e.subject_id == "foods")
     print(f"\nplan {outcome.saved.id}: {outcome.assembly.notes[-1]}")
 
     shed(sample, "textile", kw_list(by_tenant["textile"].kw), start, 1.1)
