@@ -166,6 +166,8 @@ def test_an_order_from_the_vtn_runs_end_to_end(sample: Estate, sender: CommandSe
         print(f"{s.facility:<10} asked {s.requested_kwh:6.1f} kWh, delivered "
               f"{s.delivered_kwh:6.1f} kWh: +{s.payment:6.2f} -{s.penalty:6.2f}")
     assert set(settled) == set(parts)
-    assert sum(s.requested_kwh for s in settled.values()) <= CUT_KW * 0.5 + 1e-6
+    # Each tenant's share is kept to the watt per step and the kilowatt-hour to three places:
+    # their sum may pass the cut by those roundings (a few watt-hours), never by more.
+    assert sum(s.requested_kwh for s in settled.values()) <= CUT_KW * 0.5 + 0.01
     assert sum(s.payment for s in settled.values()) > 0
     assert settled["foods"].requested_kwh == 0  # critical
