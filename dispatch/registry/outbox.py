@@ -1,11 +1,14 @@
 """The outbox: events other systems need to hear about, written in the transaction of the
-change they report, delivered later (the webhook deliverer) in ``id`` order.
+change they report, handed later to the webhook subscriptions in ``id`` order
+(``delivered_at`` is when: see ``webhook_queue.fan_out``).
 
 Event types (``EVENT_TYPES``): ``alarm.raised``, ``alarm.acknowledged``, ``alarm.shelved``,
 ``alarm.unshelved``, ``alarm.cleared``, ``incident.opened``, ``incident.assigned``,
-``incident.closed``, ``handover.prepared``, ``handover.accepted``. Each has a
-``dedupe_key`` naming the change (``alarm:17:raised``); the key is unique, so applying a
-change twice writes its event once.
+``incident.closed``, ``handover.prepared``, ``handover.accepted``; ``plan.ready`` (a draft
+waits for approval), ``plan.approved``, ``command.refused`` (rejected or failed by the
+device), ``command.timed_out``; ``webhook.dead`` (a webhook delivery failed for good).
+Each has a ``dedupe_key`` naming the change (``alarm:17:raised``); the key is unique, so
+applying a change twice writes its event once.
 
 ``insert_ignoring`` is the registry's one "insert unless it is there" (``ON CONFLICT DO
 NOTHING`` on SQLite and PostgreSQL), used against the control room's unique constraints.
@@ -28,7 +31,8 @@ from estate.errors import EstateError
 EVENT_TYPES: Final = ("alarm.raised", "alarm.acknowledged", "alarm.shelved",
                       "alarm.unshelved", "alarm.cleared", "incident.opened",
                       "incident.assigned", "incident.closed", "handover.prepared",
-                      "handover.accepted")
+                      "handover.accepted", "plan.ready", "plan.approved",
+                      "command.refused", "command.timed_out", "webhook.dead")
 MAX_ERROR: Final = 1000
 
 _outbox = cast(Table, OutboxEventRow.__table__)
@@ -86,7 +90,7 @@ class OutboxEvent:
     attempts: int
 
 
-def _event(row: OutboxEventRow) -> OutboxEvent:
+def event_record(row: OutboxEventRow) -> OutboxEvent:
     return OutboxEvent(row.id, row.estate_id, row.event_type, row.subject_type,
                        row.subject_id, row.dedupe_key, dict(row.payload), row.created_at,
                        row.attempts)
@@ -98,12 +102,13 @@ def pending_events(session: Session, limit: int = 100, estate_id: str | None = N
     query = select(OutboxEventRow).where(OutboxEventRow.delivered_at.is_(None))
     if estate_id is not None:
         query = query.where(OutboxEventRow.estate_id == estate_id)
-    return [_event(r) for r in session.scalars(query.order_by(OutboxEventRow.id).limit(limit))]
+    return [event_record(r)
+            for r in session.scalars(query.order_by(OutboxEventRow.id).limit(limit))]
 
 
 def events(session: Session, estate_id: str, limit: int = 1000) -> list[OutboxEvent]:
     """Every event of an estate, oldest first (delivered or not)."""
-    return [_event(r) for r in session.scalars(
+    return [event_record(r) for r in session.scalars(
         select(OutboxEventRow).where(OutboxEventRow.estate_id == estate_id)
         .order_by(OutboxEventRow.id).limit(limit))]
 
