@@ -124,11 +124,11 @@ class WebhookSettings(BaseModel):
     read_timeout_s: float = Field(10.0, gt=0)
     # Retries: the first after ``backoff_base_s``, doubling to at most ``backoff_max_s``,
     # each spread by up to ``jitter`` of itself so receivers that failed together do not
-    # come back together. 5 s doubling to an hour over 12 tries spans about eight hours.
+    # come back together. 5 s doubling to an hour over 18 tries spans about 8.5 hours.
     backoff_base_s: float = Field(5.0, gt=0)
     backoff_max_s: float = Field(3600.0, gt=0)
     jitter: float = Field(0.2, ge=0, le=1)
-    max_attempts: int = Field(12, ge=1, le=100)
+    max_attempts: int = Field(18, ge=1, le=100)
     # A receiver's Retry-After is honoured up to this long.
     max_retry_after_s: float = Field(6 * 3600.0, gt=0)
     # Targets: private, loopback and link-local addresses are refused unless allowed.

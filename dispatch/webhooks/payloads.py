@@ -4,7 +4,7 @@ A subscription's filter (``event_filter``) has optional lists: ``types`` (event 
 a family as ``alarm.*``), ``severities`` and ``facilities``; an empty or missing list lets
 everything through. A tenant's subscription (one with a facility) gets only the events
 of its own facility, whatever its filter. Nobody gets the ``webhook.dead`` events of
-their own deliveries (they could not be delivered either).
+their own deliveries, nor the alarms about them (they could not be delivered either).
 
 Bodies: ``cloudevents``, a CloudEvents 1.0 event in JSON (structured mode,
 ``application/cloudevents+json``), its ``id`` the delivery's ``webhook-id``; ``chat``,
@@ -77,8 +77,9 @@ def wants(subscription: Subscription, event: OutboxEvent) -> bool:
     """Whether ``subscription`` gets ``event``."""
     if event.estate != subscription.estate:
         return False
-    if event.type == "webhook.dead" and event.payload.get("subscription_id") == subscription.id:
-        return False
+    if ((event.payload.get("subscription_id") == subscription.id and event.type == "webhook.dead")
+            or event.payload.get("source") == f"webhook:{subscription.id}"):
+        return False  # news of its own failure: it could not be delivered either
     facility = facility_of(event)
     if subscription.facility is not None and facility != subscription.facility:
         return False
