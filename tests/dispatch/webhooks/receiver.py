@@ -5,6 +5,7 @@ records what it got."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -15,6 +16,15 @@ from typing import Any
 
 import orjson
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timed out) before the answer: expected here."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -36,7 +46,9 @@ class Receiver:
     hold_s: float = 1.0
     received: list[Received] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    faults_served: int = 0
     _faults: deque[str] = field(default_factory=deque)
+    _outage: tuple[float, list[str]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -44,13 +56,24 @@ class Receiver:
         with self._lock:
             self._faults.extend(modes)
 
+    def fail_for(self, seconds: float, modes: list[str]) -> None:
+        """An outage: for ``seconds`` from now every request gets the next of ``modes``."""
+        with self._lock:
+            self._outage = (time.monotonic() + seconds, list(modes))
+
     def faults_left(self) -> int:
         with self._lock:
             return len(self._faults)
 
     def _mode(self) -> str:
         with self._lock:
-            return self._faults.popleft() if self._faults else "ok"
+            if self._outage is not None and time.monotonic() < self._outage[0]:
+                modes = self._outage[1]
+                mode = modes[self.faults_served % len(modes)]
+            else:
+                mode = self._faults.popleft() if self._faults else "ok"
+            self.faults_served += mode != "ok"
+            return mode
 
     def _verify(self, path: str, body: bytes, headers: dict[str, str]) -> str | None:
         for secret in self.secrets.get(path, []):
@@ -130,7 +153,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self._server.server_address[1]}"
