@@ -152,6 +152,10 @@ class Deliverer:
                 log.warning("webhook deliverer: %s", exc)
                 self._stop.wait(ERROR_PAUSE_S)
                 continue
+            except Exception:  # a bug must not end deliveries: logged, tried again
+                log.exception("webhook deliverer: round failed")
+                self._stop.wait(ERROR_PAUSE_S)
+                continue
             if not busy:
                 self._stop.wait(self._settings.poll_s)
 

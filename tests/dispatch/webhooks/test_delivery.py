@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from dispatch.registry.alarm_board import active_alarms
@@ -45,6 +46,11 @@ def settle(deliverer: Deliverer, registry: Registry, timeout_s: float = 20.0) ->
     wait_for(lambda: idle(registry), timeout_s, "the queue to empty", step=deliverer.run_once)
 
 
+def _attempts(outcome: str) -> float:
+    return REGISTRY.get_sample_value("dispatch_webhook_attempts_total",
+                                     {"outcome": outcome}) or 0.0
+
+
 def sequences(receiver: Receiver, path: str) -> list[int]:
     return [int(body["sequence"]) for body in receiver.accepted(path).values()]
 
@@ -75,6 +81,7 @@ def test_retries_keep_the_id_and_the_order(registry: Registry, receiver: Receive
     subscribe(registry, receiver, receiver.url, "/flaky")
     raise_alarms(registry, 0, 10)
     receiver.fail_next(["500", "500", "timeout", "drop", "503", "500"])
+    before = {o: _attempts(o) for o in ("delivered", "failed")}
     deliverer = Deliverer(registry, FAST, "test")
     try:
         settle(deliverer, registry)
@@ -93,6 +100,8 @@ def test_retries_keep_the_id_and_the_order(registry: Registry, receiver: Receive
     assert "RemoteProtocolError" in (tries[3].error or "")
     assert all(a.next_attempt_at is not None for a in tries[:-1])
     assert all(a.latency_ms is not None for a in tries)
+    assert _attempts("failed") - before["failed"] == 6
+    assert _attempts("delivered") - before["delivered"] == 10
 
 
 def test_retry_after_is_honoured(registry: Registry, receiver: Receiver) -> None:
