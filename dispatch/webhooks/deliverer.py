@@ -128,7 +128,8 @@ class Deliverer:
     def _count(self, subscription_id: int, url: str, message_id: str, result: Result,
                sent: SendOutcome) -> None:
         dead = result.outcome != "delivered" and result.next_attempt_at is None
-        metrics.DELIVERIES.labels("dead" if dead else result.outcome).inc()
+        metrics.DELIVERIES.labels("delivered" if result.outcome == "delivered"
+                                  else "dead" if dead else "retried").inc()
         metrics.LATENCY.observe(sent.latency_ms / 1000.0)
         if result.outcome != "delivered":
             log.warning("webhook %s to subscription %d (%s): %s%s", message_id,

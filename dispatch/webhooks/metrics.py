@@ -1,12 +1,14 @@
-"""The deliverer's metrics (Prometheus, the process's default registry)."""
+"""The deliverer's metrics (Prometheus, the process's default registry, so whatever serves
+the worker's ``/metrics`` serves them too)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-DELIVERIES = Counter("dispatch_webhook_attempts_total",
-                     "Webhook delivery attempts by outcome (delivered, failed, refused, dead)",
-                     ["outcome"])
+# The name and labels the alert rules expect (deploy/prometheus/alerts.yml).
+DELIVERIES = Counter("dispatch_webhook_deliveries_total",
+                     "Webhook delivery attempts by result: delivered, retried (failed or "
+                     "refused, tried again later) or dead (failed for good)", ["result"])
 QUEUE_DEPTH = Gauge("dispatch_webhook_queue_depth", "Webhook deliveries waiting to be sent")
 DEAD = Gauge("dispatch_webhook_dead_deliveries",
              "Webhook deliveries that failed for good and were not redelivered")

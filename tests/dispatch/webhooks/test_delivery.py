@@ -46,9 +46,9 @@ def settle(deliverer: Deliverer, registry: Registry, timeout_s: float = 20.0) ->
     wait_for(lambda: idle(registry), timeout_s, "the queue to empty", step=deliverer.run_once)
 
 
-def _attempts(outcome: str) -> float:
-    return REGISTRY.get_sample_value("dispatch_webhook_attempts_total",
-                                     {"outcome": outcome}) or 0.0
+def _attempts(result: str) -> float:
+    return REGISTRY.get_sample_value("dispatch_webhook_deliveries_total",
+                                     {"result": result}) or 0.0
 
 
 def sequences(receiver: Receiver, path: str) -> list[int]:
@@ -81,7 +81,7 @@ def test_retries_keep_the_id_and_the_order(registry: Registry, receiver: Receive
     subscribe(registry, receiver, receiver.url, "/flaky")
     raise_alarms(registry, 0, 10)
     receiver.fail_next(["500", "500", "timeout", "drop", "503", "500"])
-    before = {o: _attempts(o) for o in ("delivered", "failed")}
+    before = {o: _attempts(o) for o in ("delivered", "retried")}
     deliverer = Deliverer(registry, FAST, "test")
     try:
         settle(deliverer, registry)
@@ -100,7 +100,7 @@ def test_retries_keep_the_id_and_the_order(registry: Registry, receiver: Receive
     assert "RemoteProtocolError" in (tries[3].error or "")
     assert all(a.next_attempt_at is not None for a in tries[:-1])
     assert all(a.latency_ms is not None for a in tries)
-    assert _attempts("failed") - before["failed"] == 6
+    assert _attempts("retried") - before["retried"] == 6
     assert _attempts("delivered") - before["delivered"] == 10
 
 
