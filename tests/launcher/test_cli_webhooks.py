@@ -4,12 +4,14 @@ delivery log and redelivery."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from dispatch.registry.db import Registry
 from dispatch.registry.webhook_store import WebhookStore
 from launcher import cli
 from tests.dispatch.registries import sample_registry
@@ -102,11 +104,11 @@ def test_the_delivery_log_and_redelivery(store: WebhookStore, tmp_path: Path,
     from dispatch.registry.base import utc_now
     from dispatch.registry.webhook_queue import Result, claim, fan_out, finish, take
     from dispatch.webhooks.payloads import route
-    from tests.dispatch.webhooks.conftest import raise_alarms
+    from tests.dispatch.webhooks.support import raise_alarms
 
     monkeypatch.setenv("DISPATCH_WEBHOOKS__ALLOW_LOOPBACK", "true")
     assert run("add", "http://127.0.0.1:9/", "--secret-file", str(tmp_path / "s"))[0] == 0
-    registry = store._registry
+    registry = Registry(os.environ["DISPATCH_REGISTRY_URL"])
     raise_alarms(registry, 0, 1)
     now = utc_now()
     assert fan_out(registry, route, now) == 1
@@ -129,3 +131,4 @@ def test_the_delivery_log_and_redelivery(store: WebhookStore, tmp_path: Path,
     assert (again.state, again.attempts, again.message_id) == ("pending", 0,
                                                                pending.message_id)
     assert again.next_attempt_at <= datetime.now(UTC)
+    registry.close()

@@ -21,8 +21,8 @@ from dispatch.registry.outbox import events
 from dispatch.registry.webhook_store import WebhookStore
 from dispatch.webhooks.manage import add_subscription
 from tests.dispatch.registries import SPEC
-from tests.dispatch.webhooks.conftest import FAST, raise_alarms, wait_for
 from tests.dispatch.webhooks.receiver import Receiver
+from tests.dispatch.webhooks.support import FAST, raise_alarms, wait_for
 
 pytestmark = pytest.mark.servers
 

@@ -19,8 +19,8 @@ from dispatch.settings import WebhookSettings
 from dispatch.webhooks.deliverer import Deliverer
 from dispatch.webhooks.manage import add_subscription
 from tests.dispatch.registries import SPEC
-from tests.dispatch.webhooks.conftest import FAST, raise_alarms, wait_for
 from tests.dispatch.webhooks.receiver import Receiver
+from tests.dispatch.webhooks.support import FAST, raise_alarms, wait_for
 
 pytestmark = pytest.mark.servers
 
