@@ -11,7 +11,8 @@ Each has a ``dedupe_key`` naming the change (``alarm:17:raised``); the key is un
 applying a change twice writes its event once.
 
 ``insert_ignoring`` is the registry's one "insert unless it is there" (``ON CONFLICT DO
-NOTHING`` on SQLite and PostgreSQL), used against the control room's unique constraints.
+NOTHING`` on SQLite and PostgreSQL), used against the control room's unique constraints;
+``insert_all_ignoring`` does it for many rows in one statement.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ EVENT_TYPES: Final = ("alarm.raised", "alarm.acknowledged", "alarm.shelved",
                       "handover.accepted", "plan.ready", "plan.approved",
                       "command.refused", "command.timed_out", "webhook.dead")
 MAX_ERROR: Final = 1000
+# Rows per multi-row insert: a statement's parameters stay far below SQLite's limit
+# (32,766) for tables of up to 60 columns.
+_ROWS_PER_INSERT: Final = 500
 
 _outbox = cast(Table, OutboxEventRow.__table__)
 
@@ -46,17 +50,32 @@ def insert_ignoring(session: Session, table: Table, values: Mapping[str, Any],
                     conflict: Sequence[str]) -> Any | None:
     """Insert a row unless one conflicts on the unique ``conflict`` columns; the new row's
     ``id`` (its first primary-key column), or None if nothing was inserted."""
+    key = next(iter(table.primary_key.columns))
+    statement = (_insert(session, table).values(**values)
+                 .on_conflict_do_nothing(index_elements=list(conflict)).returning(key))
+    return session.execute(statement).scalar_one_or_none()
+
+
+def _insert(session: Session, table: Table) -> Any:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        statement: Any = postgresql.insert(table)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table)
-    else:
-        raise NotImplementedError(f"the registry runs on SQLite or PostgreSQL, not {dialect}")
-    key = next(iter(table.primary_key.columns))
-    statement = (statement.values(**values).on_conflict_do_nothing(index_elements=list(conflict))
-                 .returning(key))
-    return session.execute(statement).scalar_one_or_none()
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the registry runs on SQLite or PostgreSQL, not {dialect}")
+
+
+def insert_all_ignoring(session: Session, table: Table, rows: Sequence[Mapping[str, Any]],
+                        conflict: Sequence[str]) -> int:
+    """Insert many rows in one statement, skipping those that conflict on the unique
+    ``conflict`` columns; how many were inserted."""
+    inserted = 0
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        statement = _insert(session, table).values(
+            list(rows[start:start + _ROWS_PER_INSERT])).on_conflict_do_nothing(
+            index_elements=list(conflict))
+        inserted += int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return inserted
 
 
 def iso(value: datetime | None) -> str | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, func, or_, select, text, update
+from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 
 from dispatch.alarms.model import AlarmTransition
 from dispatch.registry.alarm_board import record_transitions
@@ -32,7 +32,7 @@ from dispatch.registry.outbox import (
     OutboxEvent,
     add_event,
     event_record,
-    insert_ignoring,
+    insert_all_ignoring,
 )
 from dispatch.registry.webhook_store import (
     SigningKeys,
@@ -104,13 +104,14 @@ def fan_out(registry: Registry, route: Route, at: datetime, limit: int = 500) ->
                 WebhookSubscriptionRow.enabled.is_(True))
                 .order_by(WebhookSubscriptionRow.id)):
             subscriptions.setdefault(row.estate_id, []).append(subscription_record(row))
-        for event in events:
-            for subscription_id in route(event, subscriptions.get(event.estate, [])):
-                made += insert_ignoring(session, _deliveries, {
-                    "subscription_id": subscription_id, "event_id": event.id,
-                    "message_id": f"msg_{uuid.uuid4().hex}", "state": "pending",
-                    "attempts": 0, "next_attempt_at": at, "created_at": at},
-                    ["subscription_id", "event_id"]) is not None
+        rows = [{"subscription_id": subscription_id, "event_id": event.id,
+                 "message_id": f"msg_{uuid.uuid4().hex}", "state": "pending",
+                 "attempts": 0, "next_attempt_at": at, "created_at": at}
+                for event in events
+                for subscription_id in route(event, subscriptions.get(event.estate, []))]
+        if rows:
+            made = insert_all_ignoring(session, _deliveries, rows,
+                                       ["subscription_id", "event_id"])
         session.execute(update(OutboxEventRow).where(
             OutboxEventRow.id.in_([e.id for e in events]),
             OutboxEventRow.delivered_at.is_(None)).values(delivered_at=at))
@@ -175,54 +176,73 @@ def take(registry: Registry, subscription_id: int, now: datetime, limit: int) ->
         return Claimed(subscription_record(row), signing_keys(row, now), pending)
 
 
-def _dead(session: Any, subscription: Subscription, delivery: WebhookDeliveryRow,
-          result: Result, event_type: str, tries: int) -> None:
+def _dead(session: Any, subscription: Subscription, row: Any, result: Result,
+          event_type: str, tries: int) -> None:
     """A delivery past its last try: an outbox event for the other receivers, and an alarm
     on the receiver for the control room (raised once while active)."""
     error = (result.error or f"HTTP {result.status_code}")[:MAX_ERROR]
-    add_event(session, subscription.estate, "webhook.dead", "webhook_delivery",
-              str(delivery.id),
+    add_event(session, subscription.estate, "webhook.dead", "webhook_delivery", str(row.id),
               {"subscription_id": subscription.id, "subscription": subscription.name,
-               "message_id": delivery.message_id, "event_id": delivery.event_id,
-               "event_type": event_type, "attempts": delivery.attempts, "error": error},
-              result.at, f"webhook-delivery:{delivery.id}:dead:{tries}")
+               "message_id": row.message_id, "event_id": row.event_id,
+               "event_type": event_type, "attempts": row.attempts + 1, "error": error},
+              result.at, f"webhook-delivery:{row.id}:dead:{tries}")
     record_transitions(session, subscription.estate, [AlarmTransition(
         "raise", f"webhook:{subscription.id}", DEAD_RULE, "webhook", "high", None,
         f"webhook {subscription.name}: a delivery failed for good ({error[:150]})",
         int(result.at.timestamp() * 1000))])
 
 
+def _moved(row: Any, result: Result) -> dict[str, Any]:
+    """A delivery's new values after ``result`` (every key, for one executemany)."""
+    error = None if result.error is None else result.error[:MAX_ERROR]
+    state, finished, next_at = "pending", None, row.next_attempt_at
+    if result.outcome == "delivered":
+        state, finished = "delivered", result.at
+    elif result.next_attempt_at is None:
+        state, finished = "dead", result.at
+    else:
+        next_at = result.next_attempt_at
+    return {"id": row.id, "attempts": row.attempts + 1, "last_status": result.status_code,
+            "last_error": error, "state": state, "finished_at": finished,
+            "next_attempt_at": next_at}
+
+
 def finish(registry: Registry, worker: str, claimed: Claimed,
            results: Sequence[Result]) -> int:
     """Write the attempts and their deliveries' new states, and release the claim; how
-    many deliveries died."""
-    deaths = 0
+    many deliveries died. A delivery no longer pending (redelivered and finished
+    meanwhile, or removed) is left as it is."""
     subscription = claimed.subscription
     events = {p.delivery_id: p.event.type for p in claimed.deliveries}
+    moves: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    deaths = 0
     with registry.writing() as session:
+        rows = {r.id: r for r in session.execute(
+            select(WebhookDeliveryRow.id, WebhookDeliveryRow.attempts,
+                   WebhookDeliveryRow.next_attempt_at, WebhookDeliveryRow.message_id,
+                   WebhookDeliveryRow.event_id)
+            .where(WebhookDeliveryRow.id.in_([r.delivery_id for r in results]),
+                   WebhookDeliveryRow.state == "pending").with_for_update())}
         for result in results:
-            delivery = session.get(WebhookDeliveryRow, result.delivery_id)
-            if delivery is None or delivery.state != "pending":
-                continue  # removed, or redelivered and finished meanwhile
-            delivery.attempts += 1
-            delivery.last_status = result.status_code
-            delivery.last_error = None if result.error is None else result.error[:MAX_ERROR]
-            if result.outcome == "delivered":
-                delivery.state, delivery.finished_at = "delivered", result.at
-            elif result.next_attempt_at is None:
-                delivery.state, delivery.finished_at = "dead", result.at
+            row = rows.get(result.delivery_id)
+            if row is None:
+                continue
+            moves.append(_moved(row, result))
+            attempts.append({"delivery_id": row.id, "at": result.at, "outcome": result.outcome,
+                             "status_code": result.status_code,
+                             "latency_ms": result.latency_ms,
+                             "error": moves[-1]["last_error"],
+                             "next_attempt_at": result.next_attempt_at,
+                             "worker": worker[:200]})
+            if moves[-1]["state"] == "dead":
                 tries = session.scalar(select(func.count()).where(
-                    WebhookAttemptRow.delivery_id == delivery.id)) or 0
-                _dead(session, subscription, delivery, result,
-                      events.get(delivery.id, ""), tries)
+                    WebhookAttemptRow.delivery_id == row.id)) or 0
+                _dead(session, subscription, row, result, events.get(row.id, ""), tries)
                 deaths += 1
-            else:
-                delivery.next_attempt_at = result.next_attempt_at
-            session.add(WebhookAttemptRow(
-                delivery_id=delivery.id, at=result.at, outcome=result.outcome,
-                status_code=result.status_code, latency_ms=result.latency_ms,
-                error=delivery.last_error, next_attempt_at=result.next_attempt_at,
-                worker=worker[:200]))
+        if moves:
+            session.execute(update(WebhookDeliveryRow), moves)
+            session.execute(insert(WebhookAttemptRow), attempts)
         session.execute(update(WebhookSubscriptionRow).where(
             WebhookSubscriptionRow.id == subscription.id,
             WebhookSubscriptionRow.claimed_by == worker)
