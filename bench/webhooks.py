@@ -20,7 +20,7 @@ The registry is an SQLite file (``--registry-url`` for PostgreSQL). Usage:
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import multiprocessing as mp
 import os
 import statistics
@@ -55,12 +55,9 @@ SPEC = load_estate(SAMPLE_ESTATE)
 
 
 def _ingest_bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """bench/ingest.py, imported by its package name so that the processes it spawns can
+    import it too."""
+    return importlib.import_module("bench.ingest")
 
 
 def receiver_main(port: int, secrets: dict[str, str], ready: Any) -> None:
@@ -192,11 +189,13 @@ def throughput(args: argparse.Namespace, work: Path) -> tuple[float, int, float]
 
 def _load(args: argparse.Namespace, work: Path, result: dict[str, Any],
           started: threading.Event) -> None:
-    ingest = _ingest_bench()
-    broker, influx = ingest.Mosquitto(work / "mosquitto"), ingest.InfluxDB(work / "influxdb")
-    broker.start()
-    influx.start()
+    broker = influx = None
     try:
+        ingest = _ingest_bench()
+        broker = ingest.Mosquitto(work / "mosquitto")
+        influx = ingest.InfluxDB(work / "influxdb")
+        broker.start()
+        influx.start()
         rate = args.ingest_rate / 50
         messages = int(rate * args.load_s)
         base_ms = (time.time_ns() // 1_000_000) - 3 * 3600 * 1000
@@ -210,8 +209,9 @@ def _load(args: argparse.Namespace, work: Path, result: dict[str, Any],
         result["error"] = repr(exc)
         started.set()
     finally:
-        broker.stop()
-        influx.stop()
+        for server in (broker, influx):
+            if server is not None:
+                server.stop()
 
 
 def end_to_end(args: argparse.Namespace, work: Path) -> tuple[list[float], dict[str, Any]]:
@@ -264,7 +264,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=150)
     parser.add_argument("--interval-s", type=float, default=0.1)
     parser.add_argument("--ingest-rate", type=float, default=100_000)
-    parser.add_argument("--load-s", type=float, default=25.0)
+    parser.add_argument("--load-s", type=float, default=22.0)
     parser.add_argument("--no-load", action="store_true", help="end to end without ingest")
     parser.add_argument("--registry-url", default=None)
     args = parser.parse_args()
