@@ -15,6 +15,9 @@ from estate.settings import InfluxSettings, MqttSettings
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # The supervisor's status, a file or an http(s):// URL (the demo's var/supervisor.json):
+    # with it, /api/health and the page show each supervised service. None elsewhere.
+    supervisor_status: str | None = Field(None, min_length=1, max_length=1000)
 
 
 class RollupSettings(BaseModel):
@@ -105,6 +108,30 @@ class PlanningSettings(BaseModel):
     command_deadline_s: float = Field(120.0, gt=0)
 
 
+class DemandResponseSettings(BaseModel):
+    """The OpenADR 2.0b VEN and the rules of the programme it serves (docs/demand-response.md)."""
+
+    vtn_url: str | None = None
+    """The grid operator's VTN, e.g. ``https://vtn.example/OpenADR2/Simple/2.0b``; None: no VEN."""
+    ven_name: str = Field("estate-dispatch", min_length=1, max_length=100)
+    ven_id: str | None = None
+    standing_opt: Literal["in", "out"] = "in"
+    """The answer an event gets when it arrives; an operator changes it later (``estate dr
+    opt``), which sends the VTN a new opt."""
+    programme: str = Field("demand response", max_length=100)
+    payment_per_kwh: float = Field(0.0, ge=0, le=1000)
+    penalty_per_kwh: float = Field(0.0, ge=0, le=1000)
+    currency: str = Field("EUR", min_length=3, max_length=8)
+    every_s: float = Field(60.0, gt=0)
+    """How often the demand-response job moves orders along (split, settle, opts)."""
+    report_interval_s: float = Field(60.0, ge=10, le=3600)
+    """How often the estate's import is reported to the VTN while it asks for it."""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    vtn_fingerprint: str | None = None
+
+
 class WebhookSettings(BaseModel):
     """The webhook deliverer (``DISPATCH_WEBHOOKS__``); docs/webhooks.md."""
 
@@ -161,6 +188,7 @@ class DispatchSettings(BaseSettings):
     rollups: RollupSettings = RollupSettings()
     forecast: ForecastSettings = ForecastSettings()
     planning: PlanningSettings = PlanningSettings()
+    demand_response: DemandResponseSettings = DemandResponseSettings()
     # The registry database (docs/registry.md): an SQLite file by default, PostgreSQL by URL
     # (postgresql+psycopg://user:password@host/registry).
     registry_url: str = "sqlite:///var/registry.sqlite"
