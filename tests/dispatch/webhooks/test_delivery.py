@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
@@ -215,3 +216,30 @@ def test_two_deliverers_never_send_one_delivery_twice(registry: Registry,
         from dispatch.registry.webhook_tables import WebhookAttemptRow
         workers = set(session.scalars(select(WebhookAttemptRow.worker)))
     assert workers == {"d0", "d1"}
+
+
+def test_the_worker_starts_a_deliverer_with_its_metrics(registry: Registry,
+                                                       receiver: Receiver) -> None:
+    from dispatch.__main__ import start_webhooks
+    from dispatch.settings import DispatchSettings
+    from launcher.servers import free_port
+
+    subscribe(registry, receiver, receiver.url, "/worker")
+    raise_alarms(registry, 0, 3)
+    port = free_port()
+    settings = DispatchSettings(registry_url=registry.url,
+                                webhooks=FAST.model_copy(update={"metrics_port": port}))
+    parts = start_webhooks(settings, registry, "worker")
+    assert parts is not None
+    try:
+        wait_for(lambda: len(receiver.accepted("/worker")) == 3, 20, "three deliveries")
+        wait_for(lambda: idle(registry), 20, "the outcomes written")
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        parts.stop()
+    assert 'dispatch_webhook_deliveries_total{result="delivered"}' in text
+    assert "dispatch_webhook_queue_depth" in text
+    assert "dispatch_webhook_dead_deliveries" in text
+    off = DispatchSettings(registry_url=registry.url,
+                           webhooks=FAST.model_copy(update={"enabled": False}))
+    assert start_webhooks(off, registry, "worker") is None
