@@ -130,6 +130,9 @@ class Receiver:
                 if mode in ("500", "503"):
                     self._answer(int(mode), b"receiver down")
                     return
+                if mode == "500-big":  # an answer far larger than anyone should read
+                    self._answer(500, b"x" * 5_000_000)
+                    return
                 if mode.startswith("503-retry-after-"):
                     self._answer(503, b"busy", retry_after=mode.rsplit("-", 1)[1])
                     return

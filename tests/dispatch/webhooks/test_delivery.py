@@ -243,3 +243,19 @@ def test_the_worker_starts_a_deliverer_with_its_metrics(registry: Registry,
     off = DispatchSettings(registry_url=registry.url,
                            webhooks=FAST.model_copy(update={"enabled": False}))
     assert start_webhooks(off, registry, "worker") is None
+
+
+def test_a_large_answer_is_read_only_in_part(registry: Registry, receiver: Receiver) -> None:
+    sid = subscribe(registry, receiver, receiver.url, "/chatty")
+    raise_alarms(registry, 0, 1)
+    receiver.fail_next(["500-big"])
+    deliverer = Deliverer(registry, FAST, "test")
+    try:
+        settle(deliverer, registry)
+    finally:
+        deliverer.stop()
+    [delivery] = WebhookStore(registry).deliveries(subscription_id=sid)
+    [failed, delivered] = WebhookStore(registry).attempts(delivery.id)
+    assert failed.status_code == 500
+    assert failed.error == "HTTP 500: " + "x" * 200
+    assert delivered.outcome == "delivered"
