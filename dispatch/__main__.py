@@ -1,8 +1,11 @@
-"""Composition root of dispatch: ``python -m dispatch worker|web`` or ``estate dispatch|web``.
+"""Composition root of dispatch: ``python -m dispatch worker|web|webhooks`` or
+``estate dispatch|web``.
 
-``worker`` runs the scheduler and its jobs; ``web`` serves the operators' view. They are
-separate processes so the web view can be replicated while one worker schedules. Here the
-adapters are made (store, broker connections, registry) and handed to the rooms.
+``worker`` runs the scheduler and its jobs, and the webhook deliverer; ``web`` serves the
+operators' view; ``webhooks`` runs the webhook deliverer alone (it needs the registry
+only), to add delivery capacity beside the workers. They are separate processes so the
+web view can be replicated while one worker schedules. Here the adapters are made (store,
+broker connections, registry) and handed to the rooms.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fastapi import FastAPI
 
 from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
+from adapters.ops_http import OpsServer
 from dispatch.control.sender import CommandSender
 from dispatch.dr.events import DemandResponse
 from dispatch.dr.job import DemandResponseJob
@@ -39,6 +43,7 @@ from dispatch.settings import DispatchSettings
 from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
+from dispatch.webhooks.deliverer import Deliverer
 from estate.errors import DemandResponseError
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
@@ -86,6 +91,50 @@ def _open_registry(settings: DispatchSettings) -> Registry:
     registry = Registry(settings.registry_url)
     registry.migrate()
     return registry
+
+
+def _worker_name(role: str) -> str:
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class WebhookParts:
+    """The webhook deliverer and its /metrics server, if any."""
+
+    deliverer: Deliverer
+    ops: OpsServer | None
+
+    def stop(self) -> None:
+        self.deliverer.stop()
+        if self.ops is not None:
+            self.ops.stop()
+
+
+def start_webhooks(settings: DispatchSettings, registry: Registry, role: str,
+                   ) -> WebhookParts | None:
+    """Start delivering webhooks from the registry's outbox (unless turned off)."""
+    if not settings.webhooks.enabled:
+        return None
+    deliverer = Deliverer(registry, settings.webhooks, _worker_name(role))
+    ops = None
+    if settings.webhooks.metrics_port:
+        ops = OpsServer(settings.web.host, settings.webhooks.metrics_port,
+                        lambda: (True, {}), name="webhook-metrics")
+        ops.start()
+    deliverer.start()
+    return WebhookParts(deliverer, ops)
+
+
+def run_webhooks(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
+    """Deliver webhooks only, until ``stop`` is set (or SIGTERM/SIGINT)."""
+    stop = stop or threading.Event()
+    registry = _open_registry(settings)
+    parts = start_webhooks(settings, registry, "webhooks")
+    stop_on_signals(stop)
+    stop.wait()
+    if parts is not None:
+        parts.stop()
+    registry.close()
 
 
 def _start_ven(settings: DispatchSettings, job: DemandResponseJob) -> Ven | None:
@@ -155,12 +204,16 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
                        settings.scheduler_lease_ttl_s),
         on_gain=scheduler.resume, on_loss=scheduler.pause)
     keeper.start()
+    # Every worker delivers webhooks, not only the lease holder: claims keep them apart.
+    webhooks = start_webhooks(settings, registry, "worker")
     stop_on_signals(stop)
     stop.wait()
     keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
     if ven is not None:
         ven.stop()
+    if webhooks is not None:
+        webhooks.stop()
     commands.close()
     registry.close()
     store.close()
@@ -222,8 +275,10 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(DispatchSettings())
     elif role == "web":
         run_web(DispatchSettings())
+    elif role == "webhooks":
+        run_webhooks(DispatchSettings())
     else:
-        raise SystemExit(f"usage: python -m dispatch worker|web (got {role!r})")
+        raise SystemExit(f"usage: python -m dispatch worker|web|webhooks (got {role!r})")
 
 
 if __name__ == "__main__":

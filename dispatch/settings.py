@@ -132,6 +132,44 @@ class DemandResponseSettings(BaseModel):
     vtn_fingerprint: str | None = None
 
 
+class WebhookSettings(BaseModel):
+    """The webhook deliverer (``DISPATCH_WEBHOOKS__``); docs/webhooks.md."""
+
+    enabled: bool = True
+    # Receivers sent to at once, each in order; more would mostly wait on the GIL and the
+    # registry's writes, fewer lets one slow receiver hold the others up.
+    concurrency: int = Field(8, ge=1, le=64)
+    # How often an idle deliverer looks for new events: the floor of an alert's delay.
+    poll_s: float = Field(0.2, gt=0)
+    # A subscription is claimed for this long; a deliverer stops taking new deliveries of
+    # it after half of that, so its claim never runs out while it sends.
+    claim_s: float = Field(60.0, gt=0)
+    # Deliveries sent per claim of a receiver, before their outcomes are written at once.
+    batch: int = Field(50, ge=1, le=1000)
+    # A receiver that does not accept a connection in 5 s or answer in 10 s is failing.
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+    # Retries: the first after ``backoff_base_s``, doubling to at most ``backoff_max_s``,
+    # each spread by up to ``jitter`` of itself so receivers that failed together do not
+    # come back together. 5 s doubling to an hour over 18 tries spans about 8.5 hours.
+    backoff_base_s: float = Field(5.0, gt=0)
+    backoff_max_s: float = Field(3600.0, gt=0)
+    jitter: float = Field(0.2, ge=0, le=1)
+    max_attempts: int = Field(18, ge=1, le=100)
+    # A receiver's Retry-After is honoured up to this long.
+    max_retry_after_s: float = Field(6 * 3600.0, gt=0)
+    # Targets: private, loopback and link-local addresses are refused unless allowed.
+    allow_private: bool = False
+    allow_loopback: bool = False
+    # Redirects are followed this many times, each target checked like the first.
+    max_redirects: int = Field(3, ge=0, le=10)
+    # After a secret's rotation the old one still signs for this long.
+    rotation_overlap_s: float = Field(86400.0, gt=0)
+    # /metrics of the deliverer (queue depth, deliveries by outcome, dead deliveries);
+    # 0: not served.
+    metrics_port: int = Field(0, ge=0, le=65535)
+
+
 class DispatchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -161,3 +199,4 @@ class DispatchSettings(BaseSettings):
     # Another worker takes over the scheduler at most this long after the active one stops
     # renewing (it renews every third of it); keep it well above clock skew between hosts.
     scheduler_lease_ttl_s: float = Field(30.0, gt=0)
+    webhooks: WebhookSettings = WebhookSettings()

@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from estate.logs import configure_logging
+from launcher.cli_webhooks import app as webhooks_app
 
 app = typer.Typer(help="Estate Dispatch: monitoring and dispatch for an industrial estate.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _logging() -> None:

@@ -293,3 +293,4 @@ scheduler_jobs = Table(
 # tests).
 from dispatch.registry import control_room as _control_room  # noqa: E402, F401
 from dispatch.registry import demand_response as _demand_response  # noqa: E402, F401
+from dispatch.registry import webhook_tables as _webhook_tables  # noqa: E402, F401
