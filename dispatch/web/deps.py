@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from dispatch.control.sender import CommandSender
 from dispatch.registry.db import Registry
 from dispatch.registry.plan_store import PlanStore
-from dispatch.settings import PlanningSettings
+from dispatch.settings import PlanningSettings, WebSettings
 from dispatch.web.live import LiveState
 from estate.errors import BrokerError, RegistryError
 from estate.model import EstateSpec
@@ -26,7 +26,8 @@ def _never() -> bool:
 @dataclass(frozen=True, slots=True)
 class WebContext:
     """The estate, the connections and the settings of one web view. Without a registry
-    the plans API answers 503; without a command sender, approval does."""
+    nobody can log in, so every route but the public ones answers 503; without a command
+    sender, approval does."""
 
     spec: EstateSpec
     store: TimeSeriesStore
@@ -35,6 +36,7 @@ class WebContext:
     planning: PlanningSettings = field(default_factory=PlanningSettings)
     registry: Registry | None = None
     sender: CommandSender | None = None
+    web: WebSettings = field(default_factory=WebSettings)
 
 
 def _context(request: Request) -> WebContext:

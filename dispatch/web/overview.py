@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from dispatch.web.auth import Viewer, facility_scope
 from dispatch.web.deps import Context, Spec
 from estate.errors import StoreError
 from estate.model import MEASURES
@@ -17,7 +18,7 @@ router = APIRouter()
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index() -> str:
+def index(_: Viewer) -> str:
     return (files("dispatch.web") / "static" / "index.html").read_text(encoding="utf-8")
 
 
@@ -39,8 +40,10 @@ def health(context: Context) -> JSONResponse:
 
 
 @router.get("/api/estate")
-def estate(spec: Spec) -> dict[str, Any]:
-    """The estate's facilities and meters, with the quantities each meter reports."""
+def estate(spec: Spec, identity: Viewer) -> dict[str, Any]:
+    """The estate's facilities and meters, with the quantities each meter reports (the
+    account's facility only, for an account bound to one)."""
+    scope = facility_scope(identity, None)
     return {
         "id": spec.id, "name": spec.name, "timezone": spec.timezone,
         "contracted_capacity_kw": spec.contracted_capacity_kw,
@@ -52,5 +55,5 @@ def estate(spec: Spec) -> dict[str, Any]:
                                        "label": QUANTITIES[q].label}
                                       for q, c in MEASURES[m.kind]]}
                         for m in f.meters]}
-            for f in spec.facilities],
+            for f in spec.facilities if scope is None or f.id == scope],
     }
