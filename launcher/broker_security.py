@@ -153,8 +153,12 @@ def service_rules(estate: str, role: ServiceRole) -> tuple[Rule, ...]:
             return (Rule("read", every(Channel.TELEMETRY)),
                     Rule("write", events_topic_filter()))
         case ServiceRole.WEB:
+            # The live view reads telemetry and status; an operator's approval sends the
+            # plan's commands from the web process and follows their answers.
             return (Rule("read", every(Channel.TELEMETRY)),
-                    Rule("read", every(Channel.STATUS)))
+                    Rule("read", every(Channel.STATUS)),
+                    Rule("write", every(Channel.COMMAND_REQUEST)),
+                    Rule("read", every(Channel.COMMAND_RESPONSE)))
         case ServiceRole.DISPATCH:
             return (Rule("write", every(Channel.COMMAND_REQUEST)),
                     Rule("read", every(Channel.COMMAND_RESPONSE)),

@@ -44,6 +44,11 @@ class User:
         return {"username": self.username, "role": self.role.label,
                 "facility": self.facility, "disabled": self.disabled}
 
+    def __str__(self) -> str:
+        scope = f"facility {self.facility}" if self.facility else "the whole estate"
+        state = ", disabled" if self.disabled else ""
+        return f"{self.username} ({self.role.label}, {scope}{state})"
+
 
 @dataclass(frozen=True, slots=True)
 class SessionGrant:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.planning.forecasts import nominal_kw
@@ -24,6 +24,7 @@ from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
 from tests.devices import simulated_battery
+from tests.web_login import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -39,6 +40,16 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+def _log_in(page: Page, web: str) -> None:
+    """Through the login page, as an operator does; the page then opens."""
+    page.goto(web)
+    page.wait_for_url(f"{web}/login")
+    page.fill("#username", "ana")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web}/")
+
+
 @pytest.mark.browser
 def test_page_shows_live_values_as_meters_publish(web: str, mqtt_settings: MqttSettings,
                                                    browser: Browser, tmp_path: Path) -> None:
@@ -48,7 +59,7 @@ def test_page_shows_live_values_as_meters_publish(web: str, mqtt_settings: MqttS
                           DeviceId(spec.id, "edge", "sim-page"))
     publisher.start(simulator.devices)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(web)
+    _log_in(page, web)
     page.wait_for_selector('section[data-facility="textile"]')
     # Nothing published yet: the power cell shows a dash.
     cell = page.locator('[data-key="textile/main/power/"] b')
@@ -93,7 +104,7 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     with simulated_battery(mqtt_settings, battery, tmp_path) as simulated:
         try:
-            page.goto(web)
+            _log_in(page, web)
             page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{made.saved.id}"]')
             assert page.locator("#approve").is_visible()
             with registry.reading() as session:
@@ -105,7 +116,7 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
             assert page.locator("#plan-cost").inner_text().startswith(f"{cost:,.0f}")
             saved = page.locator("#plan-saved").inner_text()
             assert saved.startswith(f"{baseline - cost:,.0f}")
-            page.fill("#operator", "ana")
+            assert page.locator("#user").inner_text() == "ana (operator)"
             page.click("#approve")
             page.wait_for_selector('#plan[data-state="approved"]')
             assert not page.locator("#approve").is_visible()  # nothing left to approve
