@@ -14,7 +14,8 @@ def request(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
 
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        async with httpx.AsyncClient(transport=transport,
+                                     base_url="http://localhost") as client:
             return await client.request(method, path, **kwargs)
 
     return asyncio.run(call())
@@ -25,7 +26,7 @@ class AppClient:
     requests (a browser's session, without a port). Answers are read whole, so it is not
     for endless streams; close it at the end."""
 
-    def __init__(self, app: Any, base_url: str = "http://app",
+    def __init__(self, app: Any, base_url: str = "http://localhost",
                  headers: dict[str, str] | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
