@@ -12,7 +12,7 @@ Every route but ``auth.PUBLIC_ROUTES`` needs a logged-in user of some role, and
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.dependencies.models import Dependant
@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from dispatch.web import (
@@ -59,6 +60,30 @@ ERROR_STATUS: dict[type[Exception], tuple[int, str]] = {
     AccountConflict: (409, ""),
     AccountError: (422, ""),
 }
+
+
+class Problem(BaseModel):
+    """One thing wrong with a request: where, and what."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Refusal(BaseModel):
+    """Every 4xx and 5xx answer: the reason in words, or the problems of a request the
+    schema refused (422)."""
+
+    detail: str | list[Problem]
+
+
+# Documented for every route, so clients (and the schema tests) know a refusal's shape.
+REFUSALS: Final[dict[int | str, dict[str, Any]]] = {
+    status: {"model": Refusal, "description": description} for status, description in (
+        (401, "not logged in"), (403, "not allowed: role, facility, Origin or CSRF token"),
+        (404, "not found"), (409, "conflict with the current state"),
+        (413, "request body too large"), (422, "refused, with the reason"),
+        (429, "too many attempts or streams"), (503, "a server behind the view is away"))}
 # What a validation error repeats of each problem: its place and message, never the input.
 _MSG_CHARS: Final = 200
 _MAX_PROBLEMS: Final = 20
@@ -128,7 +153,7 @@ def create_app(context: WebContext) -> FastAPI:
               name="static")
     for router in (login.router, overview.router, live_feed.router, history.router,
                    forecast_view.router, plans.router, users.router, api_docs.router):
-        app.include_router(router)
+        app.include_router(router, responses=REFUSALS)
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, _answer)
     app.add_exception_handler(RequestValidationError, _invalid)
