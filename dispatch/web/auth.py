@@ -10,6 +10,7 @@ never sends one on its own).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Final, cast
@@ -120,15 +121,40 @@ def whole_estate(identity: Identity, what: str) -> None:
                                  f"of facility {identity.user.facility!r}")
 
 
-def stream_slot(identity: Viewer, guards: GuardsDep) -> Iterator[Identity]:
-    """Holds one of the session's live-stream slots while the stream is open."""
+class StreamSlot:
+    """A live stream's slot: the stream takes it when it starts and gives it back when it
+    ends; one that never started gives it back with its request."""
+
+    def __init__(self, identity: Identity, slots: StreamSlots) -> None:
+        self.identity = identity
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._taken = False
+        self._released = False
+
+    def take(self) -> None:
+        with self._lock:
+            self._taken = True
+
+    def release(self, *, unless_taken: bool = False) -> None:
+        with self._lock:
+            if self._released or (unless_taken and self._taken):
+                return
+            self._released = True
+        self._slots.release(self.identity.key)
+
+
+def stream_slot(identity: Viewer, guards: GuardsDep) -> Iterator[StreamSlot]:
+    """One of the session's live-stream slots (429 if none is free). FastAPI ends this
+    dependency once the stream has started, so the stream itself gives the slot back."""
     refused = guards.streams.acquire(identity.key)
     if refused is not None:
         raise HTTPException(429, refused)
+    slot = StreamSlot(identity, guards.streams)
     try:
-        yield identity
+        yield slot
     finally:
-        guards.streams.release(identity.key)
+        slot.release(unless_taken=True)
 
 
-StreamViewer = Annotated[Identity, Depends(stream_slot)]
+StreamViewer = Annotated[StreamSlot, Depends(stream_slot)]

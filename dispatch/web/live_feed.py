@@ -26,14 +26,18 @@ def live_snapshot(live: Live, identity: Viewer) -> dict[str, Any]:
 
 
 @router.get("/api/live/stream", response_class=EventSourceResponse)
-async def live_stream(live: Live, identity: StreamViewer) -> AsyncIterator[ServerSentEvent]:
+async def live_stream(live: Live, slot: StreamViewer) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: the full state first, then what changed, once a second. A
     session holds at most a few streams at once (429 beyond)."""
-    facility = facility_scope(identity, None)
-    seen = 0
-    while True:
-        if live.version != seen or seen == 0:
-            snapshot = live.snapshot(seen, facility)
-            seen = snapshot["version"]
-            yield ServerSentEvent(data=snapshot, event="live")
-        await asyncio.sleep(STREAM_PERIOD_S)
+    slot.take()
+    try:
+        facility = facility_scope(slot.identity, None)
+        seen = 0
+        while True:
+            if live.version != seen or seen == 0:
+                snapshot = live.snapshot(seen, facility)
+                seen = snapshot["version"]
+                yield ServerSentEvent(data=snapshot, event="live")
+            await asyncio.sleep(STREAM_PERIOD_S)
+    finally:
+        slot.release()
