@@ -266,6 +266,5 @@ def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings,
 @pytest.fixture
 def web_client(web: str) -> Iterator[httpx.Client]:
     """The ``web`` fixture's view, logged in as the operator ``ana``."""
-    client = logged_in(web, "ana")
-    yield client
-    client.close()
+    with logged_in(web, "ana") as client:
+        yield client

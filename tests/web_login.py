@@ -3,6 +3,9 @@ its own login, sending the CSRF token and Origin as the page does."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 
 from dispatch.accounts.roles import Role
@@ -23,11 +26,13 @@ def add_users(registry: Registry | str, **roles: Role) -> None:
             opened.close()
 
 
+@contextmanager
 def logged_in(url: str, username: str, password: str = PASSWORD,
-              timeout_s: float = 30) -> httpx.Client:
-    """A client of the view at ``url`` with the user's session; close it at the end."""
-    client = httpx.Client(base_url=url, timeout=timeout_s)
-    answer = client.post("/api/session", json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    client.headers.update({"X-CSRF-Token": answer.json()["csrf_token"], "Origin": url})
-    return client
+              timeout_s: float = 30) -> Iterator[httpx.Client]:
+    """A client of the view at ``url`` with the user's session, closed at the end."""
+    with httpx.Client(base_url=url, timeout=timeout_s) as client:
+        answer = client.post("/api/session", json={"username": username,
+                                                   "password": password})
+        assert answer.status_code == 200, answer.text
+        client.headers.update({"X-CSRF-Token": answer.json()["csrf_token"], "Origin": url})
+        yield client

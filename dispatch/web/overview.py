@@ -22,7 +22,10 @@ def index(_: Viewer) -> str:
     return (files("dispatch.web") / "static" / "index.html").read_text(encoding="utf-8")
 
 
-@router.get("/api/health")
+@router.get("/api/health", responses={
+    200: {"description": "the store answers and the live feed is connected"},
+    503: {"description": "degraded: the same body, with what failed",
+          "content": {"application/json": {"schema": {"type": "object"}}}}})
 def health(context: Context) -> JSONResponse:
     """200 when the store answers and the live feed is connected; 503 otherwise."""
     body: dict[str, Any] = {"estate": context.spec.id}

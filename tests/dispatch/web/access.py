@@ -75,7 +75,9 @@ def web_room(tmp_path: Path, settings: WebSettings | None = None) -> Iterator[We
                            actor="dispatch:test")
     sender.start()
     web = settings or WebSettings(allowed_hosts=[HOST])
-    app = create_app(WebContext(SPEC, store, live, registry=registry, sender=sender, web=web))
+    # The in-memory messaging is always connected: health answers 200.
+    app = create_app(WebContext(SPEC, store, live, lambda: True, registry=registry,
+                                sender=sender, web=web))
     room = WebRoom(app, registry, store, live, messaging)
     try:
         yield room
