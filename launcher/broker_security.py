@@ -273,6 +273,18 @@ def write_broker_security(spec: EstateSpec, out_dir: Path,
     return security
 
 
+def refresh_acl(security: BrokerSecurity, spec: EstateSpec,
+                services: Iterable[ServiceAccount] = DEFAULT_SERVICES) -> bool:
+    """Rewrite the ACL of accounts written before if today's rules differ (a service was
+    given a right it needs): the passwords stay. True if the file changed; Mosquitto reads
+    it at start and on SIGHUP."""
+    wanted = acl_text(estate_accounts(spec, services))
+    if security.acl_file.read_text(encoding="utf-8") == wanted:
+        return False
+    security.acl_file.write_text(wanted, encoding="utf-8")
+    return True
+
+
 def load_broker_security(out_dir: Path) -> BrokerSecurity | None:
     """The files a previous ``write_broker_security`` left in ``out_dir``, or None.
 

@@ -33,6 +33,7 @@ from launcher.broker_security import (
     BrokerSecurity,
     estate_accounts,
     load_broker_security,
+    refresh_acl,
     service_username,
     write_broker_security,
 )
@@ -109,6 +110,8 @@ def demo_broker_security(var: Path) -> BrokerSecurity:
     wanted = {a.username for a in estate_accounts(spec)}
     existing = load_broker_security(out)
     if existing is not None and {a.username for a in existing.accounts} == wanted:
+        if refresh_acl(existing, spec):
+            log.info("broker ACL brought up to date in %s", existing.acl_file)
         return existing
     security = write_broker_security(spec, out)
     log.info("broker accounts written to %s (%d accounts; passwords in %s)", out,

@@ -63,3 +63,4 @@ def test_the_first_admin_and_the_rest_of_the_accounts(tmp_path: Path) -> None:
         assert check_login(registry, "ana", "an operator password") is None
     finally:
         registry.close()
+
