@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.planning.forecasts import nominal_kw
@@ -72,9 +72,8 @@ def test_page_shows_live_values_as_meters_publish(web: str, mqtt_settings: MqttS
     expected = next(r for d, rs in step for r in rs
                     if d.facility == "textile" and d.device == "main" and r.quantity == "power")
 
-    page.wait_for_function(
-        "document.querySelector('[data-key=\"textile/main/power/\"] b').textContent !== '–'",
-        timeout=15_000)
+    # A locator assertion, not a JavaScript string: the page's CSP forbids eval.
+    expect(cell).not_to_have_text("–", timeout=15_000)
     shown = float(cell.inner_text().replace(",", ""))
     assert shown == pytest.approx(expected.value, abs=0.05)
     assert page.locator("#feed").get_attribute("data-state") == "ok"

@@ -107,11 +107,14 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
         # No default account: anonymous is refused; the demo's users are in a 0600 file.
         assert httpx.get(f"{url}/api/live", timeout=5).status_code == 401
         assert (var / "web-users.json").stat().st_mode & 0o777 == 0o600
-        with demo_login(url, var) as operator:
+        operator = demo_login(url, var)
+        try:
             page = operator.get("/")
             assert page.status_code == 200
             assert "Estate Dispatch" in page.text
             assert operator.get("/api/session").json()["user"]["role"] == "operator"
+        finally:
+            operator.close()
         print(f"all {meters} meters live on the API {took:.1f} s after start")
         broker = MqttSettings(host="127.0.0.1", port=ports["mqtt"])
         with pytest.raises(BrokerError, match="refused"):
@@ -144,11 +147,14 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
     second = start_demo(var, ports)
     try:
         wait_for_all_meters(url, var, meters, timeout_s=60)
-        with demo_login(url, var, "admin") as admin:
+        admin = demo_login(url, var, "admin")
+        try:
             stored = admin.get("/api/readings", params={
                 "start": datetime.fromtimestamp(first_run_end.timestamp() - 600,
                                                 UTC).isoformat(),
                 "end": first_run_end.isoformat()}).json()
+        finally:
+            admin.close()
         assert stored["count"] > 0, "the second run did not find the first run's readings"
     finally:
         code, output = interrupt(second)
