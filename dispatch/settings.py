@@ -44,6 +44,9 @@ class WebSettings(BaseModel):
     login_failures_per_account: int = Field(5, ge=1)
     login_failures_per_address: int = Field(30, ge=1)
     login_window_s: float = Field(900.0, gt=0)
+    # The supervisor's status, a file or an http(s):// URL (the demo's var/supervisor.json):
+    # with it, /api/health and the page show each supervised service. None elsewhere.
+    supervisor_status: str | None = Field(None, min_length=1, max_length=1000)
 
 
 class RollupSettings(BaseModel):

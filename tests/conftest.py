@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, sync_playwright
 from pydantic import SecretStr
 
 from adapters.influxdb_v1 import InfluxV1Store
@@ -47,10 +48,14 @@ from tests.web_login import add_users, logged_in
 # Fixtures that start a server (or need one): a test using any of them is marked
 # ``servers``. ``influx2`` is the recording HTTP server of tests/adapters/test_influxdb_v2.py.
 SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web",
-                   "ingest_settings", "start_ingest", "influx2", "demo_broker",
+                   "ingest_settings", "start_ingest", "influx2", "browser", "demo_broker",
                    "web_client"}
 _databases = itertools.count(1)
 SAMPLE_ESTATE_ID = load_estate(SAMPLE_ESTATE).id
+# Debian's Chromium, driven by Playwright without a browser download (FACTS.md).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -268,3 +273,13 @@ def web_client(web: str) -> Iterator[httpx.Client]:
     """The ``web`` fixture's view, logged in as the operator ``ana``."""
     with logged_in(web, "ana") as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A headless Chromium for the module's page tests."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make deps`"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

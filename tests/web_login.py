@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+from playwright.sync_api import Page
 
 from dispatch.accounts.roles import Role
 from dispatch.registry.account_desk import add_user
@@ -36,3 +37,14 @@ def logged_in(url: str, username: str, password: str = PASSWORD,
         assert answer.status_code == 200, answer.text
         client.headers.update({"X-CSRF-Token": answer.json()["csrf_token"], "Origin": url})
         yield client
+
+
+def log_in_page(page: Page, url: str, username: str = "ana",
+                password: str = PASSWORD) -> None:
+    """Through the login page in a browser, as an operator does; the page then opens."""
+    page.goto(url)
+    page.wait_for_url(f"{url}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")

@@ -36,6 +36,7 @@ from dispatch.web import (
 from dispatch.web.auth import PUBLIC_ROUTES, Guards
 from dispatch.web.deps import WebContext
 from dispatch.web.guards import BodyLimit, OriginCheck, SecurityHeaders
+from dispatch.web.service_status import HealthProbe
 from estate.errors import (
     AccountConflict,
     AccountError,
@@ -149,6 +150,8 @@ def create_app(context: WebContext) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = context
     app.state.guards = Guards(context.web)
+    app.state.health = HealthProbe(context.store, context.mqtt_connected,
+                                   context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),
               name="static")
     for router in (login.router, overview.router, live_feed.router, history.router,

@@ -14,6 +14,7 @@ from dispatch.registry.db import Registry
 from dispatch.registry.plan_store import PlanStore
 from dispatch.settings import PlanningSettings, WebSettings
 from dispatch.web.live import LiveState
+from dispatch.web.service_status import HealthProbe
 from estate.errors import BrokerError, RegistryError
 from estate.model import EstateSpec
 from estate.ports import TimeSeriesStore
@@ -27,7 +28,8 @@ def _never() -> bool:
 class WebContext:
     """The estate, the connections and the settings of one web view. Without a registry
     nobody can log in, so every route but the public ones answers 503; without a command
-    sender, approval does."""
+    sender, approval does. With the supervisor's status (a file or an ``http(s)://`` URL),
+    the health reports the supervised services too."""
 
     spec: EstateSpec
     store: TimeSeriesStore
@@ -37,6 +39,7 @@ class WebContext:
     registry: Registry | None = None
     sender: CommandSender | None = None
     web: WebSettings = field(default_factory=WebSettings)
+    supervisor_status: str | None = None
 
 
 def _context(request: Request) -> WebContext:
@@ -44,6 +47,10 @@ def _context(request: Request) -> WebContext:
 
 
 Context = Annotated[WebContext, Depends(_context)]
+
+
+def _health(request: Request) -> HealthProbe:
+    return cast(HealthProbe, request.app.state.health)
 
 
 def _spec(context: Context) -> EstateSpec:
@@ -78,6 +85,7 @@ def _sender(context: Context) -> CommandSender:
     return context.sender
 
 
+Health = Annotated[HealthProbe, Depends(_health)]
 Spec = Annotated[EstateSpec, Depends(_spec)]
 Store = Annotated[TimeSeriesStore, Depends(_store)]
 Live = Annotated[LiveState, Depends(_live)]

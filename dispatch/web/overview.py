@@ -9,8 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from dispatch.web.auth import Viewer, facility_scope
-from dispatch.web.deps import Context, Spec
-from estate.errors import StoreError
+from dispatch.web.deps import Context, Health, Spec
 from estate.model import MEASURES
 from estate.units import QUANTITIES
 
@@ -26,20 +25,11 @@ def index(_: Viewer) -> str:
     200: {"description": "the store answers and the live feed is connected"},
     503: {"description": "degraded: the same body, with what failed",
           "content": {"application/json": {"schema": {"type": "object"}}}}})
-def health(context: Context) -> JSONResponse:
-    """200 when the store answers and the live feed is connected; 503 otherwise."""
-    body: dict[str, Any] = {"estate": context.spec.id}
-    ok = True
-    try:
-        body["influxdb"] = {"ok": True, "version": context.store.ping()}
-    except StoreError as exc:
-        body["influxdb"] = {"ok": False, "error": str(exc)}
-        ok = False
-    connected = bool(context.mqtt_connected())
-    body["mqtt"] = {"ok": connected}
-    ok = ok and connected
-    body["status"] = "ok" if ok else "degraded"
-    return JSONResponse(body, status_code=200 if ok else 503)
+def health(context: Context, probe: Health) -> JSONResponse:
+    """200 when the store answers and the live feed is connected; 503 otherwise. With the
+    supervisor's status configured, each supervised service's state too."""
+    ok, body = probe.report()
+    return JSONResponse({"estate": context.spec.id} | body, status_code=200 if ok else 503)
 
 
 @router.get("/api/estate")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.planning.forecasts import nominal_kw
@@ -24,30 +23,7 @@ from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import DeviceId
 from tests.devices import simulated_battery
-from tests.web_login import PASSWORD
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make deps`"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-def _log_in(page: Page, web: str) -> None:
-    """Through the login page, as an operator does; the page then opens."""
-    page.goto(web)
-    page.wait_for_url(f"{web}/login")
-    page.fill("#username", "ana")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{web}/")
+from tests.web_login import log_in_page
 
 
 @pytest.mark.browser
@@ -59,7 +35,7 @@ def test_page_shows_live_values_as_meters_publish(web: str, mqtt_settings: MqttS
                           DeviceId(spec.id, "edge", "sim-page"))
     publisher.start(simulator.devices)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    _log_in(page, web)
+    log_in_page(page, web)
     page.wait_for_selector('section[data-facility="textile"]')
     # Nothing published yet: the power cell shows a dash.
     cell = page.locator('[data-key="textile/main/power/"] b')
@@ -103,7 +79,7 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     with simulated_battery(mqtt_settings, battery, tmp_path) as simulated:
         try:
-            _log_in(page, web)
+            log_in_page(page, web)
             page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{made.saved.id}"]')
             assert page.locator("#approve").is_visible()
             with registry.reading() as session:
