@@ -21,7 +21,11 @@ from fastapi import FastAPI
 from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
 from dispatch.control.sender import CommandSender
+from dispatch.dr.events import DemandResponse
+from dispatch.dr.job import DemandResponseJob
+from dispatch.dr.ven import Ven
 from dispatch.jobs.freshness import check_freshness
+from dispatch.jobs.metered import RollupMeterData
 from dispatch.jobs.rollups import Rollups
 from dispatch.planning.forecasts import ForecastJob, nominal_kw
 from dispatch.planning.rolling import PlanJob
@@ -35,6 +39,7 @@ from dispatch.settings import DispatchSettings
 from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
+from estate.errors import DemandResponseError
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.model import load_estate
@@ -83,6 +88,22 @@ def _open_registry(settings: DispatchSettings) -> Registry:
     return registry
 
 
+def _start_ven(settings: DispatchSettings, job: DemandResponseJob) -> Ven | None:
+    """The OpenADR VEN when a VTN is configured; a VTN that does not register it is
+    logged and the worker runs on (orders can still be entered by hand)."""
+    if not settings.demand_response.vtn_url:
+        return None
+    ven = Ven(settings.demand_response, job.received, job.estate_import_kw, job.cancelled)
+    try:
+        ven.start()
+    except DemandResponseError as exc:
+        log.error("no OpenADR VEN: %s", exc)
+        ven.stop()
+        return None
+    job.send_opt = ven.send_opt
+    return ven
+
+
 def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
     """Run the scheduler until ``stop`` is set (or SIGTERM/SIGINT in the main thread)."""
     _check_secrets(settings)
@@ -99,6 +120,11 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     planner = PlanJob(store, registry, spec.id, settings.planning, sender=commands.sender,
                       nominal_kw=nominal_kw(spec), rollups=settings.rollups,
                       manage_policies=manage_policies)
+    metered = RollupMeterData(store, settings.rollups, manage_policies=manage_policies)
+    dr_job = DemandResponseJob(DemandResponse(registry, metered, spec.id),
+                               on_split=planner.replan,
+                               standing_opt=settings.demand_response.standing_opt)
+    ven = _start_ven(settings, dr_job)
     scheduler = Scheduler([
         Job("meter-freshness",
             lambda: check_freshness(store, spec.id, expected, settings.stale_after_s),
@@ -118,6 +144,7 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
         Job("plan", planner, settings.planning.every_s,
             first_run_at=before_each_step(settings.planning.every_s,
                                           settings.planning.lead_s)),
+        Job("demand-response", dr_job, settings.demand_response.every_s),
     ], jobstores={JOBSTORE_ALIAS: sql_jobstore(registry.engine, SCHEDULER_JOBS_TABLE)})
     planner.request_soon = lambda: scheduler.run_soon("plan")
     # Every worker stands by; only the lease holder runs jobs.
@@ -132,6 +159,8 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     stop.wait()
     keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
+    if ven is not None:
+        ven.stop()
     commands.close()
     registry.close()
     store.close()

@@ -137,6 +137,30 @@ class PlanningSettings(BaseModel):
     command_deadline_s: float = Field(120.0, gt=0)
 
 
+class DemandResponseSettings(BaseModel):
+    """The OpenADR 2.0b VEN and the rules of the programme it serves (docs/demand-response.md)."""
+
+    vtn_url: str | None = None
+    """The grid operator's VTN, e.g. ``https://vtn.example/OpenADR2/Simple/2.0b``; None: no VEN."""
+    ven_name: str = Field("estate-dispatch", min_length=1, max_length=100)
+    ven_id: str | None = None
+    standing_opt: Literal["in", "out"] = "in"
+    """The answer an event gets when it arrives; an operator changes it later (``estate dr
+    opt``), which sends the VTN a new opt."""
+    programme: str = Field("demand response", max_length=100)
+    payment_per_kwh: float = Field(0.0, ge=0, le=1000)
+    penalty_per_kwh: float = Field(0.0, ge=0, le=1000)
+    currency: str = Field("EUR", min_length=3, max_length=8)
+    every_s: float = Field(60.0, gt=0)
+    """How often the demand-response job moves orders along (split, settle, opts)."""
+    report_interval_s: float = Field(60.0, ge=10, le=3600)
+    """How often the estate's import is reported to the VTN while it asks for it."""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    vtn_fingerprint: str | None = None
+
+
 class DispatchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -155,6 +179,7 @@ class DispatchSettings(BaseSettings):
     rollups: RollupSettings = RollupSettings()
     forecast: ForecastSettings = ForecastSettings()
     planning: PlanningSettings = PlanningSettings()
+    demand_response: DemandResponseSettings = DemandResponseSettings()
     # The registry database (docs/registry.md): an SQLite file by default, PostgreSQL by URL
     # (postgresql+psycopg://user:password@host/registry).
     registry_url: str = "sqlite:///var/registry.sqlite"

@@ -30,6 +30,7 @@
     ├── IncidentStateError     an incident step its lifecycle forbids
     │                          (dispatch.incidents.model)
     ├── ShiftLogError          a shift-log entry or handover refused (dispatch.incidents.shiftlog)
+    ├── DemandResponseError    a demand-response order, opt or statement refused (dispatch.dr)
     ├── RecordNotFound         no such alarm, incident, crew or entry (dispatch.registry.outbox)
     ├── SpoolFull              ingest's local spool holds its bound (ingest.spool)
     ├── BackupError            a backup or restore that cannot be made (launcher.backup)
@@ -134,6 +135,11 @@ class AccountConflict(AccountError):
 
 class PlanningError(ConfigError):
     """The registry cannot describe a plan (no such estate, tariffs without prices)."""
+
+
+class DemandResponseError(EstateError, ValueError):
+    """A demand-response order, an opt decision or a statement request that cannot be
+    taken as given; the message says why."""
 
 
 class DeviceError(EstateError):

@@ -299,5 +299,11 @@ def forecast_backtest(
                      issue_hours_before=issue_hours_before, settings=settings.forecast)
 
 
+from launcher.dr_cli import dr_app, statements_app  # noqa: E402
+
+app.add_typer(dr_app, name="dr")
+app.add_typer(statements_app, name="statements")
+
+
 def main() -> None:
     app()

@@ -3,7 +3,9 @@ change they report, delivered later (the webhook deliverer) in ``id`` order.
 
 Event types (``EVENT_TYPES``): ``alarm.raised``, ``alarm.acknowledged``, ``alarm.shelved``,
 ``alarm.unshelved``, ``alarm.cleared``, ``incident.opened``, ``incident.assigned``,
-``incident.closed``, ``handover.prepared``, ``handover.accepted``. Each has a
+``incident.closed``, ``handover.prepared``, ``handover.accepted``, and demand response's
+``dr.order.received``, ``dr.order.cancelled`` (by the VTN), ``dr.notice`` (a tenant's share
+of an order, one per tenant) and ``dr.settled`` (a tenant's settlement). Each has a
 ``dedupe_key`` naming the change (``alarm:17:raised``); the key is unique, so applying a
 change twice writes its event once.
 
@@ -28,7 +30,8 @@ from estate.errors import EstateError
 EVENT_TYPES: Final = ("alarm.raised", "alarm.acknowledged", "alarm.shelved",
                       "alarm.unshelved", "alarm.cleared", "incident.opened",
                       "incident.assigned", "incident.closed", "handover.prepared",
-                      "handover.accepted")
+                      "handover.accepted", "dr.order.received", "dr.order.cancelled",
+                      "dr.notice", "dr.settled")
 MAX_ERROR: Final = 1000
 
 _outbox = cast(Table, OutboxEventRow.__table__)
