@@ -239,10 +239,23 @@ class WebParts:
             self.registry.close()
 
 
+def _warn_about_web_settings(settings: DispatchSettings) -> None:
+    """Say so when production runs with what suits the loopback demo only."""
+    if settings.mode != "production":
+        return
+    if not settings.web.cookie_secure:
+        log.warning("DISPATCH_WEB__COOKIE_SECURE is off in production: the session cookie "
+                    "may travel over plain HTTP")
+    if "*" in settings.web.allowed_hosts:
+        log.warning("DISPATCH_WEB__ALLOWED_HOSTS allows every host name in production: "
+                    "DNS rebinding can reach the view")
+
+
 def build_web(settings: DispatchSettings) -> WebParts:
     """Wire the web view: the store, the live feed from MQTT, the registry, the command
     sender and the application."""
     _check_secrets(settings)
+    _warn_about_web_settings(settings)
     spec = load_estate(settings.estate_file)
     store = make_store(settings.influx)
     live = LiveState(spec.id)
@@ -254,7 +267,8 @@ def build_web(settings: DispatchSettings) -> WebParts:
     registry = _open_registry(settings)
     commands = _command_link(settings, "web", spec.id, registry)
     app = create_app(WebContext(spec, store, live, lambda: mqtt.connected, settings.planning,
-                                registry, commands.sender, settings.web.supervisor_status))
+                                registry, commands.sender, settings.web,
+                                settings.web.supervisor_status))
     return WebParts(app, mqtt, store, live, registry, commands)
 
 

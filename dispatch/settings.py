@@ -13,8 +13,37 @@ from estate.settings import InfluxSettings, MqttSettings
 
 
 class WebSettings(BaseModel):
+    """The web view (``DISPATCH_WEB__``): where it listens and what it lets in
+    (docs/security.md, "The web view")."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # The names the view is reached by (the Host header): anything else is refused with
+    # 400, so a rebinding DNS name cannot reach it from a browser. ``*.example.org`` allows
+    # subdomains; ``*`` alone allows every name (not for production).
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"],
+                                     min_length=1)
+    # Origins (``https://dispatch.example.org``) allowed to send state changes besides the
+    # view's own (the Origin that matches the Host header); a reverse proxy that rewrites
+    # Host needs its public origin here.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Send the session cookie over TLS only: on wherever the view is reached by https
+    # (the compose stack behind its proxy). Left off for the plain-HTTP loopback demo.
+    cookie_secure: bool = False
+    # A session lasts one long shift; then its user logs in again.
+    session_hours: float = Field(12.0, gt=0, le=24 * 7)
+    # Request bodies: the largest the API takes (a plan decision, a user) is under 2 KB;
+    # 64 KiB leaves room and refuses a flood at once (413).
+    max_body_bytes: int = Field(65_536, ge=1024)
+    # Live streams: a control-room screen and a phone or two per session; in all, enough
+    # for a busy control room without starving the rest of the process.
+    max_streams_per_session: int = Field(4, ge=1)
+    max_streams: int = Field(500, ge=1)
+    # Failed logins: 5 per account per 15 minutes stops guessing while a typo is
+    # forgiven; an address (a shared NAT of a control room) gets 30.
+    login_failures_per_account: int = Field(5, ge=1)
+    login_failures_per_address: int = Field(30, ge=1)
+    login_window_s: float = Field(900.0, gt=0)
     # The supervisor's status, a file or an http(s):// URL (the demo's var/supervisor.json):
     # with it, /api/health and the page show each supervised service. None elsewhere.
     supervisor_status: str | None = Field(None, min_length=1, max_length=1000)

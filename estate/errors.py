@@ -22,6 +22,10 @@
     ├── PlanError              a plan cannot be found or moved as asked
     │   ├── PlanNotFound       no such plan (in that estate)
     │   └── PlanConflict       the plan cannot move that way now; the message says why
+    ├── AccountError           an account change refused: bad name, password or binding
+    │   ├── AccountNotFound    no such user or API token
+    │   └── AccountConflict    the name is taken, or the last admin would go
+    │                          (all three dispatch.registry.account_desk)
     ├── AlarmStateError        an alarm step its lifecycle forbids (dispatch.alarms.lifecycle)
     ├── IncidentStateError     an incident step its lifecycle forbids
     │                          (dispatch.incidents.model)
@@ -115,6 +119,18 @@ class PlanNotFound(PlanError):
 
 class PlanConflict(PlanError):
     """The plan cannot move that way now; the message says why."""
+
+
+class AccountError(EstateError, ValueError):
+    """An account change refused: a bad name or password, a binding not allowed."""
+
+
+class AccountNotFound(AccountError, LookupError):
+    """No such user or API token."""
+
+
+class AccountConflict(AccountError):
+    """A username taken already, or a change that would leave no enabled admin."""
 
 
 class PlanningError(ConfigError):

@@ -242,6 +242,14 @@ def restore_command(
     typer.echo(f"restored {', '.join(manifest.files)} from {source}")
 
 
+def _user_commands() -> typer.Typer:
+    from launcher.user_cli import app as user_app
+
+    return user_app
+
+
+app.add_typer(_user_commands(), name="user")
+
 registry_app = typer.Typer(help="The registry database (docs/registry.md).",
                            no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
