@@ -183,6 +183,15 @@ class Registry:
         with translated(), self._sessions.begin() as session:
             yield session
 
+    def answers(self) -> bool:
+        """True if the database answers a trivial query now (readiness)."""
+        try:
+            with self.reading() as session:
+                session.execute(text("SELECT 1"))
+        except RegistryError:
+            return False
+        return True
+
     def close(self) -> None:
         """Release the connections (of an engine the registry made)."""
         if self._owned:

@@ -3,7 +3,9 @@ change they report, delivered later (the webhook deliverer) in ``id`` order.
 
 Event types (``EVENT_TYPES``): ``alarm.raised``, ``alarm.acknowledged``, ``alarm.shelved``,
 ``alarm.unshelved``, ``alarm.cleared``, ``incident.opened``, ``incident.assigned``,
-``incident.closed``, ``handover.prepared``, ``handover.accepted``. Each has a
+``incident.closed``, ``handover.prepared``, ``handover.accepted``, and a command's
+``command.sent``, ``command.answered`` (accepted, done or failed: ``state`` says which),
+``command.refused`` and ``command.timed_out`` (``dispatch.registry.command_store``). Each has a
 ``dedupe_key`` naming the change (``alarm:17:raised``); the key is unique, so applying a
 change twice writes its event once.
 
@@ -28,7 +30,8 @@ from estate.errors import EstateError
 EVENT_TYPES: Final = ("alarm.raised", "alarm.acknowledged", "alarm.shelved",
                       "alarm.unshelved", "alarm.cleared", "incident.opened",
                       "incident.assigned", "incident.closed", "handover.prepared",
-                      "handover.accepted")
+                      "handover.accepted", "command.sent", "command.answered",
+                      "command.refused", "command.timed_out")
 MAX_ERROR: Final = 1000
 
 _outbox = cast(Table, OutboxEventRow.__table__)
