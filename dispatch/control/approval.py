@@ -162,17 +162,18 @@ def approve(plans: PlanStore, sender: CommandSender, plan_id: int, operator: str
     commands its approval decided. Raises ``PlanNotFound`` or ``PlanConflict``.
     """
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
-    already, step, ids = plans.approve_draft(
-        plan_id, operator, at=now, estate_id=estate_id, revision=revision,
-        commands=decide_step(now_ms=now_ms, deadline_s=deadline_s,
-                             requested_by=f"operator:{operator}"),
-        claim=sender.claim())
-    if already:
-        # Nothing is sent again: a retried or repeated approval must not replay a step's
-        # setpoints over those that newer plans have sent since.
-        return Approval(plan_id, True, step, ids)
-    fault_point("approval-committed")
-    sender.deliver()
+    with sender.delivering():
+        already, step, ids = plans.approve_draft(
+            plan_id, operator, at=now, estate_id=estate_id, revision=revision,
+            commands=decide_step(now_ms=now_ms, deadline_s=deadline_s,
+                                 requested_by=f"operator:{operator}"),
+            claim=sender.claim())
+        if already:
+            # Nothing is sent again: a retried or repeated approval must not replay a
+            # step's setpoints over those that newer plans have sent since.
+            return Approval(plan_id, True, step, ids)
+        fault_point("approval-committed")
+        sender.deliver()
     log.info("plan %s approved by %s: %d commands for step %d", plan_id, operator, len(ids),
              step)
     return Approval(plan_id, False, step, ids)

@@ -28,7 +28,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from dispatch.registry.command_store import CommandStore, device_path
 from dispatch.registry.records import CommandRecord, DeliveryClaim
@@ -83,7 +84,9 @@ class CommandSender:
         # claimed it: longer than a publication takes with the broker there, short beside
         # a command's deadline (two minutes for a plan's setpoints).
         self._claim_ms = round(claim_s * 1000)
-        self._delivery_lock = threading.Lock()
+        # Held by ``deliver`` and by a decision between its commit and its delivery
+        # (``delivering``), so the sweeper never publishes a decision's commands beside it.
+        self._delivery_lock = threading.RLock()
         self._estates = list(estates)
         self._actor = actor
         self._grace_ms = round(answer_grace_s * 1000)
@@ -163,6 +166,13 @@ class CommandSender:
         if delivery.delivered:
             self._mark_sent(request.id)
         return request.id
+
+    @contextmanager
+    def delivering(self) -> Iterator[None]:
+        """Hold deliveries while a decision commits its commands and delivers them: the
+        sweeper's round waits, so each is published by the decision alone, once."""
+        with self._delivery_lock:
+            yield
 
     def claim(self) -> DeliveryClaim:
         """The claim a decision writes its commands with, for this sender to deliver."""

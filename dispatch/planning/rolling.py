@@ -130,14 +130,12 @@ class PlanJob:
                 self._record_failure(trigger, str(exc), now_ms)
                 return None
             fault_point("plan-solved")
-            saved = self._save(assembly, result, trigger, now_ms, fence)
+            saved = self._save_and_deliver(assembly, result, trigger, now_ms, fence)
             if saved is None:
                 return None
             if saved.written:
                 self._store.write_lines(plan_lines(assembly, result, saved.id),
                                         retention_policy=PLAN_POLICY)
-            if saved.commands and self._sender is not None:
-                self._sender.deliver()
             log.info("plan %s (%s, %s) for %s from %s: cost %.2f against %.2f, peak %.0f "
                      "against %.0f kW, solved in %.2f s; %d auto commands",
                      saved.id, saved.status, result.status.value, self._estate,
@@ -146,19 +144,27 @@ class PlanJob:
                      len(saved.commands))
             return PlanOutcome(saved, assembly, result, saved.commands)
 
-    def _save(self, assembly: Assembly, result: OptimisedPlan, trigger: str, now_ms: int,
-              fence: Fence | None) -> SavedPlan | None:
-        """The plan and its automatic commands, in one transaction under ``fence``; None
-        when the lease was lost meanwhile (reported to the lease, nothing written)."""
+    def _save_and_deliver(self, assembly: Assembly, result: OptimisedPlan, trigger: str,
+                          now_ms: int, fence: Fence | None) -> SavedPlan | None:
+        """The plan and its automatic commands, in one transaction under ``fence``, then
+        the commands delivered; None when the lease was lost meanwhile (reported to the
+        lease, nothing written)."""
         at = datetime.fromtimestamp(now_ms / 1000, UTC)
         sender = self._sender
         try:
-            return self._plans.save(
-                plan_draft(assembly, result, at), trigger, at, fence=fence,
-                commands=None if sender is None else decide_step(
-                    now_ms=now_ms, deadline_s=self._settings.command_deadline_s,
-                    only_auto=True),
-                claim=None if sender is None else sender.claim())
+            if sender is None:
+                return self._plans.save(plan_draft(assembly, result, at), trigger, at,
+                                        fence=fence)
+            with sender.delivering():
+                saved = self._plans.save(
+                    plan_draft(assembly, result, at), trigger, at, fence=fence,
+                    commands=decide_step(now_ms=now_ms,
+                                         deadline_s=self._settings.command_deadline_s,
+                                         only_auto=True),
+                    claim=sender.claim())
+                if saved.commands:
+                    sender.deliver()
+                return saved
         except Deposed as exc:
             log.warning("plan for %s from %s not saved: %s", self._estate,
                         assembly.problem.start.isoformat(), exc)
