@@ -107,6 +107,11 @@ class CommandStore:
                        CommandRow.estate_id.in_(list(estates)), CommandRow.deadline_at > now,
                        free)
         order = (CommandRow.created_at, CommandRow.position, CommandRow.id)
+        # A read first: the sweepers of every process look every second, and most of the
+        # time there is nothing to claim, so they need not take the write lock for it.
+        with self._registry.reading() as session:
+            if session.scalar(select(CommandRow.id).where(*deliverable).limit(1)) is None:
+                return []
         with self._registry.writing() as session:
             chosen = select(CommandRow.id).where(*deliverable).order_by(*order).limit(limit)
             session.execute(update(CommandRow).where(CommandRow.id.in_(chosen), *deliverable)

@@ -97,6 +97,7 @@ class Dispatch:
 
     def state(self) -> str:
         """The process's state letter (``T``: stopped), from /proc."""
+        assert self.process.poll() is None, f"{self.role} exited:\n{self.text()[-3000:]}"
         stat = Path(f"/proc/{self.pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0]
 
