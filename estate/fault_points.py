@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from typing import Final
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,14 @@ log = logging.getLogger(__name__)
 ENV: Final = "ESTATE_FAULT_POINT"
 POINTS: Final = ("approval-committed", "plan-solved")
 _ACTIONS: Final = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
+_held_while_stopped: list[Callable[[], AbstractContextManager[object]]] = []
+
+
+def hold_while_stopped(hold: Callable[[], AbstractContextManager[object]]) -> None:
+    """Hold ``hold()`` while the process stops itself: the registry registers its write lock,
+    so a process stops between writes, as a long solve would be paused, and never inside
+    one (where, on SQLite, it would hold every other process's writes up until resumed)."""
+    _held_while_stopped.append(hold)
 
 
 def fault_point(name: str) -> None:
@@ -30,4 +40,8 @@ def fault_point(name: str) -> None:
     if point != name or action not in _ACTIONS:
         return
     log.warning("fault point %s: %s", name, action)
-    os.kill(os.getpid(), _ACTIONS[action])
+    with ExitStack() as held:
+        if action == "stop":
+            for hold in _held_while_stopped:
+                held.enter_context(hold())
+        os.kill(os.getpid(), _ACTIONS[action])

@@ -37,6 +37,7 @@ from sqlalchemy import Engine, Table, and_, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from dispatch.registry.db import one_writer
 from dispatch.registry.models import LeaseRow
 from estate.errors import Deposed
 
@@ -100,7 +101,7 @@ class SchedulerLease:
         now = now or datetime.now(UTC)
         expires = now + self.ttl
         ours = and_(_leases.c.holder == self.holder, _leases.c.expires_at >= now)
-        with self.engine.begin() as connection:
+        with one_writer(), self.engine.begin() as connection:
             taken = connection.execute(
                 update(_leases)
                 .where(_leases.c.name == self.name,
@@ -114,7 +115,7 @@ class SchedulerLease:
             self.fence = Fence(self.name, self.holder, int(token))
             return True
         try:
-            with self.engine.begin() as connection:
+            with one_writer(), self.engine.begin() as connection:
                 connection.execute(insert(_leases).values(
                     name=self.name, holder=self.holder, expires_at=expires, token=1))
         except IntegrityError:
@@ -127,7 +128,7 @@ class SchedulerLease:
         """Extend the lease if we still hold it; False if another holder has taken it."""
         now = now or datetime.now(UTC)
         fence = self.fence
-        with self.engine.begin() as connection:
+        with one_writer(), self.engine.begin() as connection:
             kept = connection.execute(
                 update(_leases)
                 .where(_leases.c.name == self.name, _leases.c.holder == self.holder,
@@ -141,7 +142,7 @@ class SchedulerLease:
         """Give the lease up at once (if we hold it), so another holder need not wait.
 
         The row stays, expired, so the next holder's token still grows past ours."""
-        with self.engine.begin() as connection:
+        with one_writer(), self.engine.begin() as connection:
             connection.execute(update(_leases).where(_leases.c.name == self.name,
                                                      _leases.c.holder == self.holder)
                                .values(expires_at=_RELEASED))
