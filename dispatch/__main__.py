@@ -191,7 +191,7 @@ def build_web(settings: DispatchSettings) -> WebParts:
     registry = _open_registry(settings)
     commands = _command_link(settings, "web", spec.id, registry)
     app = create_app(WebContext(spec, store, live, lambda: mqtt.connected, settings.planning,
-                                registry, commands.sender))
+                                registry, commands.sender, settings.web.supervisor_status))
     return WebParts(app, mqtt, store, live, registry, commands)
 
 

@@ -15,6 +15,9 @@ from estate.settings import InfluxSettings, MqttSettings
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # The supervisor's status, a file or an http(s):// URL (the demo's var/supervisor.json):
+    # with it, /api/health and the page show each supervised service. None elsewhere.
+    supervisor_status: str | None = Field(None, min_length=1, max_length=1000)
 
 
 class RollupSettings(BaseModel):

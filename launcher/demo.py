@@ -65,6 +65,8 @@ def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
     for prefix in ("INGEST", "DISPATCH"):
         env[f"{prefix}_INFLUX__URL"] = influx
     env["DISPATCH_WEB__PORT"] = str(ports.web)
+    # The page shows the supervised services from the status file the supervisor rewrites.
+    env["DISPATCH_WEB__SUPERVISOR_STATUS"] = str(var / STATUS_FILE)
     env["INGEST_SPOOL_DIR"] = str(var / "ingest-spool")
     env["DISPATCH_REGISTRY_URL"] = f"sqlite:///{var / 'registry.sqlite'}"
     env["EDGE_COMMAND_LOG_PATH"] = str(var / "edge" / "simulator-commands.sqlite")

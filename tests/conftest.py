@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, sync_playwright
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import WebParts, build_web
@@ -40,8 +41,12 @@ from launcher.servers import InfluxDB, Mosquitto, find_binary, free_port
 # Fixtures that start a server (or need one): a test using any of them is marked
 # ``servers``. ``influx2`` is the recording HTTP server of tests/adapters/test_influxdb_v2.py.
 SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web",
-                   "ingest_settings", "start_ingest", "influx2"}
+                   "ingest_settings", "start_ingest", "influx2", "browser"}
 _databases = itertools.count(1)
+# Debian's Chromium, driven by Playwright without a browser download (FACTS.md).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -224,3 +229,13 @@ def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings,
     with served(parts.app) as url:
         yield url
     parts.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A headless Chromium for the module's page tests."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make deps`"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dispatch.web import forecast_view, history, live_feed, overview, plans
 from dispatch.web.deps import WebContext
+from dispatch.web.service_status import HealthProbe
 from estate.errors import BrokerError, PlanConflict, PlanNotFound, RegistryError, StoreError
 
 # Our errors as HTTP answers: the store, the registry and the broker being away is 503
@@ -41,6 +42,8 @@ def create_app(context: WebContext) -> FastAPI:
     app = FastAPI(title="Estate Dispatch", version="0.1.0",
                   description="Control-room API of an industrial estate")
     app.state.context = context
+    app.state.health = HealthProbe(context.store, context.mqtt_connected,
+                                   context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),
               name="static")
     for router in (overview.router, live_feed.router, history.router, forecast_view.router,

@@ -8,8 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from dispatch.web.deps import Context, Spec
-from estate.errors import StoreError
+from dispatch.web.deps import Context, Health, Spec
 from estate.model import MEASURES
 from estate.units import QUANTITIES
 
@@ -22,20 +21,11 @@ def index() -> str:
 
 
 @router.get("/api/health")
-def health(context: Context) -> JSONResponse:
-    """200 when the store answers and the live feed is connected; 503 otherwise."""
-    body: dict[str, Any] = {"estate": context.spec.id}
-    ok = True
-    try:
-        body["influxdb"] = {"ok": True, "version": context.store.ping()}
-    except StoreError as exc:
-        body["influxdb"] = {"ok": False, "error": str(exc)}
-        ok = False
-    connected = bool(context.mqtt_connected())
-    body["mqtt"] = {"ok": connected}
-    ok = ok and connected
-    body["status"] = "ok" if ok else "degraded"
-    return JSONResponse(body, status_code=200 if ok else 503)
+def health(context: Context, probe: Health) -> JSONResponse:
+    """200 when the store answers and the live feed is connected; 503 otherwise. With the
+    supervisor's status configured, each supervised service's state too."""
+    ok, body = probe.report()
+    return JSONResponse({"estate": context.spec.id} | body, status_code=200 if ok else 503)
 
 
 @router.get("/api/estate")
