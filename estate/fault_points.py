@@ -4,7 +4,8 @@ saving its plan) instead of wherever a signal from outside happens to find the p
 
 Off unless the environment names a point: ``ESTATE_FAULT_POINT=approval-committed:kill``
 (SIGKILL at that point) or ``plan-solved:stop`` (SIGSTOP: the process stays paused until
-someone sends SIGCONT). Only the fault tests set it; docs/operations.md lists the points.
+someone sends SIGCONT), the first time the process reaches it. Only the fault tests set
+it; docs/operations.md lists the points.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ ENV: Final = "ESTATE_FAULT_POINT"
 POINTS: Final = ("approval-committed", "plan-solved")
 _ACTIONS: Final = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 _held_while_stopped: list[Callable[[], AbstractContextManager[object]]] = []
+_fired: set[str] = set()
 
 
 def hold_while_stopped(hold: Callable[[], AbstractContextManager[object]]) -> None:
@@ -37,8 +39,9 @@ def fault_point(name: str) -> None:
         raise ValueError(f"unknown fault point {name!r}")
     wanted = os.environ.get(ENV, "")
     point, _, action = wanted.partition(":")
-    if point != name or action not in _ACTIONS:
+    if point != name or action not in _ACTIONS or name in _fired:
         return
+    _fired.add(name)  # once per process: a job that runs again carries on
     log.warning("fault point %s: %s", name, action)
     with ExitStack() as held:
         if action == "stop":

@@ -186,9 +186,16 @@ def _commands(registry: Registry) -> list[CommandRow]:
                                                                 CommandRow.position)))
 
 
+@pytest.mark.parametrize("registry_url", ["postgresql"], indirect=True)
 def test_a_worker_paused_past_its_lease_saves_and_sends_nothing(
         registry: Registry, registry_url: str, mqtt_settings: MqttSettings,
         influx_settings: InfluxSettings, tmp_path: Path) -> None:
+    """On PostgreSQL only. On SQLite the paused worker was found, in about one run of
+    five, holding the file's WAL write lock while stopped (/proc/locks: byte 120 of the
+    -shm file), so no other process could write, take the lease over included, until it
+    was resumed: SQLite's one writer is the whole registry. The fence itself is proven on
+    SQLite by tests/dispatch/registry/test_fencing.py and
+    tests/dispatch/planning/test_fenced_plan.py."""
     with registry.writing() as session:  # each plan commands the battery at once
         session.execute(update(AssetRow).where(AssetRow.id == "battery")
                         .values(control_mode="auto"))
@@ -223,8 +230,9 @@ def test_a_worker_paused_past_its_lease_saves_and_sends_nothing(
 
         first.process.send_signal(signal.SIGCONT)
         deposed = f"http://127.0.0.1:{ports['a']}/metrics"
-        _wait_for("a to find itself deposed", lambda: _metric(
-            deposed, "dispatch_scheduler_deposed_total") == 1.0)
+        # At least once: a run that started before a's keeper saw the loss is refused too.
+        _wait_for("a to find itself deposed", lambda: (_metric(
+            deposed, "dispatch_scheduler_deposed_total") or 0) >= 1)
         assert _metric(deposed, "dispatch_scheduler_lease_held") == 0.0
         first.stop()  # a first: b's stop releases the lease, which a would take
         second.stop()
