@@ -30,11 +30,14 @@ from estate.topics import DeviceId
 
 SUBJECT: Final = "command"
 _OPEN_STATES: Final = tuple(s.value for s in CommandState if s not in FINAL_STATES)
-# The outbox event of each move (a device's answers in three kinds, as other systems ask).
-EVENT_OF: Final = {CommandState.SENT: "command.sent", CommandState.ACCEPTED: "command.answered",
-                   CommandState.DONE: "command.answered", CommandState.FAILED: "command.answered",
-                   CommandState.REJECTED: "command.refused",
-                   CommandState.TIMED_OUT: "command.timed_out"}
+# The moves other systems hear of (the outbox's event types): published, answered
+# (accepted, done), refused (rejected or failed by the device), timed out.
+_EVENTS: Final = {CommandState.SENT: "command.sent",
+                  CommandState.ACCEPTED: "command.answered",
+                  CommandState.DONE: "command.answered",
+                  CommandState.REJECTED: "command.refused",
+                  CommandState.FAILED: "command.refused",
+                  CommandState.TIMED_OUT: "command.timed_out"}
 
 
 def _at(ms: int) -> datetime:
@@ -148,18 +151,19 @@ class CommandStore:
                                       CommandRow.status == current.value).values(**values))
             if moved.rowcount != 1:  # type: ignore[attr-defined]
                 return False
+            if to in _EVENTS:
+                add_event(session, row.estate_id, _EVENTS[to], SUBJECT, command_id,
+                          {"command_id": command_id, "facility": row.facility_id,
+                           "device": row.device_id, "action": row.action,
+                           "state": to.value, "reason": reason or None,
+                           "detail": detail or None, "asset_id": row.asset_id,
+                           "plan_id": row.plan_id},
+                          _at(at_ms), f"command:{command_id}:{to.value}")
             session.add(AuditRow(
                 at=_at(at_ms), actor=actor, action=f"command.{to}", subject_type=SUBJECT,
                 subject_id=command_id,
                 detail={"from": current.value, "to": to.value, "reason": reason or None,
                         "detail": detail or None}))
-            event = EVENT_OF.get(to)
-            if event is not None:
-                add_event(session, row.estate_id, event, SUBJECT, command_id, {
-                    "command": command_id, "state": to.value, "reason": reason or None,
-                    "device": f"{row.estate_id}/{row.facility_id}/{row.device_id}",
-                    "action": row.action, "plan_id": row.plan_id}, _at(at_ms),
-                    f"command:{command_id}:{to.value}")
         return True
 
     def note(self, command_id: str, *, actor: str, action: str, at_ms: int,

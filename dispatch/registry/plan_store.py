@@ -28,6 +28,7 @@ from dispatch.registry.command_store import add_command
 from dispatch.registry.db import Registry
 from dispatch.registry.lock import Fence, check_fence
 from dispatch.registry.models import AssetRow, AuditRow, CommandRow, PlanRow
+from dispatch.registry.outbox import add_event, iso
 from dispatch.registry.records import (
     CommandableAsset,
     DecideCommands,
@@ -105,6 +106,9 @@ class PlanStore:
                                                   PlanRow.status == "draft",
                                                   PlanRow.id != row.id)
                             .values(status="superseded"))
+            if row.status in ("draft", "approved"):
+                _plan_event(session, row, "ready" if row.status == "draft" else "approved",
+                            at, f"r{revision}", trigger=trigger)
             session.add(AuditRow(at=at, actor="dispatch", action=f"plan.{row.status}",
                                  subject_type=SUBJECT, subject_id=str(row.id),
                                  detail={"trigger": trigger, "revision": revision,
@@ -150,6 +154,7 @@ class PlanStore:
             if moved.rowcount != 1:  # type: ignore[attr-defined]
                 raise PlanConflict(f"plan {plan_id} changed while it was being approved")
             step, ids = _write_commands(session, row, commands, claim, at)
+            _plan_event(session, row, "approved", at, "operator", by=operator)
             session.add(AuditRow(at=at, actor=actor, action=APPROVED, subject_type=SUBJECT,
                                  subject_id=str(plan_id),
                                  detail={"status_before": "draft", "step": step,
@@ -226,6 +231,16 @@ def _write_commands(session: Session, row: PlanRow, decide: DecideCommands,
         add_command(session, command, at_ms=at_ms, claimed_by=claim.claimer if claim else None,
                     claim_ms=claim.ms if claim else 0)
     return decided.step, tuple(c.request.id for c in decided.commands)
+
+
+def _plan_event(session: Session, row: PlanRow, kind: str, at: datetime, key: str,
+                **extra: Any) -> None:
+    """``plan.ready`` or ``plan.approved`` in the outbox, in the change's transaction."""
+    add_event(session, row.estate_id, f"plan.{kind}", SUBJECT, str(row.id),
+              {"plan_id": row.id, "revision": int(row.summary.get("revision", 1)),
+               "horizon_start": iso(row.horizon_start), "cost": row.cost,
+               "baseline_cost": row.baseline_cost, "solver_status": row.solver_status}
+              | extra, at, f"plan:{row.id}:{kind}:{key}")
 
 
 def _check_approvable(session: Session, row: PlanRow, at: datetime,

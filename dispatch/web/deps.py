@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from dispatch.control.sender import CommandSender
 from dispatch.registry.db import Registry
 from dispatch.registry.plan_store import PlanStore
-from dispatch.settings import PlanningSettings
+from dispatch.settings import PlanningSettings, WebSettings
 from dispatch.web.live import LiveState
 from dispatch.web.service_status import HealthProbe
 from estate.errors import BrokerError, RegistryError
@@ -27,9 +27,9 @@ def _never() -> bool:
 @dataclass(frozen=True, slots=True)
 class WebContext:
     """The estate, the connections and the settings of one web view. Without a registry
-    the plans API answers 503; without a command sender, approval does. With the
-    supervisor's status (a file or an ``http(s)://`` URL), the health reports the
-    supervised services too."""
+    nobody can log in, so every route but the public ones answers 503; without a command
+    sender, approval does. With the supervisor's status (a file or an ``http(s)://`` URL),
+    the health reports the supervised services too."""
 
     spec: EstateSpec
     store: TimeSeriesStore
@@ -38,6 +38,7 @@ class WebContext:
     planning: PlanningSettings = field(default_factory=PlanningSettings)
     registry: Registry | None = None
     sender: CommandSender | None = None
+    web: WebSettings = field(default_factory=WebSettings)
     supervisor_status: str | None = None
 
 

@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from dispatch.__main__ import build_web
+from dispatch.accounts.roles import Role
 from dispatch.settings import DispatchSettings, WebSettings
 from edge.publisher import Publisher
 from edge.simulator import EstateSimulator
@@ -29,6 +30,7 @@ from estate.topics import DeviceId
 from launcher.servers import InfluxDB, Mosquitto
 from launcher.supervisor import ChildStatus, write_atomically
 from tests.conftest import served
+from tests.web_login import add_users, log_in_page
 
 pytestmark = [pytest.mark.servers, pytest.mark.browser]
 
@@ -79,10 +81,12 @@ def test_the_page_shows_the_store_and_the_broker_going_down_and_up(
         influx=InfluxSettings(url=influx.url, database="estate", timeout_s=2),
         web=WebSettings(supervisor_status=str(status)),
         registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}"))
+    assert parts.registry is not None
+    add_users(parts.registry, ana=Role.OPERATOR)
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, timezone_id="UTC")
     try:
         with served(parts.app) as url:
-            page.goto(url)
+            log_in_page(page, url)
             page.wait_for_selector('#svc-store[data-state="ok"]', timeout=SHOWN_WITHIN_MS)
             page.wait_for_selector('#svc-broker[data-state="ok"]', timeout=SHOWN_WITHIN_MS)
             service = page.locator('[data-service="influxdb"]')

@@ -12,6 +12,7 @@ by the web view from the supervisor's status file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -29,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from estate.model import SAMPLE_ESTATE, load_estate
 from tests.launcher.test_demo import demo_ports, interrupt, start_demo, wait_for_all_meters
+from tests.web_login import log_in_page
 
 # Each test runs the whole demo: every server and every service.
 pytestmark = pytest.mark.servers
@@ -143,14 +145,16 @@ def test_servers_killed_are_restarted_logged_and_no_reading_is_lost(
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, timezone_id="UTC")
     output = ""
     try:
-        live = wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", meters, 90)
+        live = wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", var, meters, 90)
         assert len({(v["facility"], v["device"]) for v in live["values"]}) == meters
         status = supervisor_status(ports)
         assert status["status"] == "ok", status
         assert {c["name"] for c in status["children"]} == {
             "mosquitto", "influxdb", "ingest", "dispatch", "web", "simulator"}
         assert orjson.loads((var / "supervisor.json").read_bytes())["status"] == "ok"
-        page.goto(f"http://127.0.0.1:{ports['web']}")
+        users = json.loads((var / "web-users.json").read_text())
+        log_in_page(page, f"http://127.0.0.1:{ports['web']}", "operator",
+                    users["operator"]["password"])
         page.wait_for_selector('[data-service="simulator"][data-service-state="running"]',
                                timeout=15_000)
         assert page.locator('#svc-store[data-state="ok"]').is_visible()
@@ -219,7 +223,7 @@ def test_ctrl_c_stops_the_children_in_reverse_order(tmp_path: Path) -> None:
     meters = len(load_estate(SAMPLE_ESTATE).devices())
     try:
         # Once the page has every meter, every service is past its start-up.
-        wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", meters, 90)
+        wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", var, meters, 90)
         assert orjson.loads((var / "supervisor.json").read_bytes())["status"] == "ok"
     finally:
         code, output = interrupt(demo)

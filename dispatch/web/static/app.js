@@ -235,17 +235,27 @@ async function showCommands() {
 async function approve(event) {
   event.preventDefault();
   const result = document.getElementById("approve-result");
-  const operator = document.getElementById("operator").value.trim();
+  // Who approves is the session's user; the CSRF token proves the request is this page's.
   const r = await fetch(`/api/plans/${plan.id}/approve`, {method: "POST",
-    headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({operator, revision: plan.revision})});
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": state.session.csrf_token},
+    body: JSON.stringify({revision: plan.revision})});
   const body = await r.json();
   result.textContent = r.ok ? `approved: ${body.commands.length} commands sent`
-                            : `not approved: ${typeof body.detail === "string" ? body.detail : "check the name"}`;
+                            : `not approved: ${typeof body.detail === "string" ? body.detail : "refused"}`;
   await loadPlan();
 }
 
 async function main() {
+  const session = await fetch("/api/session");
+  if (session.status === 401) { location.assign("/login"); return; }
+  state.session = await session.json();
+  document.getElementById("user").textContent =
+    `${state.session.user.username} (${state.session.user.role})`;
+  document.getElementById("logout").addEventListener("click", async () => {
+    await fetch("/api/session", {method: "DELETE",
+                                 headers: {"X-CSRF-Token": state.session.csrf_token}});
+    location.assign("/login");
+  });
   state.estate = await (await fetch("/api/estate")).json();
   document.getElementById("estate-name").textContent = state.estate.name;
   document.getElementById("estate-sub").textContent =

@@ -3,7 +3,7 @@ counts takeovers; a command keeps its place among those decided with it and who 
 delivering it (a claim that expires, so another sender delivers it after a crash).
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-04 11:45:00.000000
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
