@@ -1,9 +1,9 @@
 """Commands and their audit trail in the registry (tables ``commands`` and ``audit_log``).
 
-Each move of a command is a compare-and-set on its row plus one audit row and one outbox
-event (``command.sent``, ``.answered``, ``.refused``, ``.timed_out``) in the same
-transaction, so several dispatch processes can share the registry without moving a command
-twice (the life cycle is ``estate.commands``; the sender is ``dispatch.control.sender``).
+Each move of a command is a compare-and-set on its row plus one audit row in the same
+transaction (and, for a command refused or timed out, its outbox event), so several
+dispatch processes can share the registry without moving a command twice (the life cycle
+is ``estate.commands``; the sender is ``dispatch.control.sender``).
 
 The table is also the commands' outbox: whoever decides commands (an approval, a plan's
 automatic setpoints) writes them ``pending`` with ``add_command`` in the transaction of
@@ -30,12 +30,8 @@ from estate.topics import DeviceId
 
 SUBJECT: Final = "command"
 _OPEN_STATES: Final = tuple(s.value for s in CommandState if s not in FINAL_STATES)
-# The moves other systems hear of (the outbox's event types): published, answered
-# (accepted, done), refused (rejected or failed by the device), timed out.
-_EVENTS: Final = {CommandState.SENT: "command.sent",
-                  CommandState.ACCEPTED: "command.answered",
-                  CommandState.DONE: "command.answered",
-                  CommandState.REJECTED: "command.refused",
+# The command outcomes other systems hear of (the outbox's event types).
+_EVENTS: Final = {CommandState.REJECTED: "command.refused",
                   CommandState.FAILED: "command.refused",
                   CommandState.TIMED_OUT: "command.timed_out"}
 

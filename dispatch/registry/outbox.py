@@ -7,9 +7,8 @@ Event types (``EVENT_TYPES``): ``alarm.raised``, ``alarm.acknowledged``, ``alarm
 ``incident.closed``, ``handover.prepared``, ``handover.accepted``; demand response's
 ``dr.order.received``, ``dr.order.cancelled`` (by the VTN), ``dr.notice`` (a tenant's share
 of an order, one per tenant) and ``dr.settled`` (a tenant's settlement); ``plan.ready`` (a
-draft waits for approval), ``plan.approved``, ``command.sent``, ``command.answered``
-(accepted or done), ``command.refused`` (rejected or failed by the device),
-``command.timed_out``; ``webhook.dead`` (a webhook delivery failed for good).
+draft waits for approval), ``plan.approved``, ``command.refused`` (rejected or failed by the
+device), ``command.timed_out``; ``webhook.dead`` (a webhook delivery failed for good).
 Each has a ``dedupe_key`` naming the change (``alarm:17:raised``); the key is unique, so
 applying a change twice writes its event once.
 
@@ -37,8 +36,7 @@ EVENT_TYPES: Final = ("alarm.raised", "alarm.acknowledged", "alarm.shelved",
                       "incident.assigned", "incident.closed", "handover.prepared",
                       "handover.accepted", "dr.order.received", "dr.order.cancelled",
                       "dr.notice", "dr.settled", "plan.ready", "plan.approved",
-                      "command.sent", "command.answered", "command.refused",
-                      "command.timed_out", "webhook.dead")
+                      "command.refused", "command.timed_out", "webhook.dead")
 MAX_ERROR: Final = 1000
 # Rows per multi-row insert: a statement's parameters stay far below SQLite's limit
 # (32,766) for tables of up to 60 columns.

@@ -129,7 +129,8 @@ class PlanStore:
                                  detail={"trigger": trigger, "reason": reason[:FAILURE_CHARS]}))
 
     def approve_draft(self, plan_id: int, operator: str, *, at: datetime,
-                      commands: DecideCommands, claim: DeliveryClaim | None = None,
+                      commands: DecideCommands | None = None,
+                      claim: DeliveryClaim | None = None,
                       estate_id: str | None = None, revision: int | None = None,
                       ) -> tuple[bool, int, tuple[str, ...]]:
         """Approve a draft plan and write the commands it causes, in one transaction;
@@ -153,7 +154,8 @@ class PlanStore:
                 .execution_options(synchronize_session="fetch"))
             if moved.rowcount != 1:  # type: ignore[attr-defined]
                 raise PlanConflict(f"plan {plan_id} changed while it was being approved")
-            step, ids = _write_commands(session, row, commands, claim, at)
+            step, ids = (0, ()) if commands is None else _write_commands(
+                session, row, commands, claim, at)
             _plan_event(session, row, "approved", at, "operator", by=operator)
             session.add(AuditRow(at=at, actor=actor, action=APPROVED, subject_type=SUBJECT,
                                  subject_id=str(plan_id),
