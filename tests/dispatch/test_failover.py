@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 
 from adapters.mqtt import InboundMessage, MqttConnection
 from adapters.ops_http import wait_healthy
+from dispatch.accounts.roles import Role
 from dispatch.registry.db import Registry
 from dispatch.registry.loader import load_estate_into
 from dispatch.registry.models import AssetRow, AuditRow, CommandRow, LeaseRow
@@ -45,6 +46,7 @@ from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import Channel, DeviceId, subscription
 from launcher.servers import free_port
 from tests.dispatch.registry.conftest import Postgres, postgres  # noqa: F401
+from tests.web_login import add_users, logged_in
 
 SPEC = load_estate(SAMPLE_ESTATE)
 BATTERY = DeviceId(SPEC.id, "utilities", "battery")
@@ -307,6 +309,7 @@ def test_a_web_view_killed_after_an_approvals_commit_delivers_every_command_once
         influx_settings: InfluxSettings, tmp_path: Path) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     plan = PlanStore(registry).save(_draft(now), "schedule", now)
+    add_users(registry, ana=Role.OPERATOR)
     devices, stop_devices = _devices(mqtt_settings, tmp_path)
     counted = BrokerCount(mqtt_settings)
     port = free_port()
@@ -319,9 +322,8 @@ def test_a_web_view_killed_after_an_approvals_commit_delivers_every_command_once
     restarted: Dispatch | None = None
     try:
         assert wait_healthy(f"{url}/api/health", WAIT_S) is not None, killed.text()[-2000:]
-        with pytest.raises(httpx.HTTPError):
-            httpx.post(f"{url}/api/plans/{plan.id}/approve", json={"operator": "ana"},
-                       timeout=60)
+        with logged_in(url, "ana") as http, pytest.raises(httpx.HTTPError):
+            http.post(f"/api/plans/{plan.id}/approve", json={}, timeout=60)
         assert killed.process.wait(60) == -signal.SIGKILL
         # Committed with the approval: its step's commands, pending, claimed by the dead view.
         commands = _commands(registry)
@@ -336,8 +338,8 @@ def test_a_web_view_killed_after_an_approvals_commit_delivers_every_command_once
         _wait_for("every command of the step done", lambda: [
             c.status for c in _commands(registry)] == ["done"] * 3)
         # Approving again sends nothing new.
-        again = httpx.post(f"{url}/api/plans/{plan.id}/approve", json={"operator": "ana"},
-                           timeout=60)
+        with logged_in(url, "ana") as http:
+            again = http.post(f"/api/plans/{plan.id}/approve", json={}, timeout=60)
         assert again.status_code == 200, again.text
         assert (again.json()["already_approved"], again.json()["commands"]) == (True, ids)
         restarted.stop()
