@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
+from adapters.ops_http import OpsServer
 from dispatch.control.sender import CommandSender
 from dispatch.jobs.freshness import check_freshness
 from dispatch.jobs.rollups import Rollups
@@ -30,15 +31,22 @@ from dispatch.registry.db import Registry
 from dispatch.registry.loader import load_estate_into
 from dispatch.registry.lock import LeaseKeeper, SchedulerLease
 from dispatch.registry.models import SCHEDULER_JOBS_TABLE
+from dispatch.registry.room_counts import RoomCounts, room_counts
+from dispatch.registry.room_step import RoomContext
 from dispatch.scheduler import JOBSTORE_ALIAS, Job, Scheduler, before_each_step, sql_jobstore
 from dispatch.settings import DispatchSettings
+from dispatch.watch.metrics import ROOM_COUNTS
+from dispatch.watch.ops import LEASE_HELD, counted, worker_readiness
+from dispatch.watch.stream_watch import StreamWatch, session_client_id
+from dispatch.watch.window_job import WindowJob
 from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
-from estate.model import load_estate
-from estate.ports import TimeSeriesStore
+from estate.model import EstateSpec, load_estate
+from estate.ports import Messaging, TimeSeriesStore
+from estate.ports import Session as BrokerSession
 from estate.settings import refuse_default_secrets
 from estate.topics import Channel, subscription
 
@@ -83,6 +91,59 @@ def _open_registry(settings: DispatchSettings) -> Registry:
     return registry
 
 
+@dataclass
+class ControlRoom:
+    """The control room in the worker: the streaming rules' watch on the telemetry and
+    the windowed rules' job, both under the scheduler's lease."""
+
+    stream: StreamWatch
+    windows: WindowJob
+
+    def jobs(self, settings: DispatchSettings) -> list[Job]:
+        return [Job("alarm-stream", self.stream.flush, settings.alarms.stream_flush_s,
+                    misfire_grace_s=5),
+                Job("alarm-windows", self.windows, settings.alarms.window_every_s)]
+
+    def gain(self) -> None:
+        self.windows.deactivate()  # restored from the registry at its next run
+        self.stream.activate()
+
+    def lose(self) -> None:
+        self.stream.deactivate()
+        self.windows.deactivate()
+
+
+def _control_room(settings: DispatchSettings, spec: EstateSpec, store: TimeSeriesStore,
+                  registry: Registry) -> ControlRoom:
+    room = RoomContext.of(spec)
+
+    def connect() -> Messaging:
+        # One persistent session per estate, handed from worker to worker with the lease.
+        return MqttConnection(settings.mqtt, session_client_id(spec.id), session=BrokerSession(
+            clean_start=False, expiry_s=settings.alarms.session_expiry_s,
+            receive_maximum=settings.alarms.receive_maximum, manual_ack=True))
+
+    return ControlRoom(StreamWatch(spec, registry, room, connect),
+                       WindowJob(spec, store, registry, room, settings.alarms))
+
+
+def _ops_server(settings: DispatchSettings, spec: EstateSpec, registry: Registry,
+                keeper: LeaseKeeper, watch: StreamWatch) -> OpsServer | None:
+    if not settings.http_port:
+        return None
+
+    def counts() -> RoomCounts:
+        with registry.reading() as session:
+            return room_counts(session, spec.id)
+
+    ROOM_COUNTS.counts = counts
+    server = OpsServer(settings.http_host, settings.http_port,
+                       worker_readiness(registry, lambda: keeper.held, lambda: watch.subscribed),
+                       name="dispatch-ops")
+    server.start()
+    return server
+
+
 def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
     """Run the scheduler until ``stop`` is set (or SIGTERM/SIGINT in the main thread)."""
     _check_secrets(settings)
@@ -99,7 +160,9 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     planner = PlanJob(store, registry, spec.id, settings.planning, sender=commands.sender,
                       nominal_kw=nominal_kw(spec), rollups=settings.rollups,
                       manage_policies=manage_policies)
-    scheduler = Scheduler([
+    room = _control_room(settings, spec, store, registry)
+    scheduler = Scheduler([Job(j.id, counted(j.id, j.func), j.every_s, j.misfire_grace_s,
+                               j.first_run_after_s, j.first_run_at) for j in [
         Job("meter-freshness",
             lambda: check_freshness(store, spec.id, expected, settings.stale_after_s),
             settings.freshness_every_s,
@@ -118,23 +181,41 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
         Job("plan", planner, settings.planning.every_s,
             first_run_at=before_each_step(settings.planning.every_s,
                                           settings.planning.lead_s)),
-    ], jobstores={JOBSTORE_ALIAS: sql_jobstore(registry.engine, SCHEDULER_JOBS_TABLE)})
+        *room.jobs(settings),
+    ]], jobstores={JOBSTORE_ALIAS: sql_jobstore(registry.engine, SCHEDULER_JOBS_TABLE)})
     planner.request_soon = lambda: scheduler.run_soon("plan")
-    # Every worker stands by; only the lease holder runs jobs.
+    room.stream.wake = lambda: scheduler.run_soon("alarm-stream")
+    # Every worker stands by; only the lease holder runs jobs and holds the control
+    # room's session.
     scheduler.start(paused=True)
     keeper = LeaseKeeper(
         SchedulerLease(registry.engine, "dispatch-scheduler",
                        f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
                        settings.scheduler_lease_ttl_s),
-        on_gain=scheduler.resume, on_loss=scheduler.pause)
+        on_gain=lambda: _gained(room, scheduler), on_loss=lambda: _lost(room, scheduler))
+    ops = _ops_server(settings, spec, registry, keeper, room.stream)
     keeper.start()
     stop_on_signals(stop)
     stop.wait()
     keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
+    if ops is not None:
+        ops.stop()
     commands.close()
     registry.close()
     store.close()
+
+
+def _gained(room: ControlRoom, scheduler: Scheduler) -> None:
+    LEASE_HELD.set(1)
+    room.gain()
+    scheduler.resume()
+
+
+def _lost(room: ControlRoom, scheduler: Scheduler) -> None:
+    LEASE_HELD.set(0)
+    scheduler.pause()
+    room.lose()
 
 
 @dataclass
