@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import uvicorn
 from fastapi import FastAPI
@@ -134,7 +135,7 @@ def _ops_server(settings: DispatchSettings, spec: EstateSpec, registry: Registry
 
     def counts() -> RoomCounts:
         with registry.reading() as session:
-            return room_counts(session, spec.id)
+            return room_counts(session, spec.id, datetime.now(UTC))
 
     ROOM_COUNTS.counts = counts
     server = OpsServer(settings.http_host, settings.http_port,

@@ -60,6 +60,11 @@ class RoomCollector(Collector):
         yield alarms
         yield GaugeMetricFamily("dispatch_incidents_open", "Open incidents",
                                 value=counts.incidents_open)
+        late = GaugeMetricFamily("dispatch_incidents_sla_breached",
+                                 "Open incidents past an SLA deadline", labels=["deadline"])
+        late.add_metric(["response"], counts.response_late)
+        late.add_metric(["resolution"], counts.resolution_late)
+        yield late
         yield GaugeMetricFamily("dispatch_outbox_events_waiting",
                                 "Events in the outbox not yet delivered",
                                 value=counts.events_waiting)

@@ -41,6 +41,8 @@ class WindowJob:
         self._step_ms = int(settings.window_every_s * 1000)
         self._grace_ms = int(settings.window_grace_s * 1000)
         self._evaluator: WindowedEvaluator | None = None
+        # Each meter's newest reading is read only for no-data rules judged on windows.
+        self._deadman = any(b.rule.kind == "no_data" for b in spec.rule_book().window)
         self._started_ms = 0
         self._last_end_ms = 0
 
@@ -80,7 +82,8 @@ class WindowJob:
             frames[span] = read_frame(self._store, self._room.estate, evaluator.meters, keys,
                                       end_ms, span, self._step_ms)
         last_seen = read_last_seen(self._store, self._room.estate, evaluator.meters, end_ms,
-                                   _LAST_SEEN_LOOKBACK_S, self._started_ms)
+                                   _LAST_SEEN_LOOKBACK_S, self._started_ms) \
+            if self._deadman else None
         capacity = capacity_inputs(self._spec, evaluator.meters, frames,
                                    evaluator.capacity_windows(), end_ms)
         transitions = evaluator.evaluate(WindowInputs(end_ms, frames, last_seen, capacity))
