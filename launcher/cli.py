@@ -121,6 +121,8 @@ def demo(
         help="Port of ingest's /metrics and /health")] = 9101,
     simulator_metrics_port: Annotated[int, typer.Option(
         help="Port of the simulator's /metrics and /health")] = 9103,
+    dispatch_metrics_port: Annotated[int, typer.Option(
+        help="Port of the dispatch worker's /metrics and /health")] = 9102,
     supervisor_port: Annotated[int, typer.Option(
         help="Port of the supervisor's /status, /health and /metrics (0: none)")] = 9110,
 ) -> None:
@@ -133,6 +135,7 @@ def demo(
                                              influx_rpc=influx_port + 2, web=port,
                                              ingest_http=ingest_metrics_port,
                                              simulator_http=simulator_metrics_port,
+                                             dispatch_http=dispatch_metrics_port,
                                              supervisor=supervisor_port))
     raise typer.Exit(code)
 

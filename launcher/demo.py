@@ -51,6 +51,8 @@ class DemoPorts:
     web: int = 8000
     ingest_http: int = 9101
     simulator_http: int = 9103
+    # The dispatch worker's /metrics and /health.
+    dispatch_http: int = 9102
     # The supervisor's /status, /health and /metrics; 0 serves none.
     supervisor: int = 9110
 
@@ -69,6 +71,7 @@ def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
     env["EDGE_COMMAND_LOG_PATH"] = str(var / "edge" / "simulator-commands.sqlite")
     env["INGEST_HTTP_PORT"] = str(ports.ingest_http)
     env["EDGE_HTTP_PORT"] = str(ports.simulator_http)
+    env["DISPATCH_HTTP_PORT"] = str(ports.dispatch_http)
     # The demo's meters report every 2 s so the page moves while someone watches it.
     env["EDGE_INTERVAL_S"] = "2"
     env["DISPATCH_STALE_AFTER_S"] = "30"

@@ -28,7 +28,8 @@ from launcher.servers import free_port
 
 def demo_ports() -> dict[str, int]:
     return {name: free_port()
-            for name in ("web", "mqtt", "influx", "ingest", "simulator", "supervisor")}
+            for name in ("web", "mqtt", "influx", "ingest", "simulator", "supervisor",
+                         "dispatch")}
 
 
 def start_demo(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
@@ -37,6 +38,7 @@ def start_demo(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
          "--port", str(ports["web"]), "--mqtt-port", str(ports["mqtt"]),
          "--influx-port", str(ports["influx"]), "--ingest-metrics-port", str(ports["ingest"]),
          "--simulator-metrics-port", str(ports["simulator"]),
+         "--dispatch-metrics-port", str(ports["dispatch"]),
          "--supervisor-port", str(ports["supervisor"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
