@@ -53,7 +53,12 @@ def fast_estate(directory: Path, source: Path = SAMPLE_ESTATE,
     """The estate file with ``rules`` added, and every crew on shift around the clock (so
     the assignment does not depend on the hour the test runs at)."""
     data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    data["alarm_rules"] = [*data.get("alarm_rules", []), *rules]
+    def scope(rule: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(rule.get(k) for k in ("id", "meter", "facility", "meter_kind", "network"))
+
+    replaced = {scope(r) for r in rules}
+    data["alarm_rules"] = [*(r for r in data.get("alarm_rules", []) if scope(r) not in replaced),
+                           *rules]
     data["crews"] = data.get("crews") or [dict(ELECTRICIANS)]
     for crew in data["crews"]:
         crew["shifts"] = [{"start": "00:00", "end": "24:00"}]
