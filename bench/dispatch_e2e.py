@@ -150,7 +150,10 @@ def end_to_end(probes: int, rate: float) -> None:
         base, DISPATCH_MQTT__PORT=str(mosquitto.port), DISPATCH_INFLUX__URL=influx.url,
         DISPATCH_INFLUX__DATABASE="bench", DISPATCH_REGISTRY_URL=registry_url,
         DISPATCH_ESTATE_FILE=str(_estate(work)), DISPATCH_HTTP_PORT=str(worker_port),
-        DISPATCH_PLANNING__EVERY_S="86400", DISPATCH_FORECAST__EVERY_S="86400"),
+        # Not what is measured: the plan, forecasts and rollups once a day (the rollups
+        # would otherwise roll up the whole load every minute).
+        DISPATCH_PLANNING__EVERY_S="86400", DISPATCH_FORECAST__EVERY_S="86400",
+        DISPATCH_ROLLUPS__EVERY_S="86400"),
         work / "worker.log")
     ctx = mp.get_context("spawn")
     stop, sent = ctx.Event(), ctx.Value("d", 0.0)

@@ -84,7 +84,8 @@ def test_a_feeder_outage_silencing_40_meters_opens_one_incident_naming_it(
     assert incident.payload["cause"] == FEEDER
     assert incident.payload["origin"].endswith(f":{FEEDER}")
     assert "Feeder 1" in incident.payload["title"] or FEEDER in incident.payload["title"]
-    steps = [e for e in events if e.subject_id == incident.subject_id]
+    steps = [e for e in events
+             if e.subject_type == "incident" and e.subject_id == incident.subject_id]
     attached = {a for e in steps for a in e.payload["alarms"]}
     assert {f"{s}#no-data" for s in below} <= attached
     assert [e.type for e in steps][-1] == "incident.closed"
