@@ -1,8 +1,11 @@
-"""Composition root of dispatch: ``python -m dispatch worker|web`` or ``estate dispatch|web``.
+"""Composition root of dispatch: ``python -m dispatch worker|web|webhooks`` or
+``estate dispatch|web``.
 
-``worker`` runs the scheduler and its jobs; ``web`` serves the operators' view. They are
-separate processes so the web view can be replicated while one worker schedules. Here the
-adapters are made (store, broker connections, registry) and handed to the rooms.
+``worker`` runs the scheduler and its jobs, and the webhook deliverer; ``web`` serves the
+operators' view; ``webhooks`` runs the webhook deliverer alone (it needs the registry
+only), to add delivery capacity beside the workers. They are separate processes so the
+web view can be replicated while one worker schedules. Here the adapters are made (store,
+broker connections, registry) and handed to the rooms.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ from adapters.influx import make_store
 from adapters.mqtt import MqttConnection
 from adapters.ops_http import OpsServer
 from dispatch.control.sender import CommandSender
+from dispatch.dr.events import DemandResponse
+from dispatch.dr.job import DemandResponseJob
+from dispatch.dr.ven import Ven
 from dispatch.jobs.freshness import check_freshness
+from dispatch.jobs.metered import RollupMeterData
 from dispatch.jobs.rollups import Rollups
 from dispatch.planning.forecasts import ForecastJob, nominal_kw
 from dispatch.planning.rolling import PlanJob
@@ -43,6 +50,8 @@ from dispatch.watch.window_job import WindowJob
 from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
+from dispatch.webhooks.deliverer import Deliverer
+from estate.errors import DemandResponseError
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
 from estate.model import EstateSpec, load_estate
@@ -144,6 +153,65 @@ def _ops_server(settings: DispatchSettings, spec: EstateSpec, registry: Registry
     server.start()
     return server
 
+def _worker_name(role: str) -> str:
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class WebhookParts:
+    """The webhook deliverer and its /metrics server, if any."""
+
+    deliverer: Deliverer
+    ops: OpsServer | None
+
+    def stop(self) -> None:
+        self.deliverer.stop()
+        if self.ops is not None:
+            self.ops.stop()
+
+
+def start_webhooks(settings: DispatchSettings, registry: Registry, role: str,
+                   ) -> WebhookParts | None:
+    """Start delivering webhooks from the registry's outbox (unless turned off)."""
+    if not settings.webhooks.enabled:
+        return None
+    deliverer = Deliverer(registry, settings.webhooks, _worker_name(role))
+    ops = None
+    if settings.webhooks.metrics_port:
+        ops = OpsServer(settings.web.host, settings.webhooks.metrics_port,
+                        lambda: (True, {}), name="webhook-metrics")
+        ops.start()
+    deliverer.start()
+    return WebhookParts(deliverer, ops)
+
+
+def run_webhooks(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
+    """Deliver webhooks only, until ``stop`` is set (or SIGTERM/SIGINT)."""
+    stop = stop or threading.Event()
+    registry = _open_registry(settings)
+    parts = start_webhooks(settings, registry, "webhooks")
+    stop_on_signals(stop)
+    stop.wait()
+    if parts is not None:
+        parts.stop()
+    registry.close()
+
+
+def _start_ven(settings: DispatchSettings, job: DemandResponseJob) -> Ven | None:
+    """The OpenADR VEN when a VTN is configured; a VTN that does not register it is
+    logged and the worker runs on (orders can still be entered by hand)."""
+    if not settings.demand_response.vtn_url:
+        return None
+    ven = Ven(settings.demand_response, job.received, job.estate_import_kw, job.cancelled)
+    try:
+        ven.start()
+    except DemandResponseError as exc:
+        log.error("no OpenADR VEN: %s", exc)
+        ven.stop()
+        return None
+    job.send_opt = ven.send_opt
+    return ven
+
 
 def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) -> None:
     """Run the scheduler until ``stop`` is set (or SIGTERM/SIGINT in the main thread)."""
@@ -161,6 +229,11 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     planner = PlanJob(store, registry, spec.id, settings.planning, sender=commands.sender,
                       nominal_kw=nominal_kw(spec), rollups=settings.rollups,
                       manage_policies=manage_policies)
+    metered = RollupMeterData(store, settings.rollups, manage_policies=manage_policies)
+    dr_job = DemandResponseJob(DemandResponse(registry, metered, spec.id),
+                               on_split=planner.replan,
+                               standing_opt=settings.demand_response.standing_opt)
+    ven = _start_ven(settings, dr_job)
     room = _control_room(settings, spec, store, registry)
     scheduler = Scheduler([Job(j.id, counted(j.id, j.func), j.every_s, j.misfire_grace_s,
                                j.first_run_after_s, j.first_run_at) for j in [
@@ -182,6 +255,7 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
         Job("plan", planner, settings.planning.every_s,
             first_run_at=before_each_step(settings.planning.every_s,
                                           settings.planning.lead_s)),
+        Job("demand-response", dr_job, settings.demand_response.every_s),
         *room.jobs(settings),
     ]], jobstores={JOBSTORE_ALIAS: sql_jobstore(registry.engine, SCHEDULER_JOBS_TABLE)})
     planner.request_soon = lambda: scheduler.run_soon("plan")
@@ -196,12 +270,18 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
         on_gain=lambda: _gained(room, scheduler), on_loss=lambda: _lost(room, scheduler))
     ops = _ops_server(settings, spec, registry, keeper, room.stream)
     keeper.start()
+    # Every worker delivers webhooks, not only the lease holder: claims keep them apart.
+    webhooks = start_webhooks(settings, registry, "worker")
     stop_on_signals(stop)
     stop.wait()
     keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
     if ops is not None:
         ops.stop()
+    if ven is not None:
+        ven.stop()
+    if webhooks is not None:
+        webhooks.stop()
     commands.close()
     registry.close()
     store.close()
@@ -239,10 +319,23 @@ class WebParts:
             self.registry.close()
 
 
+def _warn_about_web_settings(settings: DispatchSettings) -> None:
+    """Say so when production runs with what suits the loopback demo only."""
+    if settings.mode != "production":
+        return
+    if not settings.web.cookie_secure:
+        log.warning("DISPATCH_WEB__COOKIE_SECURE is off in production: the session cookie "
+                    "may travel over plain HTTP")
+    if "*" in settings.web.allowed_hosts:
+        log.warning("DISPATCH_WEB__ALLOWED_HOSTS allows every host name in production: "
+                    "DNS rebinding can reach the view")
+
+
 def build_web(settings: DispatchSettings) -> WebParts:
     """Wire the web view: the store, the live feed from MQTT, the registry, the command
     sender and the application."""
     _check_secrets(settings)
+    _warn_about_web_settings(settings)
     spec = load_estate(settings.estate_file)
     store = make_store(settings.influx)
     live = LiveState(spec.id)
@@ -254,7 +347,8 @@ def build_web(settings: DispatchSettings) -> WebParts:
     registry = _open_registry(settings)
     commands = _command_link(settings, "web", spec.id, registry)
     app = create_app(WebContext(spec, store, live, lambda: mqtt.connected, settings.planning,
-                                registry, commands.sender))
+                                registry, commands.sender, settings.web,
+                                settings.web.supervisor_status))
     return WebParts(app, mqtt, store, live, registry, commands)
 
 
@@ -275,8 +369,10 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(DispatchSettings())
     elif role == "web":
         run_web(DispatchSettings())
+    elif role == "webhooks":
+        run_webhooks(DispatchSettings())
     else:
-        raise SystemExit(f"usage: python -m dispatch worker|web (got {role!r})")
+        raise SystemExit(f"usage: python -m dispatch worker|web|webhooks (got {role!r})")
 
 
 if __name__ == "__main__":

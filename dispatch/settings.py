@@ -13,8 +13,40 @@ from estate.settings import InfluxSettings, MqttSettings
 
 
 class WebSettings(BaseModel):
+    """The web view (``DISPATCH_WEB__``): where it listens and what it lets in
+    (docs/security.md, "The web view")."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # The names the view is reached by (the Host header): anything else is refused with
+    # 400, so a rebinding DNS name cannot reach it from a browser. ``*.example.org`` allows
+    # subdomains; ``*`` alone allows every name (not for production).
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"],
+                                     min_length=1)
+    # Origins (``https://dispatch.example.org``) allowed to send state changes besides the
+    # view's own (the Origin that matches the Host header); a reverse proxy that rewrites
+    # Host needs its public origin here.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # Send the session cookie over TLS only: on wherever the view is reached by https
+    # (the compose stack behind its proxy). Left off for the plain-HTTP loopback demo.
+    cookie_secure: bool = False
+    # A session lasts one long shift; then its user logs in again.
+    session_hours: float = Field(12.0, gt=0, le=24 * 7)
+    # Request bodies: the largest the API takes (a plan decision, a user) is under 2 KB;
+    # 64 KiB leaves room and refuses a flood at once (413).
+    max_body_bytes: int = Field(65_536, ge=1024)
+    # Live streams: a control-room screen and a phone or two per session; in all, enough
+    # for a busy control room without starving the rest of the process.
+    max_streams_per_session: int = Field(4, ge=1)
+    max_streams: int = Field(500, ge=1)
+    # Failed logins: 5 per account per 15 minutes stops guessing while a typo is
+    # forgiven; an address (a shared NAT of a control room) gets 30.
+    login_failures_per_account: int = Field(5, ge=1)
+    login_failures_per_address: int = Field(30, ge=1)
+    login_window_s: float = Field(900.0, gt=0)
+    # The supervisor's status, a file or an http(s):// URL (the demo's var/supervisor.json):
+    # with it, /api/health and the page show each supervised service. None elsewhere.
+    supervisor_status: str | None = Field(None, min_length=1, max_length=1000)
 
 
 class RollupSettings(BaseModel):
@@ -127,6 +159,67 @@ class AlarmSettings(BaseModel):
     # committed: a second of the sample estate is a few dozen; room for bursts.
     receive_maximum: int = Field(2000, ge=1, le=65535)
 
+class DemandResponseSettings(BaseModel):
+    """The OpenADR 2.0b VEN and the rules of the programme it serves (docs/demand-response.md)."""
+
+    vtn_url: str | None = None
+    """The grid operator's VTN, e.g. ``https://vtn.example/OpenADR2/Simple/2.0b``; None: no VEN."""
+    ven_name: str = Field("estate-dispatch", min_length=1, max_length=100)
+    ven_id: str | None = None
+    standing_opt: Literal["in", "out"] = "in"
+    """The answer an event gets when it arrives; an operator changes it later (``estate dr
+    opt``), which sends the VTN a new opt."""
+    programme: str = Field("demand response", max_length=100)
+    payment_per_kwh: float = Field(0.0, ge=0, le=1000)
+    penalty_per_kwh: float = Field(0.0, ge=0, le=1000)
+    currency: str = Field("EUR", min_length=3, max_length=8)
+    every_s: float = Field(60.0, gt=0)
+    """How often the demand-response job moves orders along (split, settle, opts)."""
+    report_interval_s: float = Field(60.0, ge=10, le=3600)
+    """How often the estate's import is reported to the VTN while it asks for it."""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    vtn_fingerprint: str | None = None
+
+
+class WebhookSettings(BaseModel):
+    """The webhook deliverer (``DISPATCH_WEBHOOKS__``); docs/webhooks.md."""
+
+    enabled: bool = True
+    # Receivers sent to at once, each in order; more would mostly wait on the GIL and the
+    # registry's writes, fewer lets one slow receiver hold the others up.
+    concurrency: int = Field(8, ge=1, le=64)
+    # How often an idle deliverer looks for new events: the floor of an alert's delay.
+    poll_s: float = Field(0.2, gt=0)
+    # A subscription is claimed for this long; a deliverer stops taking new deliveries of
+    # it after half of that, so its claim never runs out while it sends.
+    claim_s: float = Field(60.0, gt=0)
+    # Deliveries sent per claim of a receiver, before their outcomes are written at once.
+    batch: int = Field(50, ge=1, le=1000)
+    # A receiver that does not accept a connection in 5 s or answer in 10 s is failing.
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+    # Retries: the first after ``backoff_base_s``, doubling to at most ``backoff_max_s``,
+    # each spread by up to ``jitter`` of itself so receivers that failed together do not
+    # come back together. 5 s doubling to an hour over 18 tries spans about 8.5 hours.
+    backoff_base_s: float = Field(5.0, gt=0)
+    backoff_max_s: float = Field(3600.0, gt=0)
+    jitter: float = Field(0.2, ge=0, le=1)
+    max_attempts: int = Field(18, ge=1, le=100)
+    # A receiver's Retry-After is honoured up to this long.
+    max_retry_after_s: float = Field(6 * 3600.0, gt=0)
+    # Targets: private, loopback and link-local addresses are refused unless allowed.
+    allow_private: bool = False
+    allow_loopback: bool = False
+    # Redirects are followed this many times, each target checked like the first.
+    max_redirects: int = Field(3, ge=0, le=10)
+    # After a secret's rotation the old one still signs for this long.
+    rotation_overlap_s: float = Field(86400.0, gt=0)
+    # /metrics of the deliverer (queue depth, deliveries by outcome, dead deliveries);
+    # 0: not served.
+    metrics_port: int = Field(0, ge=0, le=65535)
+
 
 class DispatchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_", env_nested_delimiter="__",
@@ -146,6 +239,7 @@ class DispatchSettings(BaseSettings):
     rollups: RollupSettings = RollupSettings()
     forecast: ForecastSettings = ForecastSettings()
     planning: PlanningSettings = PlanningSettings()
+    demand_response: DemandResponseSettings = DemandResponseSettings()
     # The registry database (docs/registry.md): an SQLite file by default, PostgreSQL by URL
     # (postgresql+psycopg://user:password@host/registry).
     registry_url: str = "sqlite:///var/registry.sqlite"
@@ -160,3 +254,4 @@ class DispatchSettings(BaseSettings):
     # The worker's /metrics and /health (docs/operations.md); port 0: neither is served.
     http_host: str = "127.0.0.1"
     http_port: int = Field(9102, ge=0, le=65535)
+    webhooks: WebhookSettings = WebhookSettings()

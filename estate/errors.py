@@ -22,10 +22,15 @@
     ├── PlanError              a plan cannot be found or moved as asked
     │   ├── PlanNotFound       no such plan (in that estate)
     │   └── PlanConflict       the plan cannot move that way now; the message says why
+    ├── AccountError           an account change refused: bad name, password or binding
+    │   ├── AccountNotFound    no such user or API token
+    │   └── AccountConflict    the name is taken, or the last admin would go
+    │                          (all three dispatch.registry.account_desk)
     ├── AlarmStateError        an alarm step its lifecycle forbids (dispatch.alarms.lifecycle)
     ├── IncidentStateError     an incident step its lifecycle forbids
     │                          (dispatch.incidents.model)
     ├── ShiftLogError          a shift-log entry or handover refused (dispatch.incidents.shiftlog)
+    ├── DemandResponseError    a demand-response order, opt or statement refused (dispatch.dr)
     ├── RecordNotFound         no such alarm, incident, crew or entry (dispatch.registry.outbox)
     ├── SpoolFull              ingest's local spool holds its bound (ingest.spool)
     ├── BackupError            a backup or restore that cannot be made (launcher.backup)
@@ -116,8 +121,25 @@ class PlanConflict(PlanError):
     """The plan cannot move that way now; the message says why."""
 
 
+class AccountError(EstateError, ValueError):
+    """An account change refused: a bad name or password, a binding not allowed."""
+
+
+class AccountNotFound(AccountError, LookupError):
+    """No such user or API token."""
+
+
+class AccountConflict(AccountError):
+    """A username taken already, or a change that would leave no enabled admin."""
+
+
 class PlanningError(ConfigError):
     """The registry cannot describe a plan (no such estate, tariffs without prices)."""
+
+
+class DemandResponseError(EstateError, ValueError):
+    """A demand-response order, an opt decision or a statement request that cannot be
+    taken as given; the message says why."""
 
 
 class DeviceError(EstateError):

@@ -153,8 +153,12 @@ def service_rules(estate: str, role: ServiceRole) -> tuple[Rule, ...]:
             return (Rule("read", every(Channel.TELEMETRY)),
                     Rule("write", events_topic_filter()))
         case ServiceRole.WEB:
+            # The live view reads telemetry and status; an operator's approval sends the
+            # plan's commands from the web process and follows their answers.
             return (Rule("read", every(Channel.TELEMETRY)),
-                    Rule("read", every(Channel.STATUS)))
+                    Rule("read", every(Channel.STATUS)),
+                    Rule("write", every(Channel.COMMAND_REQUEST)),
+                    Rule("read", every(Channel.COMMAND_RESPONSE)))
         case ServiceRole.DISPATCH:
             # Telemetry: the control room's streaming alarm rules (docs/alarms.md).
             return (Rule("read", every(Channel.TELEMETRY)),
@@ -269,6 +273,18 @@ def write_broker_security(spec: EstateSpec, out_dir: Path,
     _write_private(security.credentials_file, credentials_json(spec, accounts))
     _write_private(out_dir / SERVICES_ENV_FILE, services_env(accounts))
     return security
+
+
+def refresh_acl(security: BrokerSecurity, spec: EstateSpec,
+                services: Iterable[ServiceAccount] = DEFAULT_SERVICES) -> bool:
+    """Rewrite the ACL of accounts written before if today's rules differ (a service was
+    given a right it needs): the passwords stay. True if the file changed; Mosquitto reads
+    it at start and on SIGHUP."""
+    wanted = acl_text(estate_accounts(spec, services))
+    if security.acl_file.read_text(encoding="utf-8") == wanted:
+        return False
+    security.acl_file.write_text(wanted, encoding="utf-8")
+    return True
 
 
 def load_broker_security(out_dir: Path) -> BrokerSecurity | None:

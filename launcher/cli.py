@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from estate.logs import configure_logging
+from launcher.cli_webhooks import app as webhooks_app
 
 app = typer.Typer(help="Estate Dispatch: monitoring and dispatch for an industrial estate.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _logging() -> None:
@@ -243,6 +245,14 @@ def restore_command(
     typer.echo(f"restored {', '.join(manifest.files)} from {source}")
 
 
+def _user_commands() -> typer.Typer:
+    from launcher.user_cli import app as user_app
+
+    return user_app
+
+
+app.add_typer(_user_commands(), name="user")
+
 registry_app = typer.Typer(help="The registry database (docs/registry.md).",
                            no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
@@ -299,6 +309,11 @@ from launcher.room_cli import alarms_app, incidents_app, shift_app  # noqa: E402
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(shift_app, name="shift")
+
+from launcher.dr_cli import dr_app, statements_app  # noqa: E402
+
+app.add_typer(dr_app, name="dr")
+app.add_typer(statements_app, name="statements")
 
 
 def main() -> None:

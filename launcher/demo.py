@@ -9,6 +9,9 @@ Every child is supervised (``launcher.supervisor``): one that dies, the servers 
 is logged at once and started again with backoff, and the supervisor's view of them is in
 ``var/supervisor.json`` and on ``http://127.0.0.1:9110/status``.
 
+The web view has no default account: the first run makes an admin and an operator with
+random passwords and writes them to ``var/web-users.json`` (0600).
+
 The broker is secured as in production: the first run writes a password file, an ACL and
 every account's password under ``var/broker/`` (``launcher.broker_security``), Mosquitto
 refuses anonymous clients, and each service logs in with its own account.
@@ -30,9 +33,11 @@ from launcher.broker_security import (
     BrokerSecurity,
     estate_accounts,
     load_broker_security,
+    refresh_acl,
     service_username,
     write_broker_security,
 )
+from launcher.demo_users import demo_web_users
 from launcher.servers import InfluxDB, Mosquitto, environment_with_path
 from launcher.supervisor import Child, ServerChild, ServiceChild, Supervisor, supervisor_registry
 
@@ -66,6 +71,8 @@ def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
     for prefix in ("INGEST", "DISPATCH"):
         env[f"{prefix}_INFLUX__URL"] = influx
     env["DISPATCH_WEB__PORT"] = str(ports.web)
+    # The page shows the supervised services from the status file the supervisor rewrites.
+    env["DISPATCH_WEB__SUPERVISOR_STATUS"] = str(var / STATUS_FILE)
     env["INGEST_SPOOL_DIR"] = str(var / "ingest-spool")
     env["DISPATCH_REGISTRY_URL"] = f"sqlite:///{var / 'registry.sqlite'}"
     env["EDGE_COMMAND_LOG_PATH"] = str(var / "edge" / "simulator-commands.sqlite")
@@ -108,6 +115,8 @@ def demo_broker_security(var: Path) -> BrokerSecurity:
     wanted = {a.username for a in estate_accounts(spec)}
     existing = load_broker_security(out)
     if existing is not None and {a.username for a in existing.accounts} == wanted:
+        if refresh_acl(existing, spec):
+            log.info("broker ACL brought up to date in %s", existing.acl_file)
         return existing
     security = write_broker_security(spec, out)
     log.info("broker accounts written to %s (%d accounts; passwords in %s)", out,
@@ -129,6 +138,7 @@ def run_demo(var: Path, ports: DemoPorts) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     security = demo_broker_security(var)
+    users = demo_web_users(var, f"sqlite:///{var / 'registry.sqlite'}")
     estate = load_estate(SAMPLE_ESTATE).id
     mosquitto = Mosquitto(var / "mosquitto", port=ports.mqtt,
                           password_file=security.password_file, acl_file=security.acl_file)
@@ -157,7 +167,8 @@ def run_demo(var: Path, ports: DemoPorts) -> int:
             log.warning("Mosquitto did not save its sessions; they are saved within 10 s")
         log.info("Mosquitto on 127.0.0.1:%d (accounts and ACL in %s), InfluxDB on %s "
                  "(data in %s)", ports.mqtt, security.password_file.parent, influx.url, var)
-        log.info("web view: http://127.0.0.1:%d  (Ctrl-C stops everything)", ports.web)
+        log.info("web view: http://127.0.0.1:%d, log in as admin or operator with the "
+                 "passwords in %s (Ctrl-C stops everything)", ports.web, users)
         if ops is not None:
             log.info("supervisor status: http://127.0.0.1:%d/status and %s", ports.supervisor,
                      var / STATUS_FILE)

@@ -43,6 +43,7 @@ from launcher.broker_security import (
     ServiceRole,
     estate_accounts,
     load_broker_security,
+    refresh_acl,
     service_username,
     write_broker_security,
 )
@@ -118,6 +119,9 @@ def write_stack_secrets(spec: EstateSpec, out: Path, *,
         log.info("broker accounts written (%d accounts)", len(security.accounts))
         for service in STACK_SERVICES:  # new accounts: new passwords for every service
             (out / "mqtt" / service.name).unlink(missing_ok=True)
+    elif refresh_acl(security, spec, STACK_SERVICES):
+        written.append(security.acl_file)
+        log.info("broker ACL brought up to date")
     written += _tls(broker_dir, broker_names)
     for service in STACK_SERVICES:
         path = out / "mqtt" / service.name

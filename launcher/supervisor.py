@@ -145,9 +145,12 @@ class ServiceChild:
 
 
 def _pump(name: str, stream: IO[bytes]) -> None:
-    for raw in iter(stream.readline, b""):
-        sys.stdout.write(f"{name:>9} | {raw.decode(errors='replace')}")
-        sys.stdout.flush()
+    # The pipe is closed at its end: a child that died is not stopped through end(), so
+    # nothing else would close it.
+    with stream:
+        for raw in iter(stream.readline, b""):
+            sys.stdout.write(f"{name:>9} | {raw.decode(errors='replace')}")
+            sys.stdout.flush()
 
 
 def describe_exit(returncode: int) -> str:

@@ -26,22 +26,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, sync_playwright
+from pydantic import SecretStr
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import WebParts, build_web
+from dispatch.accounts.roles import Role
 from dispatch.settings import DispatchSettings
+from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings, MqttSettings
 from ingest.__main__ import run as run_ingest
 from ingest.settings import IngestSettings
+from launcher.broker_security import BrokerSecurity, service_username
+from launcher.demo import demo_broker_security
 from launcher.servers import InfluxDB, Mosquitto, find_binary, free_port
+from tests.web_login import add_users, logged_in
 
 # Fixtures that start a server (or need one): a test using any of them is marked
 # ``servers``. ``influx2`` is the recording HTTP server of tests/adapters/test_influxdb_v2.py.
 SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", "store", "web",
-                   "ingest_settings", "start_ingest", "influx2"}
+                   "ingest_settings", "start_ingest", "influx2", "browser", "demo_broker",
+                   "web_client"}
 _databases = itertools.count(1)
+SAMPLE_ESTATE_ID = load_estate(SAMPLE_ESTATE).id
+# Debian's Chromium, driven by Playwright without a browser download (FACTS.md).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -117,6 +131,32 @@ def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
     server = InfluxDB(tmp_path_factory.mktemp("influxdb"))
     server.start()
     yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class DemoBroker:
+    """A Mosquitto with the demo's own accounts and ACL (``launcher.demo``): anonymous
+    clients refused, each service confined to what it does."""
+
+    broker: Mosquitto
+    security: BrokerSecurity
+
+    def settings(self, service: str) -> MqttSettings:
+        """The broker login of one of the demo's services (web, dispatch, simulator, ...)."""
+        username = service_username(SAMPLE_ESTATE_ID, service)
+        return MqttSettings(host="127.0.0.1", port=self.broker.port, username=username,
+                            password=SecretStr(self.security.password(username)))
+
+
+@pytest.fixture(scope="session")
+def demo_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoBroker]:
+    var = tmp_path_factory.mktemp("demo-var")
+    security = demo_broker_security(var)
+    server = Mosquitto(var / "mosquitto", password_file=security.password_file,
+                       acl_file=security.acl_file)
+    server.start()
+    yield DemoBroker(server, security)
     server.stop()
 
 
@@ -218,9 +258,28 @@ def web(mqtt_settings: MqttSettings, influx_settings: InfluxSettings,
         tmp_path: Path) -> Iterator[str]:
     """The web view of the sample estate, served by uvicorn on a free port; yields its URL.
     Its registry is an SQLite file of the test's own."""
+    registry_url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     parts: WebParts = build_web(DispatchSettings(
-        mqtt=mqtt_settings, influx=influx_settings,
-        registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}"))
+        mqtt=mqtt_settings, influx=influx_settings, registry_url=registry_url))
+    assert parts.registry is not None
+    add_users(parts.registry, ana=Role.OPERATOR)
     with served(parts.app) as url:
         yield url
     parts.close()
+
+
+@pytest.fixture
+def web_client(web: str) -> Iterator[httpx.Client]:
+    """The ``web`` fixture's view, logged in as the operator ``ana``."""
+    with logged_in(web, "ana") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A headless Chromium for the module's page tests."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make deps`"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

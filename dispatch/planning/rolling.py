@@ -3,7 +3,8 @@ store the plan, send the setpoints of assets in auto control mode.
 
     registry (estate, facilities, assets, tariffs, limits) ─┐
     forecast (rollup_long, per facility) ───────────────────┼─► EstateProblem ─► optimise
-    reading_15m (this month's peak), reading (latest SoC) ──┘        │
+    reading_15m (this month's peak), reading (latest SoC) ──┤        │
+    demand-response orders opted into (caps, tenants' shares)┘        │
                                            plans row + plan series ◄─┘ ─► auto commands
 
 Assembly is ``dispatch.planning.assembly``; what a run stores, ``plan_series``; approval and
@@ -22,10 +23,17 @@ from typing import Final
 
 from dispatch.control.approval import send_step_commands
 from dispatch.control.sender import CommandSender
+from dispatch.dr.planned import active_orders
 from dispatch.jobs.rollups import try_rollup_policies
 from dispatch.optimiser import Plan as OptimisedPlan
 from dispatch.optimiser import ProblemError, SolveOptions, TariffError, optimise
 from dispatch.planning.assembly import Assembly, assemble
+from dispatch.planning.dr_plan import (
+    apply_orders,
+    explain_orders,
+    record_shortfall,
+    tenant_setpoints,
+)
 from dispatch.planning.plan_series import PLAN_POLICY, plan_draft, plan_lines
 from dispatch.registry.db import Registry
 from dispatch.registry.estate_store import planning_inputs
@@ -102,10 +110,14 @@ class PlanJob:
             self._ensure_policies()
             try:
                 inputs = planning_inputs(self._registry, self._estate)
-                assembly = assemble(inputs, self._store, self._settings, now_ms, self._nominal)
+                original = assemble(inputs, self._store, self._settings, now_ms, self._nominal)
+                orders = active_orders(self._registry, self._estate, original.problem.start,
+                                       original.problem.time_of(original.problem.steps))
+                assembly = apply_orders(original, orders)
                 result = optimise(assembly.problem, SolveOptions(
                     time_limit_s=self._settings.time_limit_s,
                     mip_rel_gap=self._settings.mip_rel_gap))
+                assembly, shortfalls = explain_orders(original, assembly, result, orders)
             except (PlanningError, TariffError, ProblemError) as exc:
                 # The registry describes no plan: nothing the next run would do better
                 # until someone corrects the estate file, so say it loudly and wait.
@@ -114,6 +126,9 @@ class PlanJob:
                 return None
             at = datetime.fromtimestamp(now_ms / 1000, UTC)
             saved = self._plans.save(plan_draft(assembly, result, at), trigger, at)
+            if shortfalls:
+                record_shortfall(self._registry, self._estate, saved.id, shortfalls,
+                                 tenant_setpoints(assembly, result, orders))
             if saved.written:
                 self._store.write_lines(plan_lines(assembly, result, saved.id),
                                         retention_policy=PLAN_POLICY)

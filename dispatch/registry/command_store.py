@@ -3,6 +3,7 @@
 Each move of a command is a compare-and-set on its row plus one audit row in the same
 transaction, so several dispatch processes can share the registry without moving a command
 twice (the life cycle is ``estate.commands``; the sender is ``dispatch.control.sender``).
+A command refused by its device or timed out writes its outbox event in that transaction.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from sqlalchemy import select, update
 
 from dispatch.registry.db import Registry
 from dispatch.registry.models import AuditRow, CommandRow
+from dispatch.registry.outbox import add_event
 from dispatch.registry.records import AuditRecord, CommandRecord
 from estate.commands import FINAL_STATES, CommandRequest, CommandState, can_move
 from estate.topics import DeviceId
 
 SUBJECT: Final = "command"
 _OPEN_STATES: Final = tuple(s.value for s in CommandState if s not in FINAL_STATES)
+
+
+# The command outcomes other systems hear of (the outbox's event types).
+_EVENTS: Final = {CommandState.REJECTED: "command.refused",
+                  CommandState.FAILED: "command.refused",
+                  CommandState.TIMED_OUT: "command.timed_out"}
 
 
 def _at(ms: int) -> datetime:
@@ -92,6 +100,14 @@ class CommandStore:
                                       CommandRow.status == current.value).values(**values))
             if moved.rowcount != 1:  # type: ignore[attr-defined]
                 return False
+            if to in _EVENTS:
+                add_event(session, row.estate_id, _EVENTS[to], SUBJECT, command_id,
+                          {"command_id": command_id, "facility": row.facility_id,
+                           "device": row.device_id, "action": row.action,
+                           "state": to.value, "reason": reason or None,
+                           "detail": detail or None, "asset_id": row.asset_id,
+                           "plan_id": row.plan_id},
+                          _at(at_ms), f"command:{command_id}:{to.value}")
             session.add(AuditRow(
                 at=_at(at_ms), actor=actor, action=f"command.{to}", subject_type=SUBJECT,
                 subject_id=command_id,

@@ -288,6 +288,10 @@ scheduler_jobs = Table(
 )
 
 
-# The control room's tables live in a module of their own; importing them here puts them
-# in ``Base.metadata`` wherever the models are used (Alembic, the schema tests).
+# The control room's, demand response's and the web view's accounts' tables live in modules
+# of their own; importing them here puts them in ``Base.metadata`` wherever the models are
+# used (Alembic, the schema tests).
+from dispatch.registry import accounts as _accounts  # noqa: E402, F401
 from dispatch.registry import control_room as _control_room  # noqa: E402, F401
+from dispatch.registry import demand_response as _demand_response  # noqa: E402, F401
+from dispatch.registry import webhook_tables as _webhook_tables  # noqa: E402, F401

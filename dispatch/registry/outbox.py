@@ -1,14 +1,20 @@
 """The outbox: events other systems need to hear about, written in the transaction of the
-change they report, delivered later (the webhook deliverer) in ``id`` order.
+change they report, handed later to the webhook subscriptions in ``id`` order
+(``delivered_at`` is when: see ``webhook_queue.fan_out``).
 
 Event types (``EVENT_TYPES``): ``alarm.raised``, ``alarm.acknowledged``, ``alarm.shelved``,
 ``alarm.unshelved``, ``alarm.cleared``, ``incident.opened``, ``incident.assigned``,
-``incident.closed``, ``handover.prepared``, ``handover.accepted``. Each has a
-``dedupe_key`` naming the change (``alarm:17:raised``); the key is unique, so applying a
-change twice writes its event once.
+``incident.closed``, ``handover.prepared``, ``handover.accepted``; demand response's
+``dr.order.received``, ``dr.order.cancelled`` (by the VTN), ``dr.notice`` (a tenant's share
+of an order, one per tenant) and ``dr.settled`` (a tenant's settlement); ``plan.ready`` (a
+draft waits for approval), ``plan.approved``, ``command.refused`` (rejected or failed by the
+device), ``command.timed_out``; ``webhook.dead`` (a webhook delivery failed for good).
+Each has a ``dedupe_key`` naming the change (``alarm:17:raised``); the key is unique, so
+applying a change twice writes its event once.
 
 ``insert_ignoring`` is the registry's one "insert unless it is there" (``ON CONFLICT DO
-NOTHING`` on SQLite and PostgreSQL), used against the control room's unique constraints.
+NOTHING`` on SQLite and PostgreSQL), used against the control room's unique constraints;
+``insert_all_ignoring`` does it for many rows in one statement.
 """
 
 from __future__ import annotations
@@ -28,8 +34,13 @@ from estate.errors import EstateError
 EVENT_TYPES: Final = ("alarm.raised", "alarm.acknowledged", "alarm.shelved",
                       "alarm.unshelved", "alarm.cleared", "incident.opened",
                       "incident.assigned", "incident.closed", "handover.prepared",
-                      "handover.accepted")
+                      "handover.accepted", "dr.order.received", "dr.order.cancelled",
+                      "dr.notice", "dr.settled", "plan.ready", "plan.approved",
+                      "command.refused", "command.timed_out", "webhook.dead")
 MAX_ERROR: Final = 1000
+# Rows per multi-row insert: a statement's parameters stay far below SQLite's limit
+# (32,766) for tables of up to 60 columns.
+_ROWS_PER_INSERT: Final = 500
 
 _outbox = cast(Table, OutboxEventRow.__table__)
 
@@ -42,17 +53,32 @@ def insert_ignoring(session: Session, table: Table, values: Mapping[str, Any],
                     conflict: Sequence[str]) -> Any | None:
     """Insert a row unless one conflicts on the unique ``conflict`` columns; the new row's
     ``id`` (its first primary-key column), or None if nothing was inserted."""
+    key = next(iter(table.primary_key.columns))
+    statement = (_insert(session, table).values(**values)
+                 .on_conflict_do_nothing(index_elements=list(conflict)).returning(key))
+    return session.execute(statement).scalar_one_or_none()
+
+
+def _insert(session: Session, table: Table) -> Any:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        statement: Any = postgresql.insert(table)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table)
-    else:
-        raise NotImplementedError(f"the registry runs on SQLite or PostgreSQL, not {dialect}")
-    key = next(iter(table.primary_key.columns))
-    statement = (statement.values(**values).on_conflict_do_nothing(index_elements=list(conflict))
-                 .returning(key))
-    return session.execute(statement).scalar_one_or_none()
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the registry runs on SQLite or PostgreSQL, not {dialect}")
+
+
+def insert_all_ignoring(session: Session, table: Table, rows: Sequence[Mapping[str, Any]],
+                        conflict: Sequence[str]) -> int:
+    """Insert many rows in one statement, skipping those that conflict on the unique
+    ``conflict`` columns; how many were inserted."""
+    inserted = 0
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        statement = _insert(session, table).values(
+            list(rows[start:start + _ROWS_PER_INSERT])).on_conflict_do_nothing(
+            index_elements=list(conflict))
+        inserted += int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return inserted
 
 
 def iso(value: datetime | None) -> str | None:
@@ -86,7 +112,7 @@ class OutboxEvent:
     attempts: int
 
 
-def _event(row: OutboxEventRow) -> OutboxEvent:
+def event_record(row: OutboxEventRow) -> OutboxEvent:
     return OutboxEvent(row.id, row.estate_id, row.event_type, row.subject_type,
                        row.subject_id, row.dedupe_key, dict(row.payload), row.created_at,
                        row.attempts)
@@ -98,12 +124,13 @@ def pending_events(session: Session, limit: int = 100, estate_id: str | None = N
     query = select(OutboxEventRow).where(OutboxEventRow.delivered_at.is_(None))
     if estate_id is not None:
         query = query.where(OutboxEventRow.estate_id == estate_id)
-    return [_event(r) for r in session.scalars(query.order_by(OutboxEventRow.id).limit(limit))]
+    return [event_record(r)
+            for r in session.scalars(query.order_by(OutboxEventRow.id).limit(limit))]
 
 
 def events(session: Session, estate_id: str, limit: int = 1000) -> list[OutboxEvent]:
     """Every event of an estate, oldest first (delivered or not)."""
-    return [_event(r) for r in session.scalars(
+    return [event_record(r) for r in session.scalars(
         select(OutboxEventRow).where(OutboxEventRow.estate_id == estate_id)
         .order_by(OutboxEventRow.id).limit(limit))]
 

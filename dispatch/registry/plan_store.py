@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.registry.db import Registry
 from dispatch.registry.models import AssetRow, AuditRow, CommandRow, PlanRow
+from dispatch.registry.outbox import add_event, iso
 from dispatch.registry.records import (
     CommandableAsset,
     PlanDraft,
@@ -92,6 +93,9 @@ class PlanStore:
                                                   PlanRow.status == "draft",
                                                   PlanRow.id != row.id)
                             .values(status="superseded"))
+            if row.status in ("draft", "approved"):
+                _plan_event(session, row, "ready" if row.status == "draft" else "approved",
+                            at, f"r{revision}", trigger=trigger)
             session.add(AuditRow(at=at, actor="dispatch", action=f"plan.{row.status}",
                                  subject_type=SUBJECT, subject_id=str(row.id),
                                  detail={"trigger": trigger, "revision": revision,
@@ -124,6 +128,7 @@ class PlanStore:
                     .values(status="approved", approved_by=operator, approved_at=at))
                 if moved.rowcount != 1:  # type: ignore[attr-defined]
                     raise PlanConflict(f"plan {plan_id} changed while it was being approved")
+                _plan_event(session, row, "approved", at, "operator", by=operator)
             session.add(AuditRow(at=at, actor=actor,
                                  action="plan.approve_again" if already else APPROVED,
                                  subject_type=SUBJECT, subject_id=str(plan_id),
@@ -186,6 +191,16 @@ class PlanStore:
                                                     a.device_id))
                     for a in rows
                     if a.retired_at is None and a.device_id and a.device_facility_id}
+
+
+def _plan_event(session: Session, row: PlanRow, kind: str, at: datetime, key: str,
+                **extra: Any) -> None:
+    """``plan.ready`` or ``plan.approved`` in the outbox, in the change's transaction."""
+    add_event(session, row.estate_id, f"plan.{kind}", SUBJECT, str(row.id),
+              {"plan_id": row.id, "revision": int(row.summary.get("revision", 1)),
+               "horizon_start": iso(row.horizon_start), "cost": row.cost,
+               "baseline_cost": row.baseline_cost, "solver_status": row.solver_status}
+              | extra, at, f"plan:{row.id}:{kind}:{key}")
 
 
 def _check_approvable(session: Session, row: PlanRow, at: datetime,

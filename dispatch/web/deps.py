@@ -12,8 +12,9 @@ from fastapi import Depends, Request
 from dispatch.control.sender import CommandSender
 from dispatch.registry.db import Registry
 from dispatch.registry.plan_store import PlanStore
-from dispatch.settings import PlanningSettings
+from dispatch.settings import PlanningSettings, WebSettings
 from dispatch.web.live import LiveState
+from dispatch.web.service_status import HealthProbe
 from estate.errors import BrokerError, RegistryError
 from estate.model import EstateSpec
 from estate.ports import TimeSeriesStore
@@ -26,7 +27,9 @@ def _never() -> bool:
 @dataclass(frozen=True, slots=True)
 class WebContext:
     """The estate, the connections and the settings of one web view. Without a registry
-    the plans API answers 503; without a command sender, approval does."""
+    nobody can log in, so every route but the public ones answers 503; without a command
+    sender, approval does. With the supervisor's status (a file or an ``http(s)://`` URL),
+    the health reports the supervised services too."""
 
     spec: EstateSpec
     store: TimeSeriesStore
@@ -35,6 +38,8 @@ class WebContext:
     planning: PlanningSettings = field(default_factory=PlanningSettings)
     registry: Registry | None = None
     sender: CommandSender | None = None
+    web: WebSettings = field(default_factory=WebSettings)
+    supervisor_status: str | None = None
 
 
 def _context(request: Request) -> WebContext:
@@ -42,6 +47,10 @@ def _context(request: Request) -> WebContext:
 
 
 Context = Annotated[WebContext, Depends(_context)]
+
+
+def _health(request: Request) -> HealthProbe:
+    return cast(HealthProbe, request.app.state.health)
 
 
 def _spec(context: Context) -> EstateSpec:
@@ -76,6 +85,7 @@ def _sender(context: Context) -> CommandSender:
     return context.sender
 
 
+Health = Annotated[HealthProbe, Depends(_health)]
 Spec = Annotated[EstateSpec, Depends(_spec)]
 Store = Annotated[TimeSeriesStore, Depends(_store)]
 Live = Annotated[LiveState, Depends(_live)]

@@ -11,7 +11,9 @@ from fastapi import APIRouter, HTTPException, Query
 
 from dispatch.planning.demand_model import STEP_MS
 from dispatch.planning.forecasts import ESTATE_SCOPE, load_forecast, read_demand
+from dispatch.web.auth import Viewer, facility_scope
 from dispatch.web.deps import Spec, Store
+from dispatch.web.ranges import checked_range
 from estate.topics import IDENTIFIER_PATTERN
 
 MAX_RANGE: Final = timedelta(days=8)
@@ -24,21 +26,20 @@ router = APIRouter()
 
 @router.get("/api/forecast")
 def forecast(
-    spec: Spec, store: Store, start: datetime, end: datetime,
+    spec: Spec, store: Store, identity: Viewer, start: datetime, end: datetime,
     facility: Annotated[str, Query(pattern=f"^({IDENTIFIER_PATTERN}|{ESTATE_SCOPE})$")]
     = ESTATE_SCOPE,
 ) -> dict[str, Any]:
-    """Forecast and measured demand (kW) per quarter-hour in ``[start, end)``."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise HTTPException(422, "start and end need a time zone (e.g. 2026-11-26T10:00Z)")
-    if end <= start:
-        raise HTTPException(422, "end must be after start")
-    if end - start > MAX_RANGE:
-        raise HTTPException(422, f"at most {MAX_RANGE.days} days per request")
+    """Forecast and measured demand (kW) per quarter-hour in ``[start, end)``; an account
+    bound to a facility sees its facility's only (the default for it)."""
+    first_ms, last_ms = checked_range(start, end, MAX_RANGE)
+    if identity.user.facility is not None:
+        facility = facility_scope(identity, None if facility == ESTATE_SCOPE else facility
+                                  ) or facility
     if facility != ESTATE_SCOPE and facility not in {f.id for f in spec.facilities}:
         raise HTTPException(404, f"no facility {facility!r} in estate {spec.id!r}")
-    start_ms = int(start.timestamp() * 1000) // STEP_MS * STEP_MS
-    end_ms = -(-int(end.timestamp() * 1000) // STEP_MS) * STEP_MS
+    start_ms = first_ms // STEP_MS * STEP_MS
+    end_ms = -(-last_ms // STEP_MS) * STEP_MS
     stored = load_forecast(store, spec.id, facility, start_ms, end_ms)
     measured = read_demand(store, spec, start_ms, end_ms, raw_fallback_ms=RAW_FALLBACK_MS)
     actual = measured.estate if facility == ESTATE_SCOPE else measured.facilities.get(facility)

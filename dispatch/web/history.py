@@ -10,7 +10,9 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, HTTPException, Query
 
 from dispatch.jobs.freshness import FRESHNESS
+from dispatch.web.auth import Viewer, facility_scope
 from dispatch.web.deps import Spec, Store
+from dispatch.web.ranges import checked_range
 from estate.ports import SeriesRef, TimeRange, Where
 from estate.stored import METER_TAGS, RAW_READINGS, reading_fields, readings_from_points
 from estate.topics import IDENTIFIER_PATTERN
@@ -30,27 +32,24 @@ router = APIRouter()
 
 @router.get("/api/readings")
 def readings(
-    spec: Spec, store: Store,
+    spec: Spec, store: Store, identity: Viewer,
     start: datetime, end: datetime,
     facility: Ident = None, device: Ident = None,
     quantity: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
     channel: Ident = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ROWS_PER_SERIES)] = 10_000,
 ) -> dict[str, Any]:
-    """Stored readings in [start, end), in canonical units, oldest first."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise HTTPException(422, "start and end need a time zone (e.g. 2026-11-26T10:00Z)")
-    if end <= start:
-        raise HTTPException(422, "end must be after start")
-    if end - start > MAX_RANGE:
-        raise HTTPException(422, f"at most {MAX_RANGE.days} days per request")
+    """Stored readings in [start, end), in canonical units, oldest first (of the
+    account's facility only, for an account bound to one)."""
+    start_ms, end_ms = checked_range(start, end, MAX_RANGE)
+    facility = facility_scope(identity, facility)
     if quantity is not None and quantity not in QUANTITIES:
         raise HTTPException(422, f"unknown quantity {quantity!r}")
     tags = {"estate": spec.id}
     for name, value in (("facility", facility), ("device", device)):
         if value is not None:
             tags[name] = value
-    span = TimeRange(int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+    span = TimeRange(start_ms, end_ms)
     fields = None
     if quantity is not None or channel is not None:
         fields = reading_fields(store.field_names(RAW_READINGS), quantity, channel)
@@ -66,8 +65,10 @@ def readings(
 
 
 @router.get("/api/freshness")
-def freshness(spec: Spec, store: Store) -> dict[str, Any]:
-    """The scheduler's latest check of which meters stopped reporting."""
+def freshness(spec: Spec, store: Store, identity: Viewer) -> dict[str, Any]:
+    """The scheduler's latest check of which meters stopped reporting (for an account
+    bound to a facility, that facility's meters only)."""
+    scope = facility_scope(identity, None)
     now_ms = time.time_ns() // 1_000_000
     newest = store.newest_points(SeriesRef(FRESHNESS), TimeRange(now_ms - FRESHNESS_WITHIN_MS),
                                  fields=["stale", "expected", "stale_devices"],
@@ -76,4 +77,5 @@ def freshness(spec: Spec, store: Store) -> dict[str, Any]:
         return {"checked_ms": None, "expected": None, "stale": []}
     stale_text = str(newest[0].fields.get("stale_devices") or "")
     return {"checked_ms": newest[0].time_ms, "expected": newest[0].fields.get("expected"),
-            "stale": [s for s in stale_text.split(",") if s]}
+            "stale": [s for s in stale_text.split(",")
+                      if s and (scope is None or s.split("/")[0] == scope)]}

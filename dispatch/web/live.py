@@ -82,11 +82,16 @@ class LiveState:
                 self._values[vkey] = LiveValue(r.facility, r.device, r.quantity, r.channel,
                                                r.value, r.unit, r.time_ms, self._version)
 
-    def snapshot(self, since_version: int = 0) -> dict[str, Any]:
-        """Values changed after ``since_version`` (all of them for 0), and every status."""
+    def snapshot(self, since_version: int = 0, facility: str | None = None
+                 ) -> dict[str, Any]:
+        """Values changed after ``since_version`` (all of them for 0), and every status;
+        of ``facility`` only if one is given."""
         with self._lock:
-            values = [v.as_dict() for v in self._values.values() if v.version > since_version]
+            values = [v.as_dict() for v in self._values.values()
+                      if v.version > since_version
+                      and (facility is None or v.facility == facility)]
             status = [{"facility": f, "device": d, "state": s}
-                      for (f, d), s in self._status.items()]
+                      for (f, d), s in self._status.items()
+                      if facility is None or f == facility]
             return {"estate": self.estate, "version": self._version, "values": values,
                     "status": status}

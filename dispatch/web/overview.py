@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from dispatch.web.deps import Context, Spec
-from estate.errors import StoreError
+from dispatch.web.auth import Viewer, facility_scope
+from dispatch.web.deps import Context, Health, Spec
 from estate.model import MEASURES
 from estate.units import QUANTITIES
 
@@ -17,30 +17,26 @@ router = APIRouter()
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index() -> str:
+def index(_: Viewer) -> str:
     return (files("dispatch.web") / "static" / "index.html").read_text(encoding="utf-8")
 
 
-@router.get("/api/health")
-def health(context: Context) -> JSONResponse:
-    """200 when the store answers and the live feed is connected; 503 otherwise."""
-    body: dict[str, Any] = {"estate": context.spec.id}
-    ok = True
-    try:
-        body["influxdb"] = {"ok": True, "version": context.store.ping()}
-    except StoreError as exc:
-        body["influxdb"] = {"ok": False, "error": str(exc)}
-        ok = False
-    connected = bool(context.mqtt_connected())
-    body["mqtt"] = {"ok": connected}
-    ok = ok and connected
-    body["status"] = "ok" if ok else "degraded"
-    return JSONResponse(body, status_code=200 if ok else 503)
+@router.get("/api/health", responses={
+    200: {"description": "the store answers and the live feed is connected"},
+    503: {"description": "degraded: the same body, with what failed",
+          "content": {"application/json": {"schema": {"type": "object"}}}}})
+def health(context: Context, probe: Health) -> JSONResponse:
+    """200 when the store answers and the live feed is connected; 503 otherwise. With the
+    supervisor's status configured, each supervised service's state too."""
+    ok, body = probe.report()
+    return JSONResponse({"estate": context.spec.id} | body, status_code=200 if ok else 503)
 
 
 @router.get("/api/estate")
-def estate(spec: Spec) -> dict[str, Any]:
-    """The estate's facilities and meters, with the quantities each meter reports."""
+def estate(spec: Spec, identity: Viewer) -> dict[str, Any]:
+    """The estate's facilities and meters, with the quantities each meter reports (the
+    account's facility only, for an account bound to one)."""
+    scope = facility_scope(identity, None)
     return {
         "id": spec.id, "name": spec.name, "timezone": spec.timezone,
         "contracted_capacity_kw": spec.contracted_capacity_kw,
@@ -52,5 +48,5 @@ def estate(spec: Spec) -> dict[str, Any]:
                                        "label": QUANTITIES[q].label}
                                       for q, c in MEASURES[m.kind]]}
                         for m in f.meters]}
-            for f in spec.facilities],
+            for f in spec.facilities if scope is None or f.id == scope],
     }

@@ -14,12 +14,11 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.control.approval import approve, reject
+from dispatch.registry.account_desk import Identity
 from dispatch.registry.plan_views import get_plan, list_plans, plan_commands
+from dispatch.web.auth import Operator, Viewer, whole_estate
 from dispatch.web.deps import Planning, Plans, RegistryDep, Sender, Spec
 
-# An operator's name as the audit log keeps it ("operator:<name>"): the audit column holds
-# 100 characters.
-OPERATOR: Final = r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$"
 MAX_LIST: Final = 200
 
 PlanId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -28,11 +27,19 @@ PlanId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    operator: str = Field(pattern=OPERATOR, description="who decides (kept in the audit log)")
     reason: str = Field("", max_length=500, description="why (kept with a rejection)")
     revision: int | None = Field(None, ge=1, description=(
         "the plan's revision the operator reviewed: approval is refused if the plan was "
         "planned again since"))
+
+
+PLANS: Final = "plans and their commands"
+
+
+def _who(identity: Identity) -> str:
+    """The decider as the audit log keeps it: the session's user, never the request's
+    word."""
+    return identity.user.username
 
 
 def _now_ms() -> int:
@@ -43,23 +50,28 @@ router = APIRouter(prefix="/api/plans", tags=["plans"])
 
 
 @router.get("")
-def plans(spec: Spec, registry: RegistryDep,
+def plans(spec: Spec, registry: RegistryDep, identity: Viewer,
           limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 20) -> dict[str, Any]:
     """The newest plans, with their cost and peak against the do-nothing baseline."""
+    whole_estate(identity, PLANS)
     return {"estate": spec.id, "plans": list_plans(registry, spec.id, limit)}
 
 
 @router.get("/{plan_id}")
-def plan(plan_id: PlanId, spec: Spec, registry: RegistryDep) -> dict[str, Any]:
+def plan(plan_id: PlanId, spec: Spec, registry: RegistryDep, identity: Viewer
+         ) -> dict[str, Any]:
     """A plan: figures, explanation, setpoints per asset per step, audit rows."""
+    whole_estate(identity, PLANS)
     return get_plan(registry, plan_id, spec.id)
 
 
 @router.post("/{plan_id}/approve")
 def approve_plan(plan_id: PlanId, decision: Decision, spec: Spec, plan_store: Plans,
-                 sender: Sender, settings: Planning) -> dict[str, Any]:
-    """Approve the newest draft plan and send its current step's setpoints."""
-    done = approve(plan_store, sender, plan_id, decision.operator, now_ms=_now_ms(),
+                 sender: Sender, settings: Planning, identity: Operator) -> dict[str, Any]:
+    """Approve the newest draft plan and send its current step's setpoints. The audit log
+    names the logged-in user."""
+    whole_estate(identity, PLANS)
+    done = approve(plan_store, sender, plan_id, _who(identity), now_ms=_now_ms(),
                    deadline_s=settings.command_deadline_s, estate_id=spec.id,
                    revision=decision.revision)
     return {"plan": done.plan_id, "status": "approved",
@@ -69,14 +81,17 @@ def approve_plan(plan_id: PlanId, decision: Decision, spec: Spec, plan_store: Pl
 
 @router.post("/{plan_id}/reject")
 def reject_plan(plan_id: PlanId, decision: Decision, spec: Spec, plan_store: Plans,
-                ) -> dict[str, Any]:
-    """Reject a draft plan; nothing is sent."""
-    reject(plan_store, plan_id, decision.operator, now_ms=_now_ms(), reason=decision.reason,
+                identity: Operator) -> dict[str, Any]:
+    """Reject a draft plan; nothing is sent. The audit log names the logged-in user."""
+    whole_estate(identity, PLANS)
+    reject(plan_store, plan_id, _who(identity), now_ms=_now_ms(), reason=decision.reason,
            estate_id=spec.id)
     return {"plan": plan_id, "status": "rejected"}
 
 
 @router.get("/{plan_id}/commands")
-def commands(plan_id: PlanId, spec: Spec, registry: RegistryDep) -> dict[str, Any]:
+def commands(plan_id: PlanId, spec: Spec, registry: RegistryDep, identity: Viewer
+             ) -> dict[str, Any]:
     """The plan's commands, each with its state (pending ... done, timed_out)."""
+    whole_estate(identity, PLANS)
     return {"plan": plan_id, "commands": plan_commands(registry, plan_id, spec.id)}

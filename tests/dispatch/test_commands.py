@@ -1,5 +1,8 @@
 """Commands end to end: CommandSender -> real Mosquitto -> edge CommandHandler -> answers.
 
+The broker is the demo's (its accounts and ACL, the ``demo_broker`` fixture): the sender
+logs in as the dispatch worker, the devices' side as the simulator.
+
 The registry is a real SQLite file migrated by Alembic; each round trip must leave the
 sequence of states, with its reason, in ``audit_log``.
 """
@@ -25,8 +28,8 @@ from dispatch.registry.models import AuditRow, CommandRow
 from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery, SimulatedGenset
 from edge.command_handler import CommandHandler, CommandTarget
 from estate.commands import CommandPolicy, CommandResponse, CommandState, ResponseStatus
-from estate.settings import MqttSettings
 from estate.topics import Channel, DeviceId
+from tests.conftest import DemoBroker
 
 
 @dataclass
@@ -42,11 +45,11 @@ class Room:
 
 
 @pytest.fixture
-def room(mqtt_settings: MqttSettings, tmp_path: Path) -> Iterator[Room]:
+def room(demo_broker: DemoBroker, tmp_path: Path) -> Iterator[Room]:
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
     store = CommandStore(Registry(engine))
-    estate = f"cmd{uuid.uuid4().hex[:8]}"
+    estate = "demo"  # the estate whose accounts the demo broker has
     battery = DeviceId(estate, "shared", "battery")
     genset = DeviceId(estate, "shared", "genset")
     ghost = DeviceId(estate, "textile", "ghost")
@@ -57,12 +60,12 @@ def room(mqtt_settings: MqttSettings, tmp_path: Path) -> Iterator[Room]:
             {"set_battery_kw": {"kw": {"min": -200, "max": 200}}}), simulated),
         CommandTarget(genset, CommandPolicy.from_mapping({"start": {}, "stop": {}}), simulated),
     ], tmp_path / "edge_commands.sqlite")
-    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}")
+    edge = MqttConnection(demo_broker.settings("simulator"), f"edge-{uuid.uuid4().hex[:8]}")
     edge.connect()
     handler.start(edge)
     assert edge.wait_subscribed(10), "the edge's subscriptions"
     # No grace: a command times out at its deadline, so the test need not wait longer.
-    dispatch = MqttConnection(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}")
+    dispatch = MqttConnection(demo_broker.settings("dispatch"), f"dispatch-{uuid.uuid4().hex[:8]}")
     sender = CommandSender(dispatch, store, estates=[estate], actor="dispatch:test",
                            answer_grace_s=0, sweep_interval_s=0.1)
     sender.start()
@@ -159,11 +162,12 @@ def test_a_command_nobody_answers_times_out_and_is_audited(room: Room) -> None:
 
 
 def test_an_expired_command_is_rejected_by_the_device_and_not_executed(
-        room: Room, mqtt_settings: MqttSettings) -> None:
+        room: Room, demo_broker: DemoBroker) -> None:
     # A sender with a grace, so that the device's "expired" arrives before any time-out.
     room.sender.close()
     room.dispatch.close()
-    room.dispatch = MqttConnection(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}")
+    room.dispatch = MqttConnection(demo_broker.settings("dispatch"),
+                                   f"dispatch-{uuid.uuid4().hex[:8]}")
     room.sender = CommandSender(room.dispatch, room.store, estates=[room.genset.estate],
                                 actor="dispatch:test", answer_grace_s=30)
     room.sender.start()
@@ -197,13 +201,13 @@ def test_sweep_times_out_only_past_the_deadline(room: Room) -> None:
 
 
 def test_a_late_answer_is_audited_but_changes_nothing(room: Room,
-                                                      mqtt_settings: MqttSettings) -> None:
+                                                      demo_broker: DemoBroker) -> None:
     command_id = room.sender.send(room.ghost, "start", requested_by="operator:ana",
                                   timeout_s=0.2)
     record = room.sender.wait(command_id, 20)
     assert record is not None
     assert record.status is CommandState.TIMED_OUT
-    device = MqttConnection(mqtt_settings, f"ghost-{uuid.uuid4().hex[:8]}")
+    device = MqttConnection(demo_broker.settings("simulator"), f"ghost-{uuid.uuid4().hex[:8]}")
     device.connect()
     try:
         now = time.time_ns() // 1_000_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -81,21 +82,35 @@ def test_health_is_ok_with_the_store_and_feed_up(web: str) -> None:
     assert body["mqtt"] == {"ok": True}
 
 
-def test_health_is_503_and_says_why_when_influxdb_is_unreachable() -> None:
+def test_health_is_503_and_says_why_when_influxdb_is_unreachable(tmp_path: Path) -> None:
+    from dispatch.accounts.roles import Role
     from dispatch.web.app import create_app
     from dispatch.web.deps import WebContext
     from estate.model import SAMPLE_ESTATE, load_estate
     from estate.settings import InfluxSettings
     from launcher.servers import free_port
+    from tests.asgi import AppClient
+    from tests.dispatch.registries import sample_registry
+    from tests.web_login import PASSWORD, add_users
 
     dead = InfluxV1Store(InfluxSettings(url=f"http://127.0.0.1:{free_port()}", timeout_s=2))
+    registry = sample_registry(tmp_path)
+    add_users(registry, vera=Role.VIEWER)
     app = create_app(WebContext(load_estate(SAMPLE_ESTATE), dead, LiveState("demo"),
-                                mqtt_connected=lambda: True))
+                                mqtt_connected=lambda: True, registry=registry))
     # In process: the test is about the app's answers, and the dead store is a closed port.
+    # Health needs no login (orchestrators probe it); readings do.
     answer = request(app, "GET", "/api/health")
-    readings = request(app, "GET", "/api/readings", params={
-        "start": "2026-11-26T09:00:00Z", "end": "2026-11-26T10:00:00Z"})
-    dead.close()
+    client = AppClient(app, base_url="http://localhost")
+    try:
+        assert client.post("/api/session", json={"username": "vera", "password": PASSWORD}
+                           ).status_code == 200
+        readings = client.get("/api/readings", params={
+            "start": "2026-11-26T09:00:00Z", "end": "2026-11-26T10:00:00Z"})
+    finally:
+        client.close()
+        dead.close()
+        registry.close()
     assert answer.status_code == 503
     assert answer.json()["status"] == "degraded"
     assert answer.json()["influxdb"]["ok"] is False

@@ -1,8 +1,10 @@
 """Approving a plan over HTTP turns its first step into commands that real devices answer.
 
 The plans API is served by uvicorn; the plans are made by ``PlanJob`` against the real
-InfluxDB and a registry on SQLite; commands travel through the real Mosquitto to the edge's
-``CommandHandler`` with simulated assets. The battery and the genset answer; the chiller,
+InfluxDB and a registry on SQLite; an operator logs in and approves; commands travel
+through a real Mosquitto with the demo's own accounts and ACL (the web view's account
+sends them, the simulator's answers them) to the edge's ``CommandHandler`` with
+simulated assets. The battery and the genset answer; the chiller,
 the well pump and the tenants' loads have no device behind them and time out.
 """
 
@@ -22,6 +24,7 @@ from sqlalchemy import func, select, update
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
 from dispatch.__main__ import build_web
+from dispatch.accounts.roles import Role
 from dispatch.control.approval import approve
 from dispatch.control.sender import CommandSender
 from dispatch.planning.demand_model import STEP_MS
@@ -42,9 +45,10 @@ from edge.command_handler import CommandHandler, CommandTarget
 from estate.commands import CommandPolicy
 from estate.errors import PlanNotFound
 from estate.model import SAMPLE_ESTATE, load_estate
-from estate.settings import InfluxSettings, MqttSettings
+from estate.settings import InfluxSettings
 from estate.topics import DeviceId
-from tests.conftest import served
+from tests.conftest import DemoBroker, served
+from tests.web_login import add_users, logged_in
 
 SPEC = load_estate(SAMPLE_ESTATE)
 BATTERY = DeviceId(SPEC.id, "utilities", "battery")
@@ -61,10 +65,11 @@ class ControlRoom:
     job: PlanJob
     simulated: SimulatedAssetExecutor
     sender: CommandSender
+    http: httpx.Client
 
 
 @pytest.fixture
-def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: InfluxV1Store,
+def room(demo_broker: DemoBroker, influx_settings: InfluxSettings, store: InfluxV1Store,
          tmp_path: Path) -> Iterator[ControlRoom]:
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
     upgrade(engine)
@@ -81,11 +86,14 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
             {"start": {}, "stop": {}, "set_power_kw": {"kw": {"min": 0, "max": 400}}}),
             simulated),
     ], tmp_path / "edge_commands.sqlite")
-    edge = MqttConnection(mqtt_settings, f"edge-{uuid.uuid4().hex[:8]}")
+    add_users(registry, ana=Role.OPERATOR, vera=Role.VIEWER)
+    # The devices' side: the demo's simulator account answers for every device.
+    edge = MqttConnection(demo_broker.settings("simulator"), f"edge-{uuid.uuid4().hex[:8]}")
     edge.connect()
     handler.start(edge)
     assert edge.wait_subscribed(10), "the edge's subscriptions"
-    dispatch = MqttConnection(mqtt_settings, f"dispatch-{uuid.uuid4().hex[:8]}")
+    # The web view's account sends what an operator approves.
+    dispatch = MqttConnection(demo_broker.settings("web"), f"web-{uuid.uuid4().hex[:8]}")
     sender = CommandSender(dispatch, CommandStore(registry), estates=[SPEC.id],
                            actor="dispatch:test", answer_grace_s=0, sweep_interval_s=0.1)
     sender.start()
@@ -97,8 +105,8 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
     job = PlanJob(store, registry, SPEC.id, SETTINGS,
                   sender=sender, nominal_kw=nominal_kw(SPEC))
     try:
-        with served(app) as url:
-            yield ControlRoom(url, registry, job, simulated, sender)
+        with served(app) as url, logged_in(url, "ana") as http:
+            yield ControlRoom(url, registry, job, simulated, sender, http)
     finally:
         sender.close()
         dispatch.close()
@@ -107,11 +115,12 @@ def room(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: In
         engine.dispose()
 
 
-def _commands(url: str, plan_id: int, timeout_s: float = 30) -> list[dict[str, Any]]:
+def _commands(room: ControlRoom, plan_id: int, timeout_s: float = 30
+              ) -> list[dict[str, Any]]:
     """The plan's commands once every one is final (or as they stand at the timeout)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        answer = httpx.get(f"{url}/api/plans/{plan_id}/commands", timeout=10)
+        answer = room.http.get(f"/api/plans/{plan_id}/commands")
         assert answer.status_code == 200
         commands: list[dict[str, Any]] = answer.json()["commands"]
         final = {"done", "rejected", "failed", "timed_out"}
@@ -136,7 +145,7 @@ def test_an_approved_plan_commands_the_devices_and_each_command_ends_done_or_tim
     assert newer is not None
     url = room.url
 
-    listed = httpx.get(f"{url}/api/plans", timeout=10).json()["plans"]
+    listed = room.http.get(f"{url}/api/plans").json()["plans"]
     assert [(p["id"], p["status"]) for p in listed] == [(newer.saved.id, "draft"),
                                                         (first.saved.id, "superseded")]
     for p in listed:
@@ -144,29 +153,31 @@ def test_an_approved_plan_commands_the_devices_and_each_command_ends_done_or_tim
         assert p["peak_reduced_kw"] == pytest.approx(p["baseline_peak_kw"] - p["peak_kw"])
 
     # A superseded plan cannot be approved; neither can a plan that does not exist.
-    refused = httpx.post(f"{url}/api/plans/{first.saved.id}/approve",
-                         json={"operator": "ana"}, timeout=10)
+    refused = room.http.post(f"{url}/api/plans/{first.saved.id}/approve",
+                         json={})
     assert refused.status_code == 409
     assert "superseded" in refused.json()["detail"]
-    assert httpx.post(f"{url}/api/plans/999999/approve", json={"operator": "ana"},
-                      timeout=10).status_code == 404
-    bad = httpx.post(f"{url}/api/plans/{newer.saved.id}/approve", json={"operator": ""},
-                     timeout=10)
+    assert room.http.post(f"{url}/api/plans/999999/approve", json={}).status_code == 404
+    # Who approves is the session's user: a name in the body is refused, never believed.
+    bad = room.http.post(f"{url}/api/plans/{newer.saved.id}/approve",
+                         json={"operator": "Chief Engineer"})
     assert bad.status_code == 422
+    with logged_in(url, "vera") as viewer:
+        assert viewer.post(f"{url}/api/plans/{newer.saved.id}/approve", json={}
+                           ).status_code == 403
     assert _count_commands(room.registry) == 0
 
     plan_id = newer.saved.id
-    detail = httpx.get(f"{url}/api/plans/{plan_id}", timeout=10).json()
+    detail = room.http.get(f"{url}/api/plans/{plan_id}").json()
     assert len(detail["times"]) == SETTINGS.horizon_steps
     assert detail["explanation"], "the nominal-load fallback must be explained"
     battery_kw = round(detail["setpoints"]["battery"]["values"][0], 1)
 
-    approved = httpx.post(f"{url}/api/plans/{plan_id}/approve", json={"operator": "ana"},
-                          timeout=30)
+    approved = room.http.post(f"{url}/api/plans/{plan_id}/approve", json={})
     assert approved.status_code == 200, approved.text
     body = approved.json()
     assert (body["status"], body["already_approved"], body["step"]) == ("approved", False, 0)
-    commands = _commands(url, plan_id)
+    commands = _commands(room, plan_id)
     assert sorted(c["id"] for c in commands) == sorted(body["commands"])
     by_asset: dict[str, list[dict[str, Any]]] = {}
     for c in commands:
@@ -195,28 +206,26 @@ def test_an_approved_plan_commands_the_devices_and_each_command_ends_done_or_tim
     # PV is not commanded.
     assert "metal-roof-pv" not in by_asset
 
-    plan = httpx.get(f"{url}/api/plans/{plan_id}", timeout=10).json()
+    plan = room.http.get(f"{url}/api/plans/{plan_id}").json()
     assert (plan["status"], plan["approved_by"]) == ("approved", "ana")
     assert [(a["actor"], a["action"]) for a in plan["audit"]][-1] == ("operator:ana",
                                                                        "plan.approved")
 
     # Approving again sends the same commands: nothing new is recorded or executed.
     count = _count_commands(room.registry)
-    again = httpx.post(f"{url}/api/plans/{plan_id}/approve", json={"operator": "ana"},
-                       timeout=30)
+    again = room.http.post(f"{url}/api/plans/{plan_id}/approve", json={})
     assert again.status_code == 200
     assert again.json()["already_approved"] is True
     assert sorted(again.json()["commands"]) == sorted(body["commands"])
     assert _count_commands(room.registry) == count
-    assert [c["status"] for c in _commands(url, plan_id)] == [c["status"] for c in commands]
+    assert [c["status"] for c in _commands(room, plan_id)] == [c["status"] for c in commands]
     # Nor later, in another step: a repeated approval never replays old setpoints.
     later = approve(PlanStore(room.registry), room.sender, plan_id, "ana",
                     now_ms=now + 2 * STEP_MS + 60_000, deadline_s=2, estate_id=SPEC.id)
     assert (later.already_approved, sorted(later.commands)) == (True, sorted(body["commands"]))
     assert _count_commands(room.registry) == count
     # A decided plan cannot be rejected.
-    rejected = httpx.post(f"{url}/api/plans/{plan_id}/reject", json={"operator": "ana"},
-                          timeout=10)
+    rejected = room.http.post(f"{url}/api/plans/{plan_id}/reject", json={})
     assert rejected.status_code == 409
 
 
@@ -225,16 +234,14 @@ def test_a_rejected_plan_sends_nothing_and_cannot_be_approved(room: ControlRoom)
     assert outcome is not None
     plan_id = outcome.saved.id
     url = room.url
-    answer = httpx.post(f"{url}/api/plans/{plan_id}/reject",
-                        json={"operator": "ana", "reason": "maintenance on the genset"},
-                        timeout=10)
+    answer = room.http.post(f"{url}/api/plans/{plan_id}/reject",
+                        json={"reason": "maintenance on the genset"})
     assert answer.status_code == 200
-    late = httpx.post(f"{url}/api/plans/{plan_id}/approve", json={"operator": "ana"},
-                      timeout=10)
+    late = room.http.post(f"{url}/api/plans/{plan_id}/approve", json={})
     assert late.status_code == 409
     assert "rejected" in late.json()["detail"]
-    assert httpx.get(f"{url}/api/plans/{plan_id}/commands", timeout=10).json()["commands"] == []
-    plan = httpx.get(f"{url}/api/plans/{plan_id}", timeout=10).json()
+    assert room.http.get(f"{url}/api/plans/{plan_id}/commands").json()["commands"] == []
+    plan = room.http.get(f"{url}/api/plans/{plan_id}").json()
     assert plan["audit"][-1]["detail"] == {"reason": "maintenance on the genset"}
     held = room.simulated.asset(BATTERY)
     assert isinstance(held, SimulatedBattery)
@@ -254,12 +261,12 @@ def test_assets_in_auto_mode_get_their_setpoints_without_an_approval(
     assert mixed is not None
     # Other assets still wait for an operator: the plan is a draft, only the battery moved.
     assert mixed.saved.status == "draft"
-    [command] = _commands(room.url, mixed.saved.id)
+    [command] = _commands(room, mixed.saved.id)
     assert command["id"] in mixed.commands
     assert (command["asset"], command["status"]) == ("battery", "done")
     assert command["requested_by"] == f"plan:{mixed.saved.id}"
     planned_kw = round(float(
-        httpx.get(f"{room.url}/api/plans/{mixed.saved.id}", timeout=10).json()
+        room.http.get(f"{room.url}/api/plans/{mixed.saved.id}").json()
         ["setpoints"]["battery"]["values"][0]), 1)
     held = room.simulated.asset(BATTERY)
     assert isinstance(held, SimulatedBattery)
@@ -271,9 +278,9 @@ def test_assets_in_auto_mode_get_their_setpoints_without_an_approval(
     # The same horizon again (within its quarter-hour): the draft is rewritten as approved.
     automatic = room.job.run()
     assert automatic is not None
-    plan = httpx.get(f"{room.url}/api/plans/{automatic.saved.id}", timeout=10).json()
+    plan = room.http.get(f"{room.url}/api/plans/{automatic.saved.id}").json()
     assert (plan["status"], plan["approved_by"]) == ("approved", "auto")
-    commands = _commands(room.url, automatic.saved.id)
+    commands = _commands(room, automatic.saved.id)
     assert {c["asset"] for c in commands} >= {"battery", "genset", "coldroom", "well"}
     assert sorted(c["id"] for c in commands) == sorted(automatic.commands)
     statuses: dict[str, set[str]] = {}
@@ -284,7 +291,7 @@ def test_assets_in_auto_mode_get_their_setpoints_without_an_approval(
 
 
 def test_the_web_view_serves_the_plans_of_the_registry(
-        mqtt_settings: MqttSettings, influx_settings: InfluxSettings, store: InfluxV1Store,
+        demo_broker: DemoBroker, influx_settings: InfluxSettings, store: InfluxV1Store,
         tmp_path: Path) -> None:
     """``build_web`` mounts the plans API on the registry and a command sender of its own."""
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
@@ -295,18 +302,17 @@ def test_the_web_view_serves_the_plans_of_the_registry(
         load_into_registry(session, SPEC)
     outcome = PlanJob(store, registry, SPEC.id, SETTINGS).run()
     assert outcome is not None
-    parts = build_web(DispatchSettings(mqtt=mqtt_settings, influx=influx_settings,
+    add_users(registry, vera=Role.VIEWER)
+    parts = build_web(DispatchSettings(mqtt=demo_broker.settings("web"), influx=influx_settings,
                                        registry_url=url))
     try:
         assert parts.commands is not None
-        with served(parts.app) as web:
-            listed = httpx.get(f"{web}/api/plans", params={"limit": 5}, timeout=10).json()
+        with served(parts.app) as web, logged_in(web, "vera") as http:
+            listed = http.get(f"{web}/api/plans", params={"limit": 5}).json()
             assert [p["id"] for p in listed["plans"]] == [outcome.saved.id]
             assert listed["plans"][0]["status"] == "draft"
-            assert httpx.get(f"{web}/api/plans", params={"limit": 0},
-                             timeout=10).status_code == 422
-            assert httpx.get(f"{web}/api/plans/{outcome.saved.id + 1}",
-                             timeout=10).status_code == 404
+            assert http.get(f"{web}/api/plans", params={"limit": 0}).status_code == 422
+            assert http.get(f"{web}/api/plans/{outcome.saved.id + 1}").status_code == 404
     finally:
         parts.close()
         engine.dispose()
@@ -319,10 +325,10 @@ def test_approval_is_refused_for_a_revision_not_seen_or_another_estate(
     assert made is not None
     room.job.run(now_ms=now + 1000)  # the same quarter-hour: the draft is planned again
     plan_id = made.saved.id
-    detail = httpx.get(f"{room.url}/api/plans/{plan_id}", timeout=10).json()
+    detail = room.http.get(f"{room.url}/api/plans/{plan_id}").json()
     assert detail["revision"] == 2
-    stale = httpx.post(f"{room.url}/api/plans/{plan_id}/approve",
-                       json={"operator": "ana", "revision": 1}, timeout=10)
+    stale = room.http.post(f"{room.url}/api/plans/{plan_id}/approve",
+                       json={"revision": 1})
     assert stale.status_code == 409
     assert "revision 2, you saw 1" in stale.json()["detail"]
     assert _count_commands(room.registry) == 0
@@ -331,7 +337,7 @@ def test_approval_is_refused_for_a_revision_not_seen_or_another_estate(
                 deadline_s=2, estate_id="elsewhere")
     with pytest.raises(PlanNotFound):
         get_plan(room.registry, plan_id, "elsewhere")
-    seen = httpx.post(f"{room.url}/api/plans/{plan_id}/approve",
-                      json={"operator": "ana", "revision": 2}, timeout=30)
+    seen = room.http.post(f"{room.url}/api/plans/{plan_id}/approve",
+                      json={"revision": 2})
     assert seen.status_code == 200, seen.text
 

@@ -34,6 +34,7 @@ from pymodbus.client import ModbusTcpClient
 from adapters.mqtt import InboundMessage, MqttConnection
 from adapters.ops_http import wait_healthy
 from dispatch.__main__ import build_web
+from dispatch.accounts.roles import Role
 from dispatch.settings import DispatchSettings
 from edge.gateway import Gateway
 from edge.gateway_cli import gateway_command
@@ -48,6 +49,7 @@ from estate.topics import Channel, DeviceId, parse_topic, subscription
 from launcher.servers import Mosquitto, find_binary, free_port
 from tests.conftest import served
 from tests.edge.test_modbus import RAW, UNIT_ID, modbus_server, registers_for
+from tests.web_login import add_users, logged_in
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Stack:
     broker: Mosquitto
     mqtt: MqttSettings
     url: str
+    http: httpx.Client
 
 
 @pytest.fixture
@@ -78,9 +81,11 @@ def stack(tmp_path: Path, influx_settings: InfluxSettings, store: object,
     start_ingest(mqtt=mqtt)
     parts = build_web(DispatchSettings(mqtt=mqtt, influx=influx_settings,
                                        registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}"))
+    assert parts.registry is not None
+    add_users(parts.registry, vera=Role.VIEWER)
     try:
-        with served(parts.app) as url:
-            yield Stack(broker, mqtt, url)
+        with served(parts.app) as url, logged_in(url, "vera") as http:
+            yield Stack(broker, mqtt, url, http)
     finally:
         parts.close()
         broker.stop()
@@ -141,13 +146,13 @@ def health(url: str) -> tuple[int, dict[str, Any]]:
     return answer.status_code, answer.json()
 
 
-def stored(url: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+def stored(http: httpx.Client, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
     """What the web view says is stored for the test facility in [start_ms, end_ms)."""
 
     def iso(ms: int) -> str:
         return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
-    answer = httpx.get(f"{url}/api/readings", params={
+    answer = http.get("/api/readings", params={
         "start": iso(start_ms), "end": iso(end_ms), "facility": FACILITY}, timeout=30)
     answer.raise_for_status()
     body = answer.json()
@@ -271,7 +276,7 @@ def test_broker_down_for_a_minute_every_reading_arrives_once_and_in_order(
             assert ready["checks"] == {"mqtt_connected": True, "subscribed": True,
                                        "forwarding": True, "polling": True}
             start_ms = time.time_ns() // 1_000_000 - 1000
-            wait_until(lambda: {r["device"] for r in stored(stack.url, start_ms,
+            wait_until(lambda: {r["device"] for r in stored(stack.http, start_ms,
                                                             start_ms + 3_600_000)}
                        == {f"m{i}" for i in range(METERS)}, 60, "every meter stored")
 
@@ -309,9 +314,9 @@ def test_broker_down_for_a_minute_every_reading_arrives_once_and_in_order(
             gateway.close()
 
     end_ms = max(t for times in pack_times.values() for t in times) + 1
-    wait_until(lambda: len(stored(stack.url, start_ms, end_ms)) >= len(polled), 120,
+    wait_until(lambda: len(stored(stack.http, start_ms, end_ms)) >= len(polled), 120,
                "ingest to store every reading")
-    rows = stored(stack.url, start_ms, end_ms)
+    rows = stored(stack.http, start_ms, end_ms)
     observer.close()
     elapsed = time.monotonic() - started
 
@@ -417,7 +422,7 @@ def test_a_gateway_killed_with_readings_queued_loses_none_after_restart(
         first = start_gateway_process(settings, first_journal, log_file)
         try:
             start_ms = time.time_ns() // 1_000_000 - 1000
-            wait_until(lambda: len(stored(stack.url, start_ms, start_ms + 3_600_000)) > 0, 60,
+            wait_until(lambda: len(stored(stack.http, start_ms, start_ms + 3_600_000)) > 0, 60,
                        "the first gateway's readings to be stored")
             stack.broker.stop()
             wait_until(lambda: len(outbox_rows(settings.outbox_path)) >= 10 * METERS, 60,
@@ -453,9 +458,9 @@ def test_a_gateway_killed_with_readings_queued_loses_none_after_restart(
     # A pack committed just before the kill may have missed the journal: the outbox has it.
     polled = first_polled | queued_readings | second_polled
     end_ms = max(k[3] for k in polled) + 1
-    wait_until(lambda: len(stored(stack.url, start_ms, end_ms)) >= len(polled), 120,
+    wait_until(lambda: len(stored(stack.http, start_ms, end_ms)) >= len(polled), 120,
                "ingest to store every reading")
-    rows = stored(stack.url, start_ms, end_ms)
+    rows = stored(stack.http, start_ms, end_ms)
 
     assert queued_readings, "readings were queued when the gateway was killed"
     assert left == 0, "a graceful stop with the broker up leaves nothing behind"

@@ -274,7 +274,8 @@ def test_device_cannot_receive_another_devices_commands(secured: SecuredBroker) 
         assert a_inbox.topics() == {a_req}
 
 
-def test_device_cannot_command_another_device(secured: SecuredBroker) -> None:
+def test_device_cannot_command_another_device_and_web_and_dispatch_can(
+        secured: SecuredBroker) -> None:
     b_req = DEVICE_B.topic(Channel.COMMAND_REQUEST)
     with ExitStack() as stack:
         _, b_inbox = stack.enter_context(client(
@@ -285,13 +286,14 @@ def test_device_cannot_command_another_device(secured: SecuredBroker) -> None:
         until_received(lambda p: deliver(dispatch, b_req, p), b_inbox, b_req)
 
         deliver(device_a, b_req, b"forged by A")
-        deliver(web, b_req, b"forged by web")
+        # The web view sends an operator's approved commands: its account may.
+        deliver(web, b_req, b"approved in the web view")
         deliver(dispatch, b_req, b"real")
 
         assert b_inbox.wait_for(b_req, b"real")
+        assert b_inbox.wait_for(b_req, b"approved in the web view")
         payloads = {m.payload for m in b_inbox.messages}
         assert b"forged by A" not in payloads
-        assert b"forged by web" not in payloads
 
 
 # --- gateways and services ------------------------------------------------------------------

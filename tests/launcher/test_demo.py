@@ -6,6 +6,7 @@ is refused while every service (and so every meter's readings) got through.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -43,15 +44,31 @@ def start_demo(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def wait_for_all_meters(url: str, meters: int, timeout_s: float) -> dict[str, Any]:
+def demo_login(url: str, var: Path, username: str = "operator") -> httpx.Client:
+    """A client logged in with the demo's own user, whose password it wrote under var/."""
+    users = json.loads((var / "web-users.json").read_text())
+    client = httpx.Client(base_url=url, timeout=10)
+    answer = client.post("/api/session", json={"username": username,
+                                               "password": users[username]["password"]})
+    assert answer.status_code == 200, answer.text
+    client.headers.update({"X-CSRF-Token": answer.json()["csrf_token"], "Origin": url})
+    return client
+
+
+def wait_for_all_meters(url: str, var: Path, meters: int, timeout_s: float
+                        ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     live: dict[str, Any] = {}
+    client: httpx.Client | None = None
     while time.monotonic() < deadline:
         try:
-            live = httpx.get(f"{url}/api/live", timeout=2).json()
+            # The demo writes its users' file before it starts the web view.
+            client = client or demo_login(url, var)
+            live = client.get("/api/live", timeout=2).json()
             if len({(v["facility"], v["device"]) for v in live["values"]}) == meters:
+                client.close()
                 return live
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):
             pass
         time.sleep(0.25)
     return live
@@ -80,7 +97,7 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
     started = time.monotonic()
     first = start_demo(var, ports)
     try:
-        live = wait_for_all_meters(url, meters, timeout_s=60)
+        live = wait_for_all_meters(url, var, meters, timeout_s=60)
         took = time.monotonic() - started
         assert len({(v["facility"], v["device"]) for v in live["values"]}) == meters
         health = httpx.get(f"{url}/api/health", timeout=5)
@@ -89,9 +106,17 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
         assert ingest_health.status_code == 200, ingest_health.text
         metrics = httpx.get(f"http://127.0.0.1:{ports['ingest']}/metrics", timeout=5).text
         assert "ingest_readings_written_total" in metrics
-        page = httpx.get(url, timeout=5)
-        assert page.status_code == 200
-        assert "Estate Dispatch" in page.text
+        # No default account: anonymous is refused; the demo's users are in a 0600 file.
+        assert httpx.get(f"{url}/api/live", timeout=5).status_code == 401
+        assert (var / "web-users.json").stat().st_mode & 0o777 == 0o600
+        operator = demo_login(url, var)
+        try:
+            page = operator.get("/")
+            assert page.status_code == 200
+            assert "Estate Dispatch" in page.text
+            assert operator.get("/api/session").json()["user"]["role"] == "operator"
+        finally:
+            operator.close()
         print(f"all {meters} meters live on the API {took:.1f} s after start")
         broker = MqttSettings(host="127.0.0.1", port=ports["mqtt"])
         with pytest.raises(BrokerError, match="refused"):
@@ -123,13 +148,19 @@ def test_demo_serves_live_values_stops_cleanly_and_reuses_its_data(tmp_path: Pat
 
     second = start_demo(var, ports)
     try:
-        wait_for_all_meters(url, meters, timeout_s=60)
-        stored = httpx.get(f"{url}/api/readings", timeout=10, params={
-            "start": datetime.fromtimestamp(first_run_end.timestamp() - 600, UTC).isoformat(),
-            "end": first_run_end.isoformat()}).json()
+        wait_for_all_meters(url, var, meters, timeout_s=60)
+        admin = demo_login(url, var, "admin")
+        try:
+            stored = admin.get("/api/readings", params={
+                "start": datetime.fromtimestamp(first_run_end.timestamp() - 600,
+                                                UTC).isoformat(),
+                "end": first_run_end.isoformat()}).json()
+        finally:
+            admin.close()
         assert stored["count"] > 0, "the second run did not find the first run's readings"
     finally:
         code, output = interrupt(second)
     assert code == 0, output[-3000:]
     assert "broker accounts written to" not in output
+    assert "web view users" not in output, "the second run kept the demo's users"
     assert security.password_file.read_bytes() == passwd, "the second run kept the accounts"

@@ -5,25 +5,32 @@ The count: the simulator's /metrics says how many readings it published up to an
 including a step; InfluxDB is asked how many readings it holds between two such steps. The
 simulator publishes at QoS 1 from a persistent session, so paho resends what the broker had
 not acknowledged; ingest spools while InfluxDB is away. The two counts must meet.
+
+The operators' page (a real headless Chromium) shows each restart and its last exit, read
+by the web view from the supervisor's status file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from playwright.sync_api import Browser, Page
 from prometheus_client.parser import text_string_to_metric_families
 
 from estate.model import SAMPLE_ESTATE, load_estate
 from tests.launcher.test_demo import demo_ports, interrupt, start_demo, wait_for_all_meters
+from tests.web_login import log_in_page
 
 # Each test runs the whole demo: every server and every service.
 pytestmark = pytest.mark.servers
@@ -109,20 +116,48 @@ def kill_and_watch_restart(ports: dict[str, int], name: str) -> float:
     return took
 
 
-def test_servers_killed_are_restarted_logged_and_no_reading_is_lost(tmp_path: Path) -> None:
+def page_shows_the_restart(page: Page, ports: dict[str, int], name: str,
+                           screenshot: Path) -> str:
+    """Wait for the page's strip to show ``name`` running again after one restart, with
+    its last exit and that exit's time (the page is in UTC); return what it shows."""
+    exited_ms = round(child(ports, name)["last_exit_at"] * 1000)  # as the health gives it
+    at = datetime.fromtimestamp(exited_ms / 1000, UTC).strftime("%H:%M:%S")
+    pill = f'[data-service="{name}"][data-service-state="running"][data-restarts="1"]'
+    page.wait_for_selector(pill, timeout=15_000)
+    shown = page.locator(pill).inner_text()
+    assert shown == f"{name}: running, restarted 1x, killed by SIGKILL at {at}"
+    # The web view's own connections come back too (its MQTT client retries within 1.5 s).
+    page.wait_for_selector('#svc-store[data-state="ok"]', timeout=30_000)
+    page.wait_for_selector('#svc-broker[data-state="ok"]', timeout=30_000)
+    page.wait_for_selector('#feed[data-state="ok"]', timeout=30_000)
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    return shown
+
+
+@pytest.mark.browser
+def test_servers_killed_are_restarted_logged_and_no_reading_is_lost(
+        tmp_path: Path, browser: Browser) -> None:
     ports = demo_ports()
     var = tmp_path / "var"
     meters = len(load_estate(SAMPLE_ESTATE).devices())
     demo = start_demo(var, ports)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, timezone_id="UTC")
     output = ""
     try:
-        live = wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", meters, 90)
+        live = wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", var, meters, 90)
         assert len({(v["facility"], v["device"]) for v in live["values"]}) == meters
         status = supervisor_status(ports)
         assert status["status"] == "ok", status
         assert {c["name"] for c in status["children"]} == {
             "mosquitto", "influxdb", "ingest", "dispatch", "web", "simulator"}
         assert orjson.loads((var / "supervisor.json").read_bytes())["status"] == "ok"
+        users = json.loads((var / "web-users.json").read_text())
+        log_in_page(page, f"http://127.0.0.1:{ports['web']}", "operator",
+                    users["operator"]["password"])
+        page.wait_for_selector('[data-service="simulator"][data-service-state="running"]',
+                               timeout=15_000)
+        assert page.locator('#svc-store[data-state="ok"]').is_visible()
 
         # From a step ingest has stored on: everything published after it must arrive.
         published_0, step_0 = simulator_checkpoint(ports)
@@ -142,6 +177,8 @@ def test_servers_killed_are_restarted_logged_and_no_reading_is_lost(tmp_path: Pa
             if name == "influxdb":
                 assert ingest_metric(ports, "ingest_spooled_lines_total") > 0, \
                     "ingest never met the outage: nothing was spooled"
+            shown = page_shows_the_restart(page, ports, name, tmp_path / f"{name}.png")
+            print(f"the page shows {shown!r} (screenshot {tmp_path / f'{name}.png'})")
 
         published_1, step_1 = simulator_checkpoint(ports)
         expected = published_1 - published_0
@@ -163,6 +200,7 @@ def test_servers_killed_are_restarted_logged_and_no_reading_is_lost(tmp_path: Pa
             assert took < RESTART_LIMIT_S, f"{name} took {took:.1f} s to come back"
         assert supervisor_status(ports)["status"] == "ok"
     finally:
+        page.close()
         if demo.poll() is None:
             code, output = interrupt(demo)
         else:
@@ -185,7 +223,7 @@ def test_ctrl_c_stops_the_children_in_reverse_order(tmp_path: Path) -> None:
     meters = len(load_estate(SAMPLE_ESTATE).devices())
     try:
         # Once the page has every meter, every service is past its start-up.
-        wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", meters, 90)
+        wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", var, meters, 90)
         assert orjson.loads((var / "supervisor.json").read_bytes())["status"] == "ok"
     finally:
         code, output = interrupt(demo)

@@ -1,7 +1,8 @@
 // The operators' live view: layout from /api/estate, values from the SSE stream.
 "use strict";
 
-const state = { estate: null, values: new Map(), status: new Map(), lastEvent: 0 };
+const state = { estate: null, values: new Map(), status: new Map(), lastEvent: 0,
+                feedOpen: false };
 const STALE_MS = 30000;  // a value older than this is flagged on the page
 
 function key(f, d, q, c) { return `${f}/${d}/${q}/${c || ""}`; }
@@ -58,9 +59,10 @@ function render() {
 
 function update() {
   let newest = 0, reporting = 0, total = 0, powerKw = 0;
+  const live = valuesLive();
   for (const [k, v] of state.values) {
-    const el = document.querySelector(`[data-key="${CSS.escape(k)}"] b`);
-    if (el) el.textContent = fmt(v.value, v.unit);
+    const el = document.querySelector(`[data-key="${CSS.escape(k)}"]`);
+    if (el) { el.querySelector("b").textContent = fmt(v.value, v.unit); el.dataset.stale = String(!live); }
     newest = Math.max(newest, v.time_ms);
   }
   for (const row of document.querySelectorAll("tr[data-meter]")) {
@@ -73,7 +75,7 @@ function update() {
     const cell = row.querySelector("[data-meter-age]");
     if (last) {
       cell.textContent = age(last);
-      const stale = Date.now() - last > STALE_MS;
+      const stale = !live || Date.now() - last > STALE_MS;
       cell.dataset.stale = String(stale);
       if (!stale) reporting += 1;
     }
@@ -92,7 +94,7 @@ function update() {
       <div class="sub">${Math.round(100 * powerKw / cap)}% of ${cap.toLocaleString()} kW contracted</div></div>
     <div class="card"><div class="label">Meters reporting</div>
       <div class="big" id="reporting">${reporting} / ${total}</div>
-      <div class="sub">within the last ${STALE_MS / 1000} s</div></div>
+      <div class="sub">${live ? `within the last ${STALE_MS / 1000} s` : "values stale: no live feed"}</div></div>
     <div class="card"><div class="label">Newest reading</div>
       <div class="big">${newest ? new Date(newest).toLocaleTimeString("en-GB") : "–"}</div>
       <div class="sub">${newest ? age(newest) : "waiting for meters"}</div></div>`;
@@ -105,14 +107,72 @@ function apply(snapshot) {
   update();
 }
 
-function connect() {
+// The feed is live only while the page's stream is open and the view holds the broker.
+function showFeed() {
   const feed = document.getElementById("feed");
+  if (!state.feedOpen) { feed.dataset.state = "bad"; feed.textContent = "live feed: reconnecting"; }
+  else if (health.broker === false) { feed.dataset.state = "bad"; feed.textContent = "live feed: broker down"; }
+  else { feed.dataset.state = "ok"; feed.textContent = "live feed: connected"; }
+}
+
+function connect() {
   const source = new EventSource("/api/live/stream");
   source.addEventListener("live", e => {
-    feed.dataset.state = "ok"; feed.textContent = "live feed: connected";
+    state.feedOpen = true; showFeed();
     apply(JSON.parse(e.data));
   });
-  source.onerror = () => { feed.dataset.state = "bad"; feed.textContent = "live feed: reconnecting"; };
+  source.onerror = () => { state.feedOpen = false; showFeed(); update(); };
+}
+
+// What the page depends on, from /api/health: the store, the broker and, where the view is
+// given the supervisor's status, each supervised service.
+const HEALTH_EVERY_MS = 3000;   // a restart shows within a few seconds
+const HEALTH_TIMEOUT_MS = 2500; // a view that does not answer within a poll counts as down
+const health = { store: null, broker: null };  // null: not known yet
+const SERVICE_STATES = { running: "ok", starting: "warn", restarting: "bad", stopped: "bad" };
+
+function valuesLive() { return state.feedOpen && health.broker !== false; }
+
+function clockTime(ms) { return new Date(ms).toLocaleTimeString("en-GB"); }
+
+function serviceText(s) {
+  let text = `${s.name}: ${s.state}`;
+  if (s.restarts) text += `, restarted ${s.restarts}x`;
+  if (s.last_exit) text += `, ${s.last_exit}${s.last_exit_ms ? ` at ${clockTime(s.last_exit_ms)}` : ""}`;
+  return text;
+}
+
+function pill(attrs, state, text) {
+  return `<span class="pill" ${attrs} data-state="${state}">${esc(text)}</span>`;
+}
+
+function healthPills(body) {
+  if (!body) return pill('id="svc-view"', "bad", "web view: not answering");
+  const pills = [
+    pill('id="svc-store"', body.influxdb.ok ? "ok" : "bad",
+         body.influxdb.ok ? "store: up" : "store: down (history and plans unavailable)"),
+    pill('id="svc-broker"', body.mqtt.ok ? "ok" : "bad",
+         body.mqtt.ok ? "broker: connected" : "broker: down (values stale)")];
+  const sup = body.supervisor;
+  if (sup && sup.error) pills.push(pill('id="svc-supervisor"', "warn", sup.error));
+  for (const s of (sup ? sup.services : [])) {
+    pills.push(pill(`data-service="${esc(s.name)}" data-service-state="${esc(s.state)}" data-restarts="${s.restarts}"`,
+                    SERVICE_STATES[s.state] || "warn", serviceText(s)));
+  }
+  return pills.join("");
+}
+
+async function checkHealth() {
+  let body = null;
+  try {
+    const r = await fetch("/api/health", {cache: "no-store", signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS)});
+    body = await r.json();
+    if (!body.influxdb || !body.mqtt) body = null;
+  } catch (err) { body = null; }
+  health.store = body ? body.influxdb.ok : false;
+  health.broker = body ? body.mqtt.ok : false;
+  document.getElementById("health").innerHTML = healthPills(body);
+  showFeed(); update();
 }
 
 async function freshness() {
@@ -175,24 +235,35 @@ async function showCommands() {
 async function approve(event) {
   event.preventDefault();
   const result = document.getElementById("approve-result");
-  const operator = document.getElementById("operator").value.trim();
+  // Who approves is the session's user; the CSRF token proves the request is this page's.
   const r = await fetch(`/api/plans/${plan.id}/approve`, {method: "POST",
-    headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({operator, revision: plan.revision})});
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": state.session.csrf_token},
+    body: JSON.stringify({revision: plan.revision})});
   const body = await r.json();
   result.textContent = r.ok ? `approved: ${body.commands.length} commands sent`
-                            : `not approved: ${typeof body.detail === "string" ? body.detail : "check the name"}`;
+                            : `not approved: ${typeof body.detail === "string" ? body.detail : "refused"}`;
   await loadPlan();
 }
 
 async function main() {
+  const session = await fetch("/api/session");
+  if (session.status === 401) { location.assign("/login"); return; }
+  state.session = await session.json();
+  document.getElementById("user").textContent =
+    `${state.session.user.username} (${state.session.user.role})`;
+  document.getElementById("logout").addEventListener("click", async () => {
+    await fetch("/api/session", {method: "DELETE",
+                                 headers: {"X-CSRF-Token": state.session.csrf_token}});
+    location.assign("/login");
+  });
   state.estate = await (await fetch("/api/estate")).json();
   document.getElementById("estate-name").textContent = state.estate.name;
   document.getElementById("estate-sub").textContent =
     `${state.estate.facilities.length} facilities · ${state.estate.id} · ${state.estate.timezone}`;
-  render(); update(); connect(); freshness(); loadPlan();
+  render(); update(); connect(); freshness(); loadPlan(); checkHealth();
   document.getElementById("approve-form").addEventListener("submit", approve);
   setInterval(update, 1000);
+  setInterval(checkHealth, HEALTH_EVERY_MS);
   setInterval(freshness, 15000);
   setInterval(loadPlan, 30000);
   setInterval(() => { document.getElementById("clock").textContent = new Date().toLocaleTimeString("en-GB"); }, 1000);
