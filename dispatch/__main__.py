@@ -17,6 +17,7 @@ import sys
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import uvicorn
 from fastapi import FastAPI
@@ -38,8 +39,14 @@ from dispatch.registry.db import Registry
 from dispatch.registry.loader import load_estate_into
 from dispatch.registry.lock import LeaseKeeper, SchedulerLease
 from dispatch.registry.models import SCHEDULER_JOBS_TABLE
+from dispatch.registry.room_counts import RoomCounts, room_counts
+from dispatch.registry.room_step import RoomContext
 from dispatch.scheduler import JOBSTORE_ALIAS, Job, Scheduler, before_each_step, sql_jobstore
 from dispatch.settings import DispatchSettings
+from dispatch.watch.metrics import ROOM_COUNTS
+from dispatch.watch.ops import counted
+from dispatch.watch.stream_watch import StreamWatch, session_client_id
+from dispatch.watch.window_job import WindowJob
 from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
@@ -48,8 +55,9 @@ from dispatch.worker_health import worker_metrics, worker_readiness
 from estate.errors import DemandResponseError
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
-from estate.model import load_estate
-from estate.ports import TimeSeriesStore
+from estate.model import EstateSpec, load_estate
+from estate.ports import Messaging, TimeSeriesStore
+from estate.ports import Session as BrokerSession
 from estate.settings import refuse_default_secrets
 from estate.topics import Channel, subscription
 
@@ -92,6 +100,42 @@ def _open_registry(settings: DispatchSettings) -> Registry:
     registry = Registry(settings.registry_url)
     registry.migrate()
     return registry
+
+
+@dataclass
+class ControlRoom:
+    """The control room in the worker: the streaming rules' watch on the telemetry and
+    the windowed rules' job, both under the scheduler's lease."""
+
+    stream: StreamWatch
+    windows: WindowJob
+
+    def jobs(self, settings: DispatchSettings) -> list[Job]:
+        return [Job("alarm-stream", self.stream.flush, settings.alarms.stream_flush_s,
+                    misfire_grace_s=5),
+                Job("alarm-windows", self.windows, settings.alarms.window_every_s)]
+
+    def gain(self) -> None:
+        self.windows.deactivate()  # restored from the registry at its next run
+        self.stream.activate()
+
+    def lose(self) -> None:
+        self.stream.deactivate()
+        self.windows.deactivate()
+
+
+def _control_room(settings: DispatchSettings, spec: EstateSpec, store: TimeSeriesStore,
+                  registry: Registry) -> ControlRoom:
+    room = RoomContext.of(spec)
+
+    def connect() -> Messaging:
+        # One persistent session per estate, handed from worker to worker with the lease.
+        return MqttConnection(settings.mqtt, session_client_id(spec.id), session=BrokerSession(
+            clean_start=False, expiry_s=settings.alarms.session_expiry_s,
+            receive_maximum=settings.alarms.receive_maximum, manual_ack=True))
+
+    return ControlRoom(StreamWatch(spec, registry, room, connect),
+                       WindowJob(spec, store, registry, room, settings.alarms))
 
 
 def _worker_name(role: str) -> str:
@@ -171,8 +215,8 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     lease = SchedulerLease(registry.engine, "dispatch-scheduler", holder,
                            settings.scheduler_lease_ttl_s)
-    keeper = LeaseKeeper(lease, on_gain=lambda: scheduler.resume(),
-                         on_loss=lambda: scheduler.pause())
+    keeper = LeaseKeeper(lease, on_gain=lambda: _gained(room, scheduler),
+                         on_loss=lambda: _lost(room, scheduler))
     planner = PlanJob(store, registry, spec.id, settings.planning, sender=commands.sender,
                       nominal_kw=nominal_kw(spec), rollups=settings.rollups,
                       manage_policies=manage_policies, lease=keeper)
@@ -181,7 +225,9 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
                                on_split=planner.replan,
                                standing_opt=settings.demand_response.standing_opt)
     ven = _start_ven(settings, dr_job)
-    scheduler = Scheduler([
+    room = _control_room(settings, spec, store, registry)
+    scheduler = Scheduler([Job(j.id, counted(j.id, j.func), j.every_s, j.misfire_grace_s,
+                               j.first_run_after_s, j.first_run_at) for j in [
         Job("meter-freshness",
             lambda: check_freshness(store, spec.id, expected, settings.stale_after_s),
             settings.freshness_every_s,
@@ -201,11 +247,14 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
             first_run_at=before_each_step(settings.planning.every_s,
                                           settings.planning.lead_s)),
         Job("demand-response", dr_job, settings.demand_response.every_s),
-    ], jobstores={JOBSTORE_ALIAS: sql_jobstore(registry.engine, SCHEDULER_JOBS_TABLE)})
+        *room.jobs(settings),
+    ]], jobstores={JOBSTORE_ALIAS: sql_jobstore(registry.engine, SCHEDULER_JOBS_TABLE)})
     planner.request_soon = lambda: scheduler.run_soon("plan")
-    # Every worker stands by; only the lease holder runs jobs.
+    room.stream.wake = lambda: scheduler.run_soon("alarm-stream")
+    # Every worker stands by; only the lease holder runs jobs and holds the control
+    # room's session.
     scheduler.start(paused=True)
-    ops = _worker_ops(settings, registry, scheduler, commands, keeper)
+    ops = _worker_ops(settings, spec, registry, scheduler, commands, keeper, room.stream)
     keeper.start()
     # Every worker delivers webhooks, not only the lease holder: claims keep them apart.
     webhooks = start_webhooks(settings, registry, "worker")
@@ -224,17 +273,35 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     store.close()
 
 
-def _worker_ops(settings: DispatchSettings, registry: Registry, scheduler: Scheduler,
-                commands: CommandLink, keeper: LeaseKeeper) -> OpsServer | None:
+def _worker_ops(settings: DispatchSettings, spec: EstateSpec, registry: Registry,
+                scheduler: Scheduler, commands: CommandLink, keeper: LeaseKeeper,
+                watch: StreamWatch) -> OpsServer | None:
     """The worker's /metrics and /health, unless its port is 0."""
     if not settings.http_port:
         return None
+
+    def counts() -> RoomCounts:
+        with registry.reading() as session:
+            return room_counts(session, spec.id, datetime.now(UTC))
+
+    ROOM_COUNTS.counts = counts
     ops = OpsServer(settings.http_host, settings.http_port,
                     worker_readiness(registry.answers, lambda: scheduler.started,
-                                     lambda: commands.connection.subscribed, keeper),
+                                     lambda: commands.connection.subscribed, keeper,
+                                     lambda: watch.subscribed),
                     registry=worker_metrics(keeper), name="dispatch-http")
     ops.start()
     return ops
+
+
+def _gained(room: ControlRoom, scheduler: Scheduler) -> None:
+    room.gain()
+    scheduler.resume()
+
+
+def _lost(room: ControlRoom, scheduler: Scheduler) -> None:
+    scheduler.pause()
+    room.lose()
 
 
 @dataclass

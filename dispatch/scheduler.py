@@ -48,9 +48,10 @@ class Job:
 class Scheduler:
     def __init__(self, jobs: list[Job], jobstores: dict[str, BaseJobStore] | None = None,
                  ) -> None:
-        # Two workers: a slow job (an optimisation) must not hold up a quick check.
+        # Four workers: a slow job (an optimisation, a forecast) must not hold up a quick
+        # one, above all the control room's, which writes alarms within a second.
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(2)},
+            executors={"default": ThreadPoolExecutor(4)},
             jobstores={"default": MemoryJobStore(), **(jobstores or {})}, timezone="UTC")
         for job in jobs:
             self._scheduler.add_job(job.func, "interval", seconds=job.every_s, id=job.id,

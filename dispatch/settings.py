@@ -137,6 +137,28 @@ class PlanningSettings(BaseModel):
     command_deadline_s: float = Field(120.0, gt=0)
 
 
+class AlarmSettings(BaseModel):
+    """The control room in the worker (``DISPATCH_ALARMS__``); docs/alarms.md."""
+
+    # The windowed rules run every minute, on one-minute windows of the store added up
+    # into each rule's window (15 minutes by default): finer would only re-read the same
+    # windows, coarser would delay a balance alarm by more than its rule waits anyway.
+    window_every_s: float = Field(60.0, ge=1, le=900)
+    # A window is judged this long after it ends: ingest stores a reading within about a
+    # second of receiving it; gateways catching up and meter clocks add a few seconds more
+    # (the same grace as the rollups').
+    window_grace_s: float = Field(30.0, ge=0, le=600)
+    # The streaming rules' transitions are written at once (an event wakes the writer);
+    # this is the deadman's tick and the longest a quiet stream's acknowledgements wait.
+    stream_flush_s: float = Field(1.0, gt=0, le=60)
+    # The control room's MQTT session (one per estate, taken over by the worker holding
+    # the lease) outlives a worker that died for this long: its readings wait at the
+    # broker for the next one, unacknowledged ones are delivered again.
+    session_expiry_s: int = Field(3600, ge=0)
+    # Messages in flight to the control room, unacknowledged until their transitions are
+    # committed: a second of the sample estate is a few dozen; room for bursts.
+    receive_maximum: int = Field(2000, ge=1, le=65535)
+
 class DemandResponseSettings(BaseModel):
     """The OpenADR 2.0b VEN and the rules of the programme it serves (docs/demand-response.md)."""
 
@@ -232,7 +254,8 @@ class DispatchSettings(BaseSettings):
     # A pending command claimed by a sender that died is delivered by another this long
     # after the claim: beyond a publication's round trip, well inside a command's deadline.
     command_claim_s: float = Field(10.0, gt=0)
-    # The worker's /metrics and /health (port 0: none); docs/operations.md.
+    alarms: AlarmSettings = AlarmSettings()
+    # The worker's /metrics and /health (docs/operations.md); port 0: neither is served.
     http_host: str = "127.0.0.1"
     http_port: int = Field(9102, ge=0, le=65535)
     webhooks: WebhookSettings = WebhookSettings()

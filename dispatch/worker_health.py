@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -43,15 +43,29 @@ class LeaseMetrics(Collector):
         yield deposed
 
 
+class _ProcessMetrics(Collector):
+    """The process-wide metrics (the control room's, the jobs', the webhooks'), read at each
+    scrape from prometheus-client's default registry."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
 def worker_metrics(keeper: LeaseKeeper) -> CollectorRegistry:
+    """The lease as this worker's keeper sees it, beside the process-wide metrics."""
     registry = CollectorRegistry()
     registry.register(LeaseMetrics(keeper))
+    registry.register(_ProcessMetrics())
     return registry
 
 
 def worker_readiness(registry_answers: Callable[[], bool], scheduler_started: Callable[[], bool],
                      commands_subscribed: Callable[[], bool], keeper: LeaseKeeper,
-                     ) -> Readiness:
+                     telemetry_subscribed: Callable[[], bool]) -> Readiness:
+    """Ready when the registry answers, the scheduler is started and the command answers are
+    subscribed: a standby worker is ready to take over. Whether it holds the lease and the
+    control room's subscription on the telemetry are told beside it."""
     return Readiness({"registry": registry_answers, "scheduler": scheduler_started,
                       "commands": commands_subscribed},
-                     lambda: {"lease_held": keeper.fence() is not None})
+                     lambda: {"lease_held": keeper.fence() is not None,
+                              "telemetry_subscribed": telemetry_subscribed()})

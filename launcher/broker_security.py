@@ -160,7 +160,9 @@ def service_rules(estate: str, role: ServiceRole) -> tuple[Rule, ...]:
                     Rule("write", every(Channel.COMMAND_REQUEST)),
                     Rule("read", every(Channel.COMMAND_RESPONSE)))
         case ServiceRole.DISPATCH:
-            return (Rule("write", every(Channel.COMMAND_REQUEST)),
+            # Telemetry: the control room's streaming alarm rules (docs/alarms.md).
+            return (Rule("read", every(Channel.TELEMETRY)),
+                    Rule("write", every(Channel.COMMAND_REQUEST)),
                     Rule("read", every(Channel.COMMAND_RESPONSE)),
                     Rule("read", every(Channel.STATUS)))
         case ServiceRole.SIMULATOR | ServiceRole.GATEWAY:

@@ -304,6 +304,12 @@ def forecast_backtest(
                      issue_hours_before=issue_hours_before, settings=settings.forecast)
 
 
+from launcher.room_cli import alarms_app, incidents_app, shift_app  # noqa: E402
+
+app.add_typer(alarms_app, name="alarms")
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(shift_app, name="shift")
+
 from launcher.dr_cli import dr_app, statements_app  # noqa: E402
 
 app.add_typer(dr_app, name="dr")
