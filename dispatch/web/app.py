@@ -54,7 +54,7 @@ from estate.errors import (
 )
 
 # Our errors as HTTP answers: the store, the registry and the broker being away is 503
-# (retry later); a plan or account that is not there is 404; one that cannot move so is
+# (retry later); a plan, account or order that is not there is 404; one that cannot move so is
 # 409; an account change, an order, an opt or a month refused for its content is 422.
 # The first match wins.
 ERROR_STATUS: dict[type[Exception], tuple[int, str]] = {

@@ -87,7 +87,7 @@ def _part(p: ParticipationRecord) -> dict[str, Any]:
             "baseline": p.baseline, "settlement": settled}
 
 
-def _shortfall(detail: dict[str, Any], scope: str | None) -> dict[str, Any]:
+def shortfall(detail: dict[str, Any], scope: str | None) -> dict[str, Any]:
     """What the plan could not deliver (per quarter-hour, by tenant) and what the split
     left unassigned; for an account of a facility, its own part only."""
     plan = detail.get("plan") or {}
@@ -101,7 +101,8 @@ def _shortfall(detail: dict[str, Any], scope: str | None) -> dict[str, Any]:
                       "short_kw": step["short_kw"] if scope is None
                       else sum(by_tenant.values()), "by_tenant": by_tenant})
     unassigned = detail.get("unassigned_kw") or []
-    return {"steps": steps, "short_kw_max": max((s["short_kw"] for s in steps), default=0.0),
+    return {"planned": bool(plan), "steps": steps,
+            "short_kw_max": max((s["short_kw"] for s in steps), default=0.0),
             "unassigned_kw_max": None if scope is not None else max(unassigned, default=0.0),
             "setpoints": {f: a for f, a in (plan.get("setpoints") or {}).items()
                           if scope is None or f == scope}}
@@ -138,7 +139,7 @@ def order(order_id: OrderId, dr: DemandResponseDep, identity: Viewer) -> dict[st
         parts = [p for p in dr_book.participations(session, order_id)
                  if scope is None or p.facility_id == scope]
     return _summary(record) | {"facility": scope, "parts": [_part(p) for p in parts],
-                               "shortfall": _shortfall(record.detail, scope)}
+                               "shortfall": shortfall(record.detail, scope)}
 
 
 @router.post("/orders", status_code=201)

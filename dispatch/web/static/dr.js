@@ -11,7 +11,7 @@ function esc(text) {
 
 function num(value, digits) {
   return value === null || value === undefined ? "–"
-    : Number(value).toLocaleString("en-GB", {maximumFractionDigits: digits, minimumFractionDigits: digits});
+    : (Number(value) || 0).toLocaleString("en-GB", {maximumFractionDigits: digits, minimumFractionDigits: digits});
 }
 
 function when(iso) {
@@ -56,8 +56,9 @@ async function loadOrders() {
 function shortfallText(s) {
   const parts = [];
   if (s.unassigned_kw_max !== null) parts.push(`split left up to ${num(s.unassigned_kw_max, 1)} kW unassigned`);
-  parts.push(s.steps.length ? `the plan falls short by up to ${num(s.short_kw_max, 1)} kW in ${s.steps.length} quarter-hours`
-                            : "the plan meets the order (no shortfall)");
+  parts.push(!s.planned ? "no plan under it yet (the worker plans after the split)"
+    : s.steps.length ? `the plan falls short by up to ${num(s.short_kw_max, 1)} kW in ${s.steps.length} quarter-hours`
+    : "the plan meets the order (no shortfall)");
   return parts.join("; ");
 }
 

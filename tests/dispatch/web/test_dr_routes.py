@@ -2,15 +2,17 @@
 SQLite registry of the sample estate with 17 days of simulated history in the in-memory
 store (``tests.doubles``). Who may do what, each tenant's share, the plan's shortfall, the
 settlement, and each tenant's statement (its own only), as CSV and PDF too. The same routes
-run against PostgreSQL and InfluxDB in ``test_dr_routes_servers``."""
+run against PostgreSQL and InfluxDB in ``test_dr_pages``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import pytest
 
 from dispatch.registry import dr_book
 from dispatch.registry.db import Registry
+from dispatch.web.dr_orders import shortfall
 from tests.dispatch.dr.flow import at, prepared, quarter
 from tests.dispatch.web.dr_room import NOW, DrRoom, dr_room
 from tests.doubles import InMemoryTimeSeriesStore
@@ -59,7 +61,8 @@ def test_a_supervisor_enters_opts_and_settles_an_order_with_the_tenants_shares(
     made = supervisor.post("/api/dr/orders", json=_order(START))
     assert made.status_code == 201, made.text
     order = made.json()
-    assert order["status"] == "split" and order["created_by"] == "operator:sam"
+    assert order["status"] == "split"
+    assert order["created_by"] == "operator:sam"
     shares = {p["facility"]: p["requested_kwh"] for p in order["parts"]}
     assert set(shares) == {f.id for f in room.spec.facilities}
     assert sum(shares.values()) == pytest.approx(400.0, abs=0.5)  # 400 kW for an hour
@@ -107,7 +110,8 @@ def test_an_order_opted_out_and_in_again(room: DrRoom) -> None:
     supervisor = room.login("sam")
     pending = supervisor.post("/api/dr/orders", json=_order(START) | {"opt": "pending"})
     assert pending.status_code == 201
-    assert pending.json()["status"] == "received" and pending.json()["parts"] == []
+    assert pending.json()["status"] == "received"
+    assert pending.json()["parts"] == []
     order_id = pending.json()["id"]
     out = supervisor.post(f"/api/dr/orders/{order_id}/opt", json={"opt": "out"})
     assert (out.json()["opt"], out.json()["decided_by"]) == ("out", "operator:sam")
@@ -156,3 +160,22 @@ def test_the_estate_sees_every_statement_adding_up_to_its_bill(room: DrRoom) -> 
     assert one["facility"] == room.other
     assert viewer.get("/api/statements/2026-06/nowhere").status_code == 404
     assert viewer.get("/dr", headers={"Accept": "text/html"}).status_code == 200
+
+
+def test_the_plansshortfall_by_tenant_and_a_tenants_part_of_it() -> None:
+    detail = {"unassigned_kw": [0.0, 12.5], "plan": {
+        "short_steps": [{"time_ms": NOW, "short_kw": 30.0,
+                         "by_tenant": {"textile": 20.0, "metal": 10.0}},
+                        {"time_ms": NOW + 900_000, "short_kw": 5.0,
+                         "by_tenant": {"metal": 5.0}}],
+        "setpoints": {"textile": {"chiller": 40.0}, "metal": {"furnace": 0.0}}}}
+    estate = shortfall(detail, None)
+    assert (estate["planned"], estate["short_kw_max"], estate["unassigned_kw_max"]) == (
+        True, 30.0, 12.5)
+    assert len(estate["steps"]) == 2
+    tenant = shortfall(detail, "textile")
+    assert tenant["steps"] == [{"time": at(NOW).isoformat(), "short_kw": 20.0,
+                                "by_tenant": {"textile": 20.0}}]
+    assert tenant["unassigned_kw_max"] is None
+    assert tenant["setpoints"] == {"textile": {"chiller": 40.0}}
+    assert shortfall({}, None)["planned"] is False
