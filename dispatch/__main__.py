@@ -44,6 +44,7 @@ from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
 from dispatch.webhooks.deliverer import Deliverer
+from dispatch.worker_health import worker_metrics, worker_readiness
 from estate.errors import DemandResponseError
 from estate.lifecycle import stop_on_signals
 from estate.logs import configure_logging
@@ -79,7 +80,7 @@ def _command_link(settings: DispatchSettings, role: str, estate: str,
     connection = MqttConnection(settings.mqtt,
                                 f"estate-{role}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     sender = CommandSender(connection, CommandStore(registry), estates=[estate],
-                           actor=f"dispatch:{role}")
+                           actor=f"dispatch:{role}", claim_s=settings.command_claim_s)
     sender.start()
     connection.connect_async()
     return CommandLink(sender, connection)
@@ -166,9 +167,15 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
         load_estate_into(registry, spec)  # it logs what it changed
     commands = _command_link(settings, "worker", spec.id, registry)
     manage_policies = settings.influx.api == "v1"
+    # The lease's keeper is made first: the plan job works under its fence.
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    lease = SchedulerLease(registry.engine, "dispatch-scheduler", holder,
+                           settings.scheduler_lease_ttl_s)
+    keeper = LeaseKeeper(lease, on_gain=lambda: scheduler.resume(),
+                         on_loss=lambda: scheduler.pause())
     planner = PlanJob(store, registry, spec.id, settings.planning, sender=commands.sender,
                       nominal_kw=nominal_kw(spec), rollups=settings.rollups,
-                      manage_policies=manage_policies)
+                      manage_policies=manage_policies, lease=keeper)
     metered = RollupMeterData(store, settings.rollups, manage_policies=manage_policies)
     dr_job = DemandResponseJob(DemandResponse(registry, metered, spec.id),
                                on_split=planner.replan,
@@ -198,11 +205,7 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     planner.request_soon = lambda: scheduler.run_soon("plan")
     # Every worker stands by; only the lease holder runs jobs.
     scheduler.start(paused=True)
-    keeper = LeaseKeeper(
-        SchedulerLease(registry.engine, "dispatch-scheduler",
-                       f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-                       settings.scheduler_lease_ttl_s),
-        on_gain=scheduler.resume, on_loss=scheduler.pause)
+    ops = _worker_ops(settings, registry, scheduler, commands, keeper)
     keeper.start()
     # Every worker delivers webhooks, not only the lease holder: claims keep them apart.
     webhooks = start_webhooks(settings, registry, "worker")
@@ -210,6 +213,8 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     stop.wait()
     keeper.stop()  # pauses and releases, so a standby worker takes over at once
     scheduler.stop()
+    if ops is not None:
+        ops.stop()
     if ven is not None:
         ven.stop()
     if webhooks is not None:
@@ -217,6 +222,19 @@ def run_worker(settings: DispatchSettings, stop: threading.Event | None = None) 
     commands.close()
     registry.close()
     store.close()
+
+
+def _worker_ops(settings: DispatchSettings, registry: Registry, scheduler: Scheduler,
+                commands: CommandLink, keeper: LeaseKeeper) -> OpsServer | None:
+    """The worker's /metrics and /health, unless its port is 0."""
+    if not settings.http_port:
+        return None
+    ops = OpsServer(settings.http_host, settings.http_port,
+                    worker_readiness(registry.answers, lambda: scheduler.started,
+                                     lambda: commands.connection.subscribed, keeper),
+                    registry=worker_metrics(keeper), name="dispatch-http")
+    ops.start()
+    return ops
 
 
 @dataclass

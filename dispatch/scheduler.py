@@ -60,9 +60,11 @@ class Scheduler:
                                     next_run_time=job.first_run_at or datetime.now(UTC)
                                     + timedelta(seconds=job.first_run_after_s))
         self._jobs = jobs
+        self.started = False
 
     def start(self, paused: bool = False) -> None:
         self._scheduler.start(paused=paused)
+        self.started = True
         log.info("scheduler %s %d jobs: %s", "holding" if paused else "running",
                  len(self._jobs), ", ".join(j.id for j in self._jobs))
 
@@ -87,6 +89,7 @@ class Scheduler:
                                 misfire_grace_time=60)
 
     def stop(self) -> None:
+        self.started = False
         self._scheduler.shutdown(wait=True)
 
 

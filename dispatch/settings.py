@@ -227,5 +227,12 @@ class DispatchSettings(BaseSettings):
     registry_load_estate: bool = True
     # Another worker takes over the scheduler at most this long after the active one stops
     # renewing (it renews every third of it); keep it well above clock skew between hosts.
+    # A plan solved under a lease that was lost meanwhile is not saved (the fencing token).
     scheduler_lease_ttl_s: float = Field(30.0, gt=0)
+    # A pending command claimed by a sender that died is delivered by another this long
+    # after the claim: beyond a publication's round trip, well inside a command's deadline.
+    command_claim_s: float = Field(10.0, gt=0)
+    # The worker's /metrics and /health (port 0: none); docs/operations.md.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(9102, ge=0, le=65535)
     webhooks: WebhookSettings = WebhookSettings()

@@ -19,6 +19,8 @@
     │   └── StoreRejected      answered 4xx: the request itself is wrong, retrying is useless
     ├── BrokerError            the MQTT broker refused or dropped us
     ├── RegistryError          the registry database failed (unreachable, locked, refused)
+    ├── Deposed                the scheduler lease is another holder's now: a fenced write
+    │                          refused (dispatch.registry.lock)
     ├── PlanError              a plan cannot be found or moved as asked
     │   ├── PlanNotFound       no such plan (in that estate)
     │   └── PlanConflict       the plan cannot move that way now; the message says why
@@ -107,6 +109,11 @@ class BrokerError(EstateError):
 
 class RegistryError(EstateError):
     """The registry database failed: unreachable, locked beyond its timeout, or refusing."""
+
+
+class Deposed(EstateError):
+    """The scheduler lease this work was started under is no longer ours (taken over, or
+    expired): the work must not save or send anything."""
 
 
 class PlanError(EstateError):

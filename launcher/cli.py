@@ -121,6 +121,8 @@ def demo(
     influx_port: Annotated[int, typer.Option(help="HTTP port of the demo's InfluxDB")] = 18086,
     ingest_metrics_port: Annotated[int, typer.Option(
         help="Port of ingest's /metrics and /health")] = 9101,
+    dispatch_metrics_port: Annotated[int, typer.Option(
+        help="Port of the dispatch worker's /metrics and /health")] = 9102,
     simulator_metrics_port: Annotated[int, typer.Option(
         help="Port of the simulator's /metrics and /health")] = 9103,
     supervisor_port: Annotated[int, typer.Option(
@@ -134,6 +136,7 @@ def demo(
     code = run_demo(var.resolve(), DemoPorts(mqtt=mqtt_port, influx_http=influx_port,
                                              influx_rpc=influx_port + 2, web=port,
                                              ingest_http=ingest_metrics_port,
+                                             dispatch_http=dispatch_metrics_port,
                                              simulator_http=simulator_metrics_port,
                                              supervisor=supervisor_port))
     raise typer.Exit(code)

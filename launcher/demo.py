@@ -55,6 +55,7 @@ class DemoPorts:
     influx_rpc: int = 18088
     web: int = 8000
     ingest_http: int = 9101
+    dispatch_http: int = 9102
     simulator_http: int = 9103
     # The supervisor's /status, /health and /metrics; 0 serves none.
     supervisor: int = 9110
@@ -75,6 +76,7 @@ def service_environment(ports: DemoPorts, var: Path) -> dict[str, str]:
     env["DISPATCH_REGISTRY_URL"] = f"sqlite:///{var / 'registry.sqlite'}"
     env["EDGE_COMMAND_LOG_PATH"] = str(var / "edge" / "simulator-commands.sqlite")
     env["INGEST_HTTP_PORT"] = str(ports.ingest_http)
+    env["DISPATCH_HTTP_PORT"] = str(ports.dispatch_http)
     env["EDGE_HTTP_PORT"] = str(ports.simulator_http)
     # The demo's meters report every 2 s so the page moves while someone watches it.
     env["EDGE_INTERVAL_S"] = "2"

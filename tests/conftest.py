@@ -14,6 +14,7 @@ listens on a socket or starts a server program fails.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 import subprocess
@@ -84,6 +85,18 @@ SERVER_PROGRAMS = frozenset({"mosquitto", "influxd", "pg_ctl", "initdb", "postgr
 # Asking one for its version or its usage starts nothing.
 ONLY_ASKING = frozenset({"version", "--version", "-h", "--help"})
 
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process (typer's CliRunner) sets the root logger's handler on its own
+    output stream, closed once the command ends: each test gets the root logger back as it
+    found it, so a later test's logging does not write to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 @pytest.fixture(autouse=True)
 def _fast_tier_starts_no_server(request: pytest.FixtureRequest,

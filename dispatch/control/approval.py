@@ -3,8 +3,10 @@
 An operator approves a draft plan (or the plan needs no approval: every asset it commands
 is in ``auto`` control mode); the current step's setpoints then go to the devices as
 commands (contract v1 actions), one per asset and action, with ids derived from the plan,
-so sending a step again names the same commands. The plan's state lives in the registry
-(``dispatch.registry.plan_store``); docs/planning.md tells the whole story.
+so sending a step again names the same commands. The commands are written in the
+transaction of the decision (``decide_step``), and the sender delivers them from there.
+The plan's state lives in the registry (``dispatch.registry.plan_store``); docs/planning.md
+tells the whole story.
 """
 
 from __future__ import annotations
@@ -20,9 +22,15 @@ from typing import Final
 
 from dispatch.control.sender import CommandSender
 from dispatch.registry.plan_store import PlanStore
-from dispatch.registry.records import CommandableAsset, PlanSetpoints
-from estate.commands import MalformedCommand, ParamValue
-from estate.errors import BrokerError
+from dispatch.registry.records import (
+    CommandableAsset,
+    DecideCommands,
+    NewCommand,
+    PlanSetpoints,
+    StepCommands,
+)
+from estate.commands import CommandRequest, MalformedCommand, ParamValue, decode_request
+from estate.fault_points import fault_point
 from estate.topics import DeviceId
 
 log = logging.getLogger(__name__)
@@ -95,30 +103,41 @@ def step_commands(plan: PlanSetpoints, assets: Mapping[str, CommandableAsset], s
     return out
 
 
-def send_step_commands(plans: PlanStore, sender: CommandSender, plan_id: int, *, now_ms: int,
-                       deadline_s: float, requested_by: str, only_auto: bool = False,
-                       clock: Callable[[], int] = _wall_clock_ms) -> list[str]:
-    """Send the commands of the step ``now_ms`` falls in; return their ids.
+def decide_step(*, now_ms: int, deadline_s: float, requested_by: str | None = None,
+                only_auto: bool = False, clock: Callable[[], int] = _wall_clock_ms,
+                ) -> DecideCommands:
+    """The decision of the step ``now_ms`` falls in, for ``PlanStore``: its commands, in
+    order, to be written in the transaction of the approval or of the plan's save.
 
-    Each must start within ``deadline_s`` of being sent (``clock``), not of ``now_ms``: a
-    plan's solve may take most of a minute. Ids are derived from the plan, asset, step and
-    setpoint, so sending again records no new command: a final one is left alone, an open
-    one is published again. Raises ``PlanNotFound``.
+    ``requested_by`` defaults to ``plan:<id>``. With ``only_auto`` only assets in auto
+    control mode are commanded, unless the plan is approved (every asset is then). Each
+    command must start within ``deadline_s`` of the decision (``clock``), not of ``now_ms``:
+    a plan's solve may take most of a minute. Ids are derived from the plan, asset, step
+    and setpoint, so deciding a step again names the same commands, which are not written
+    twice. A command the contract cannot carry is left out and logged.
     """
-    plan = plans.setpoints(plan_id)
-    assets = plans.commandable_assets(plan.estate_id, plan.setpoints)
-    planned = step_commands(plan, assets, current_step(plan, now_ms), only_auto=only_auto)
-    deadline_ms = clock() + round(deadline_s * 1000)
-    sent: list[str] = []
-    for c in planned:
-        try:
-            sent.append(sender.send(c.device, c.action, c.params, requested_by=requested_by,
-                                    deadline_ms=deadline_ms, asset_id=c.asset_id,
-                                    plan_id=plan_id, command_id=c.command_id, wait=False))
-        except (MalformedCommand, BrokerError) as exc:
-            log.error("plan %s: command %s to %s for %s not sent: %s", plan_id, c.action,
-                      c.device, c.asset_id, exc)
-    return sent
+
+    def decide(plan: PlanSetpoints, assets: Mapping[str, CommandableAsset],
+               status: str) -> StepCommands:
+        step = current_step(plan, now_ms)
+        planned = step_commands(plan, assets, step,
+                                only_auto=only_auto and status != "approved")
+        deadline_ms = clock() + round(deadline_s * 1000)
+        issued_by = requested_by or f"plan:{plan.id}"
+        decided: list[NewCommand] = []
+        for c in planned:
+            request = CommandRequest(c.command_id, c.action, dict(c.params), deadline_ms,
+                                     issued_by)
+            try:
+                decode_request(request.encode())  # what every device would refuse
+            except MalformedCommand as exc:
+                log.error("plan %s: command %s to %s for %s not sent: %s", plan.id, c.action,
+                          c.device, c.asset_id, exc)
+                continue
+            decided.append(NewCommand(request, c.device, c.asset_id, plan.id, len(decided)))
+        return StepCommands(step, tuple(decided))
+
+    return decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,25 +153,30 @@ def approve(plans: PlanStore, sender: CommandSender, plan_id: int, operator: str
             revision: int | None = None) -> Approval:
     """Approve a draft plan and send its current step's commands.
 
-    Only the estate's newest plan, still a draft, whose first step has not passed, can be
-    approved; with ``revision`` only if the draft is still the revision the operator saw
-    (a scheduled run rewrites a draft in place). Approving an approved plan again sends
-    nothing and answers the commands its approval sent. Raises ``PlanNotFound`` or
-    ``PlanConflict``.
+    The approval and its commands are one transaction (the commands ``pending``, claimed
+    by ``sender``); the sender delivers them after the commit, or, if this process dies
+    first, another sender does once the claim expires. Only the estate's newest plan,
+    still a draft, whose first step has not passed, can be approved; with ``revision``
+    only if the draft is still the revision the operator saw (a scheduled run rewrites a
+    draft in place). Approving an approved plan again sends nothing and answers the
+    commands its approval decided. Raises ``PlanNotFound`` or ``PlanConflict``.
     """
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
-    if plans.approve_draft(plan_id, operator, at=now, estate_id=estate_id, revision=revision):
-        # Nothing is sent again: a retried or repeated approval must not replay a step's
-        # setpoints over those that newer plans have sent since.
-        step, ids = plans.approval_commands(plan_id)
-        return Approval(plan_id, True, step, ids)
-    step = current_step(plans.setpoints(plan_id), now_ms)
-    plans.note_approved_step(plan_id, step)
-    sent = send_step_commands(plans, sender, plan_id, now_ms=now_ms, deadline_s=deadline_s,
-                              requested_by=f"operator:{operator}")
-    log.info("plan %s approved by %s: %d commands for step %d", plan_id, operator, len(sent),
+    with sender.delivering():
+        already, step, ids = plans.approve_draft(
+            plan_id, operator, at=now, estate_id=estate_id, revision=revision,
+            commands=decide_step(now_ms=now_ms, deadline_s=deadline_s,
+                                 requested_by=f"operator:{operator}"),
+            claim=sender.claim())
+        if already:
+            # Nothing is sent again: a retried or repeated approval must not replay a
+            # step's setpoints over those that newer plans have sent since.
+            return Approval(plan_id, True, step, ids)
+        fault_point("approval-committed")
+        sender.deliver()
+    log.info("plan %s approved by %s: %d commands for step %d", plan_id, operator, len(ids),
              step)
-    return Approval(plan_id, False, step, tuple(sent))
+    return Approval(plan_id, False, step, ids)
 
 
 def reject(plans: PlanStore, plan_id: int, operator: str, *, now_ms: int, reason: str = "",

@@ -11,6 +11,15 @@ state in the registry (table ``commands``)::
 The registry's ``CommandStore`` makes each move a compare-and-set on the row plus one
 ``audit_log`` row in the same transaction, so several dispatch processes can share the
 registry without moving a command twice. docs/commands.md is the contract.
+
+The ``commands`` table is also the outbox: a decision (an approval, a plan's automatic
+setpoints) writes its commands ``pending`` in its own transaction, claimed by a sender
+(``claim()``); ``deliver()`` publishes the pending commands this sender has claimed, and
+those whose claim expired (their sender died before delivering them), in the order they
+were decided. The sweeper calls it every round, so a command written before a crash is
+delivered after it; the device answers a command id it knows from its log, so a command
+published twice (its sender died between the publication and recording ``sent``) is
+carried out once.
 """
 
 from __future__ import annotations
@@ -19,10 +28,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from dispatch.registry.command_store import CommandStore, device_path
-from dispatch.registry.records import CommandRecord
+from dispatch.registry.records import CommandRecord, DeliveryClaim
 from estate.commands import (
     FINAL_STATES,
     CommandRequest,
@@ -34,7 +44,7 @@ from estate.commands import (
     decode_response,
     state_for,
 )
-from estate.errors import ContractError
+from estate.errors import BrokerError, ContractError
 from estate.ports import Delivery, InboundMessage, Messaging
 from estate.topics import Channel, DeviceId, parse_topic, subscription
 
@@ -64,8 +74,19 @@ class CommandSender:
     def __init__(self, messaging: Messaging, store: CommandStore, *,
                  estates: Sequence[str], actor: str = "dispatch",
                  answer_grace_s: float = 10.0, sweep_interval_s: float = 1.0,
-                 publish_timeout_s: float = 5.0, clock: Callable[[], int] = now_ms) -> None:
+                 publish_timeout_s: float = 5.0, claim_s: float = 10.0,
+                 clock: Callable[[], int] = now_ms) -> None:
         self.store = store
+        # Unique per sender: a restarted process does not inherit its predecessor's claims,
+        # it takes them over when they expire.
+        self.identity = f"{actor}:{uuid.uuid4().hex[:12]}"
+        # Another sender delivers a pending command this long after its claimer last
+        # claimed it: longer than a publication takes with the broker there, short beside
+        # a command's deadline (two minutes for a plan's setpoints).
+        self._claim_ms = round(claim_s * 1000)
+        # Held by ``deliver`` and by a decision between its commit and its delivery
+        # (``delivering``), so the sweeper never publishes a decision's commands beside it.
+        self._delivery_lock = threading.RLock()
         self._estates = list(estates)
         self._actor = actor
         self._grace_ms = round(answer_grace_s * 1000)
@@ -117,29 +138,80 @@ class CommandSender:
                                  else now + round(timeout_s * 1000), requested_by)
         payload = request.encode()
         decode_request(payload)  # refuse here what every device would refuse as malformed
-        if not self.store.create(request, device, at_ms=now, asset_id=asset_id, plan_id=plan_id):
-            existing = self.store.get(request.id)
-            if existing is None or existing.final:
-                return request.id
-            log.info("command %s is still %s: publishing it again", request.id, existing.status)
-            # With the deadline on record: the control room times the command out by it,
-            # so a device must not be given longer.
-            request = CommandRequest(request.id, existing.action, dict(existing.params),
-                                     round(existing.deadline_at.timestamp() * 1000),
-                                     request.issued_by)
-            payload = request.encode()
-        delivery = self._messaging.request(
-            device.topic(Channel.COMMAND_REQUEST), payload,
-            response_topic=device.topic(Channel.COMMAND_RESPONSE),
-            correlation_data=request.id.encode("ascii"))
-        with self._inflight_lock:
-            self._inflight[request.id] = delivery
+        # With the delivery lock: the sweeper's ``deliver`` must not publish it meanwhile.
+        with self._delivery_lock:
+            if not self.store.create(request, device, at_ms=now, asset_id=asset_id,
+                                     plan_id=plan_id, claimed_by=self.identity,
+                                     claim_ms=self._claim_ms):
+                existing = self.store.get(request.id)
+                if existing is None or existing.final:
+                    return request.id
+                log.info("command %s is still %s: publishing it again", request.id,
+                         existing.status)
+                # With the deadline on record: the control room times the command out by
+                # it, so a device must not be given longer.
+                request = CommandRequest(request.id, existing.action, dict(existing.params),
+                                         round(existing.deadline_at.timestamp() * 1000),
+                                         request.issued_by)
+                payload = request.encode()
+            delivery = self._messaging.request(
+                device.topic(Channel.COMMAND_REQUEST), payload,
+                response_topic=device.topic(Channel.COMMAND_RESPONSE),
+                correlation_data=request.id.encode("ascii"))
+            with self._inflight_lock:
+                self._inflight[request.id] = delivery
         if wait and not delivery.wait(self._publish_timeout_s):
             log.warning("command %s: the broker has not acknowledged it within %s s; it is "
                         "sent again on reconnection", request.id, self._publish_timeout_s)
         if delivery.delivered:
             self._mark_sent(request.id)
         return request.id
+
+    @contextmanager
+    def delivering(self) -> Iterator[None]:
+        """Hold deliveries while a decision commits its commands and delivers them: the
+        sweeper's round waits, so each is published by the decision alone, once."""
+        with self._delivery_lock:
+            yield
+
+    def claim(self) -> DeliveryClaim:
+        """The claim a decision writes its commands with, for this sender to deliver."""
+        return DeliveryClaim(self.identity, self._claim_ms)
+
+    def deliver(self) -> list[str]:
+        """Publish the pending commands claimed by this sender or by nobody (any more),
+        in the order they were decided; return their ids. A command this sender published
+        already and the broker has not acknowledged yet is not published again (paho holds
+        it until the connection is back)."""
+        with self._delivery_lock:
+            claimed = self.store.claim_deliverable(self._estates, self.identity,
+                                                   now_ms=self._clock(),
+                                                   claim_ms=self._claim_ms)
+            published = []
+            for record in claimed:
+                with self._inflight_lock:
+                    if record.id in self._inflight:
+                        continue
+                try:
+                    self._publish(record)
+                except BrokerError as exc:
+                    log.error("command %s not published: %s; trying again", record.id, exc)
+                    break  # the rest after it, in order, on the next round
+                published.append(record.id)
+        return published
+
+    def _publish(self, record: CommandRecord) -> None:
+        request = CommandRequest(record.id, record.action, dict(record.params),
+                                 round(record.deadline_at.timestamp() * 1000),
+                                 record.requested_by)
+        delivery = self._messaging.request(
+            record.device.topic(Channel.COMMAND_REQUEST), request.encode(),
+            response_topic=record.device.topic(Channel.COMMAND_RESPONSE),
+            correlation_data=record.id.encode("ascii"))
+        with self._inflight_lock:
+            self._inflight[record.id] = delivery
+        if delivery.delivered:
+            self._mark_sent(record.id)
 
     def get(self, command_id: str) -> CommandRecord | None:
         return self.store.get(command_id)
@@ -177,6 +249,7 @@ class CommandSender:
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self._sweep_interval_s):
             try:
+                self.deliver()
                 self._record_acknowledged()
                 self.sweep()
             except Exception:

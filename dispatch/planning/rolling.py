@@ -9,6 +9,11 @@ store the plan, send the setpoints of assets in auto control mode.
 
 Assembly is ``dispatch.planning.assembly``; what a run stores, ``plan_series``; approval and
 commands, ``dispatch.control.approval``. docs/planning.md tells the whole story.
+
+A run works under the scheduler's lease (``lease``, the worker's ``LeaseKeeper``): it takes
+the lease's fence as it starts, and saves its plan and its automatic commands in one
+transaction that checks the fence is still current, so a worker deposed while it solved
+(paused past its lease, and another took over) saves nothing and sends nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from dispatch.control.approval import send_step_commands
+from dispatch.control.approval import decide_step
 from dispatch.control.sender import CommandSender
 from dispatch.dr.planned import active_orders
 from dispatch.jobs.rollups import try_rollup_policies
@@ -37,10 +42,12 @@ from dispatch.planning.dr_plan import (
 from dispatch.planning.plan_series import PLAN_POLICY, plan_draft, plan_lines
 from dispatch.registry.db import Registry
 from dispatch.registry.estate_store import planning_inputs
+from dispatch.registry.lock import Fence, FenceSource
 from dispatch.registry.plan_store import PlanStore
 from dispatch.registry.records import SavedPlan
 from dispatch.settings import PlanningSettings, RollupSettings
-from estate.errors import PlanningError, RegistryError
+from estate.errors import Deposed, PlanningError, RegistryError
+from estate.fault_points import fault_point
 from estate.ports import TimeSeriesStore
 
 log = logging.getLogger(__name__)
@@ -63,15 +70,19 @@ class PlanJob:
     plan out of turn with ``replan(reason)``.
 
     ``request_soon`` is how ``replan`` reaches the scheduler (``Scheduler.run_soon``);
-    without it a re-plan runs at once in the caller's thread.
+    without it a re-plan runs at once in the caller's thread. With a ``lease`` a run
+    plans only while it is held here, and saves only if it still is (a tool or a test
+    without one saves unfenced).
     """
 
     def __init__(self, store: TimeSeriesStore, registry: Registry,
                  estate_id: str, settings: PlanningSettings, *,
                  sender: CommandSender | None = None,
                  nominal_kw: Mapping[str, float] | None = None,
-                 rollups: RollupSettings | None = None, manage_policies: bool = True) -> None:
+                 rollups: RollupSettings | None = None, manage_policies: bool = True,
+                 lease: FenceSource | None = None) -> None:
         self._store = store
+        self._lease = lease
         self._registry = registry
         self._plans = PlanStore(registry)
         self._estate = estate_id
@@ -100,10 +111,16 @@ class PlanJob:
 
     def run(self, now_ms: int | None = None) -> PlanOutcome | None:
         """Plan the horizon from the next step boundary; None when no plan can be made
-        (the registry lacks the estate or its tariff), which is logged."""
+        (the registry lacks the estate or its tariff), which is logged, or when the lease
+        is not held here or was lost before the plan was saved."""
         now_ms = time.time_ns() // _NS_PER_MS if now_ms is None else now_ms
         # The periodic run and an event's run are separate scheduler jobs: one at a time.
         with self._lock:
+            fence = self._lease.fence() if self._lease is not None else None
+            if self._lease is not None and fence is None:
+                log.info("plan for %s skipped: this worker does not hold the lease",
+                         self._estate)
+                return None
             with self._events_lock:
                 events, self._events = self._events, []
             trigger = "event:" + ",".join(dict.fromkeys(events)) if events else "schedule"
@@ -124,27 +141,51 @@ class PlanJob:
                 log.error("no plan for %s: %s", self._estate, exc)
                 self._record_failure(trigger, str(exc), now_ms)
                 return None
-            at = datetime.fromtimestamp(now_ms / 1000, UTC)
-            saved = self._plans.save(plan_draft(assembly, result, at), trigger, at)
+            fault_point("plan-solved")
+            saved = self._save_and_deliver(assembly, result, trigger, now_ms, fence)
+            if saved is None:
+                return None
             if shortfalls:
                 record_shortfall(self._registry, self._estate, saved.id, shortfalls,
                                  tenant_setpoints(assembly, result, orders))
             if saved.written:
                 self._store.write_lines(plan_lines(assembly, result, saved.id),
                                         retention_policy=PLAN_POLICY)
-            commands: tuple[str, ...] = ()
-            if saved.written and self._sender is not None:
-                commands = tuple(send_step_commands(
-                    self._plans, self._sender, saved.id, now_ms=now_ms,
-                    deadline_s=self._settings.command_deadline_s,
-                    requested_by=f"plan:{saved.id}", only_auto=saved.status != "approved"))
             log.info("plan %s (%s, %s) for %s from %s: cost %.2f against %.2f, peak %.0f "
                      "against %.0f kW, solved in %.2f s; %d auto commands",
                      saved.id, saved.status, result.status.value, self._estate,
                      assembly.problem.start.isoformat(), result.cost, result.baseline.cost,
                      result.peak_kw, result.baseline.peak_kw, result.timings.total_s,
-                     len(commands))
-            return PlanOutcome(saved, assembly, result, commands)
+                     len(saved.commands))
+            return PlanOutcome(saved, assembly, result, saved.commands)
+
+    def _save_and_deliver(self, assembly: Assembly, result: OptimisedPlan, trigger: str,
+                          now_ms: int, fence: Fence | None) -> SavedPlan | None:
+        """The plan and its automatic commands, in one transaction under ``fence``, then
+        the commands delivered; None when the lease was lost meanwhile (reported to the
+        lease, nothing written)."""
+        at = datetime.fromtimestamp(now_ms / 1000, UTC)
+        sender = self._sender
+        try:
+            if sender is None:
+                return self._plans.save(plan_draft(assembly, result, at), trigger, at,
+                                        fence=fence)
+            with sender.delivering():
+                saved = self._plans.save(
+                    plan_draft(assembly, result, at), trigger, at, fence=fence,
+                    commands=decide_step(now_ms=now_ms,
+                                         deadline_s=self._settings.command_deadline_s,
+                                         only_auto=True),
+                    claim=sender.claim())
+                if saved.commands:
+                    sender.deliver()
+                return saved
+        except Deposed as exc:
+            log.warning("plan for %s from %s not saved: %s", self._estate,
+                        assembly.problem.start.isoformat(), exc)
+            if self._lease is not None:
+                self._lease.note_deposed("plan")
+            return None
 
     def _record_failure(self, trigger: str, reason: str, now_ms: int) -> None:
         """The registry being down is logged, not raised: the run has failed already."""

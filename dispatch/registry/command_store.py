@@ -1,30 +1,35 @@
 """Commands and their audit trail in the registry (tables ``commands`` and ``audit_log``).
 
 Each move of a command is a compare-and-set on its row plus one audit row in the same
-transaction, so several dispatch processes can share the registry without moving a command
-twice (the life cycle is ``estate.commands``; the sender is ``dispatch.control.sender``).
-A command refused by its device or timed out writes its outbox event in that transaction.
+transaction (and, for a command refused or timed out, its outbox event), so several
+dispatch processes can share the registry without moving a command twice (the life cycle
+is ``estate.commands``; the sender is ``dispatch.control.sender``).
+
+The table is also the commands' outbox: whoever decides commands (an approval, a plan's
+automatic setpoints) writes them ``pending`` with ``add_command`` in the transaction of
+the decision, claimed by the sender that will deliver them; a sender delivers the pending
+commands it claims (``claim_deliverable``), and takes over those whose claim expired (their
+sender crashed before delivering them), so every decided command is delivered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from dispatch.registry.db import Registry
 from dispatch.registry.models import AuditRow, CommandRow
 from dispatch.registry.outbox import add_event
-from dispatch.registry.records import AuditRecord, CommandRecord
+from dispatch.registry.records import AuditRecord, CommandRecord, NewCommand
 from estate.commands import FINAL_STATES, CommandRequest, CommandState, can_move
 from estate.topics import DeviceId
 
 SUBJECT: Final = "command"
 _OPEN_STATES: Final = tuple(s.value for s in CommandState if s not in FINAL_STATES)
-
-
 # The command outcomes other systems hear of (the outbox's event types).
 _EVENTS: Final = {CommandState.REJECTED: "command.refused",
                   CommandState.FAILED: "command.refused",
@@ -44,7 +49,32 @@ def command_record(row: CommandRow) -> CommandRecord:
     return CommandRecord(row.id, DeviceId(row.estate_id, row.facility_id, row.device_id),
                          row.action, row.params, CommandState(row.status), row.reason,
                          row.detail, row.requested_by, row.asset_id, row.plan_id, row.created_at,
-                         row.deadline_at, row.sent_at, row.answered_at)
+                         row.deadline_at, row.sent_at, row.answered_at, row.position)
+
+
+def add_command(session: Session, command: NewCommand, *, at_ms: int,
+                claimed_by: str | None = None, claim_ms: int = 0) -> bool:
+    """Record a new command as ``pending`` in ``session``'s transaction (with the decision
+    that caused it), claimed by ``claimed_by`` for ``claim_ms``; False if its id exists."""
+    request, device = command.request, command.device
+    if session.get(CommandRow, request.id) is not None:
+        return False
+    session.add(CommandRow(
+        id=request.id, estate_id=device.estate, facility_id=device.facility,
+        device_id=device.device, asset_id=command.asset_id, action=request.action,
+        params=dict(request.params), plan_id=command.plan_id,
+        status=CommandState.PENDING.value, requested_by=request.issued_by,
+        created_at=_at(at_ms), deadline_at=_at(request.deadline_ms),
+        position=command.position, claimed_by=claimed_by,
+        claimed_until=_at(at_ms + claim_ms) if claimed_by else None))
+    session.add(AuditRow(
+        at=_at(at_ms), actor=request.issued_by, action=f"command.{CommandState.PENDING}",
+        subject_type=SUBJECT, subject_id=request.id,
+        detail={"to": CommandState.PENDING.value, "device": device_path(device),
+                "action": request.action, "params": dict(request.params),
+                "deadline_ms": request.deadline_ms, "asset_id": command.asset_id,
+                "plan_id": command.plan_id}))
+    return True
 
 
 class CommandStore:
@@ -54,25 +84,42 @@ class CommandStore:
         self._registry = registry
 
     def create(self, request: CommandRequest, device: DeviceId, *, at_ms: int,
-               asset_id: str | None = None, plan_id: int | None = None) -> bool:
+               asset_id: str | None = None, plan_id: int | None = None,
+               claimed_by: str | None = None, claim_ms: int = 0) -> bool:
         """Record a new command as ``pending``; False if its id exists already."""
         with self._registry.writing() as session:
-            if session.get(CommandRow, request.id) is not None:
-                return False
-            session.add(CommandRow(
-                id=request.id, estate_id=device.estate, facility_id=device.facility,
-                device_id=device.device, asset_id=asset_id, action=request.action,
-                params=dict(request.params), plan_id=plan_id,
-                status=CommandState.PENDING.value, requested_by=request.issued_by,
-                created_at=_at(at_ms), deadline_at=_at(request.deadline_ms)))
-            session.add(AuditRow(
-                at=_at(at_ms), actor=request.issued_by, action=f"command.{CommandState.PENDING}",
-                subject_type=SUBJECT, subject_id=request.id,
-                detail={"to": CommandState.PENDING.value, "device": device_path(device),
-                        "action": request.action, "params": dict(request.params),
-                        "deadline_ms": request.deadline_ms, "asset_id": asset_id,
-                        "plan_id": plan_id}))
-        return True
+            return add_command(session, NewCommand(request, device, asset_id, plan_id),
+                               at_ms=at_ms, claimed_by=claimed_by, claim_ms=claim_ms)
+
+    def claim_deliverable(self, estates: Sequence[str], claimer: str, *, now_ms: int,
+                          claim_ms: int, limit: int = 100) -> list[CommandRecord]:
+        """Claim for ``claimer`` the pending commands of ``estates`` that are its own or
+        nobody's (never claimed, or the claim expired) and whose deadline has not passed;
+        return them oldest decision first, each decision's in its order.
+
+        The claim is one ``UPDATE`` (it takes the write lock before anything is read, so
+        two senders claiming at once serialise); a claimer's own claims are renewed."""
+        now, until = _at(now_ms), _at(now_ms + claim_ms)
+        free = or_(CommandRow.claimed_by.is_(None), CommandRow.claimed_until < now,
+                   CommandRow.claimed_by == claimer)
+        deliverable = (CommandRow.status == CommandState.PENDING.value,
+                       CommandRow.estate_id.in_(list(estates)), CommandRow.deadline_at > now,
+                       free)
+        order = (CommandRow.created_at, CommandRow.position, CommandRow.id)
+        # A read first: the sweepers of every process look every second, and most of the
+        # time there is nothing to claim, so they need not take the write lock for it.
+        with self._registry.reading() as session:
+            if session.scalar(select(CommandRow.id).where(*deliverable).limit(1)) is None:
+                return []
+        with self._registry.writing() as session:
+            chosen = select(CommandRow.id).where(*deliverable).order_by(*order).limit(limit)
+            session.execute(update(CommandRow).where(CommandRow.id.in_(chosen), *deliverable)
+                            .values(claimed_by=claimer, claimed_until=until)
+                            .execution_options(synchronize_session=False))
+            rows = session.scalars(select(CommandRow).where(
+                CommandRow.claimed_by == claimer, CommandRow.claimed_until == until,
+                CommandRow.status == CommandState.PENDING.value).order_by(*order))
+            return [command_record(r) for r in rows]
 
     def move(self, command_id: str, to: CommandState, *, actor: str, at_ms: int,
              reason: str | None = None, detail: str | None = None) -> bool:

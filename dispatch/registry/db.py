@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from estate.errors import RegistryError
+from estate.fault_points import hold_while_stopped
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,24 @@ DEFAULT_URL: Final = "sqlite:///var/registry.sqlite"
 # writers (the lease renewal, the job store, the loader) hold the file for milliseconds,
 # so 30 s is only reached when something is stuck.
 SQLITE_BUSY_TIMEOUT_S: Final = 30.0
+
+
+# A process's registry writes go one at a time. SQLite takes one writer at a time anyway
+# (the others wait in its busy handler, which sleeps in steps); here they wait in turn
+# instead, and a process paused on purpose (``estate.fault_points``) is paused between
+# writes, never inside one. Writes are a few milliseconds each: no throughput is lost.
+_WRITES = threading.RLock()
+
+
+@contextmanager
+def one_writer() -> Iterator[None]:
+    """Hold this process's registry write turn (``Registry.writing`` and the scheduler
+    lease's statements take it)."""
+    with _WRITES:
+        yield
+
+
+hold_while_stopped(one_writer)
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -180,8 +200,17 @@ class Registry:
     @contextmanager
     def writing(self) -> Iterator[Session]:
         """A session in one transaction, committed at the end, rolled back on an error."""
-        with translated(), self._sessions.begin() as session:
+        with one_writer(), translated(), self._sessions.begin() as session:
             yield session
+
+    def answers(self) -> bool:
+        """True if the database answers a trivial query now (readiness)."""
+        try:
+            with self.reading() as session:
+                session.execute(text("SELECT 1"))
+        except RegistryError:
+            return False
+        return True
 
     def close(self) -> None:
         """Release the connections (of an engine the registry made)."""

@@ -249,6 +249,13 @@ class CommandRow(Base):
     deadline_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
+    # Commands decided together (an approval, a plan's automatic setpoints) are delivered
+    # in this order: a genset is started before it is given a setpoint.
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The sender delivering a pending command, until when: another sender takes it over
+    # after that (its deliverer crashed), so a decided command is delivered after any crash.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None]
 
 
 class AuditRow(Base):
@@ -276,6 +283,9 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime]
+    # The fencing token: one more on every takeover, so a holder deposed while it worked
+    # can tell (``dispatch.registry.lock.check_fence``).
+    token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 # APScheduler's own job table (``dispatch.scheduler.sql_jobstore``), declared here with the

@@ -7,9 +7,12 @@ A plan's life::
       │  └──reject───► rejected
       └──(a newer plan of the estate)──► superseded
 
-Every move writes an ``audit_log`` row in its own transaction. The decisions around it
-(which step, which commands) are ``dispatch.control.approval``'s; docs/planning.md tells
-the whole story.
+Every move writes an ``audit_log`` row in its own transaction, and the commands it causes
+(a run's automatic setpoints, an approval's step) in the same one: the commands table is
+the outbox the sender delivers from, so a crash after the commit loses no command. A
+run of the scheduler saves only under its lease (``fence``: the transaction begins with
+``check_fence``). Which step and which commands is ``dispatch.control.approval``'s
+decision (``DecideCommands``); docs/planning.md tells the whole story.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from typing import Any, Final
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from dispatch.registry.command_store import add_command
 from dispatch.registry.db import Registry
+from dispatch.registry.lock import Fence, check_fence
 from dispatch.registry.models import AssetRow, AuditRow, CommandRow, PlanRow
 from dispatch.registry.outbox import add_event, iso
 from dispatch.registry.records import (
     CommandableAsset,
+    DecideCommands,
+    DeliveryClaim,
     PlanDraft,
     PlanSetpoints,
     SavedPlan,
@@ -65,16 +72,22 @@ class PlanStore:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
 
-    def save(self, draft: PlanDraft, trigger: str, at: datetime) -> SavedPlan:
+    def save(self, draft: PlanDraft, trigger: str, at: datetime, *, fence: Fence | None = None,
+             commands: DecideCommands | None = None, claim: DeliveryClaim | None = None,
+             ) -> SavedPlan:
         """Store a run as the plan of its estate and horizon start.
 
         One row per (estate, horizon start): a run for a horizon whose plan is still a
         draft (or superseded) rewrites that row; one whose plan an operator already decided
         on is left alone, unless an event asked for it (then a new draft is added). Every
         other draft of the estate becomes ``superseded``. The plan is ``approved`` at once
-        when ``draft.auto``.
+        when ``draft.auto``. A written plan's ``commands`` are written with it, claimed
+        for delivery by ``claim``. With ``fence``, nothing is written unless that lease is
+        still current: raises ``Deposed``.
         """
         with self._registry.writing() as session:
+            if fence is not None:
+                check_fence(session, fence)
             row = session.scalars(
                 select(PlanRow).where(PlanRow.estate_id == draft.estate_id,
                                       PlanRow.horizon_start == draft.horizon_start)
@@ -100,8 +113,12 @@ class PlanStore:
                                  subject_type=SUBJECT, subject_id=str(row.id),
                                  detail={"trigger": trigger, "revision": revision,
                                          "solver_status": row.solver_status,
-                                         "cost": row.cost, "baseline_cost": row.baseline_cost}))
-            return SavedPlan(row.id, row.status, True, revision)
+                                         "cost": row.cost, "baseline_cost": row.baseline_cost,
+                                         "lease_token": fence.token if fence else None}))
+            ids: tuple[str, ...] = ()
+            if commands is not None:
+                _, ids = _write_commands(session, row, commands, claim, at)
+            return SavedPlan(row.id, row.status, True, revision, ids)
 
     def record_failure(self, estate_id: str, trigger: str, reason: str, at: datetime) -> None:
         """A run that made no plan: an audit row ``plan.failed`` on the estate with the
@@ -112,49 +129,44 @@ class PlanStore:
                                  detail={"trigger": trigger, "reason": reason[:FAILURE_CHARS]}))
 
     def approve_draft(self, plan_id: int, operator: str, *, at: datetime,
-                      estate_id: str | None = None, revision: int | None = None) -> bool:
-        """Approve a draft plan; True if it was approved already (approved again: only
-        audited). Only the estate's newest plan, still a draft, whose first step has not
-        ended at ``at``, can be approved; with ``revision`` only if the draft is still the
-        revision the operator saw. Raises ``PlanNotFound`` or ``PlanConflict``."""
+                      commands: DecideCommands | None = None,
+                      claim: DeliveryClaim | None = None,
+                      estate_id: str | None = None, revision: int | None = None,
+                      ) -> tuple[bool, int, tuple[str, ...]]:
+        """Approve a draft plan and write the commands it causes, in one transaction;
+        ``(already, step, command ids)``. A plan approved already is only audited (and
+        answers the step and commands of its approval: nothing new is written). Only the
+        estate's newest plan, still a draft, whose first step has not ended at ``at``, can
+        be approved; with ``revision`` only if the draft is still the revision the operator
+        saw. Raises ``PlanNotFound`` or ``PlanConflict``."""
         actor = f"operator:{operator}"
         with self._registry.writing() as session:
             row = plan_of(session, plan_id, estate_id)
-            already = row.status == "approved"
-            if not already:
-                _check_approvable(session, row, at, revision)
-                moved = session.execute(
-                    update(PlanRow).where(PlanRow.id == plan_id, PlanRow.status == "draft")
-                    .values(status="approved", approved_by=operator, approved_at=at))
-                if moved.rowcount != 1:  # type: ignore[attr-defined]
-                    raise PlanConflict(f"plan {plan_id} changed while it was being approved")
-                _plan_event(session, row, "approved", at, "operator", by=operator)
-            session.add(AuditRow(at=at, actor=actor,
-                                 action="plan.approve_again" if already else APPROVED,
-                                 subject_type=SUBJECT, subject_id=str(plan_id),
-                                 detail={"status_before": row.status if already else "draft"}))
-        return already
-
-    def note_approved_step(self, plan_id: int, step: int) -> None:
-        """Record on the approval's audit row which step its commands were for."""
-        with self._registry.writing() as session:
-            entry = session.scalars(select(AuditRow).where(
-                AuditRow.subject_type == SUBJECT, AuditRow.subject_id == str(plan_id),
-                AuditRow.action == APPROVED).order_by(AuditRow.id.desc())).first()
-            if entry is not None:
-                entry.detail = {**entry.detail, "step": step}
+            if row.status == "approved":
+                session.add(AuditRow(at=at, actor=actor, action="plan.approve_again",
+                                     subject_type=SUBJECT, subject_id=str(plan_id),
+                                     detail={"status_before": row.status}))
+                return (True, *_approval_commands(session, plan_id))
+            _check_approvable(session, row, at, revision)
+            moved = session.execute(
+                update(PlanRow).where(PlanRow.id == plan_id, PlanRow.status == "draft")
+                .values(status="approved", approved_by=operator, approved_at=at)
+                .execution_options(synchronize_session="fetch"))
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                raise PlanConflict(f"plan {plan_id} changed while it was being approved")
+            step, ids = (0, ()) if commands is None else _write_commands(
+                session, row, commands, claim, at)
+            _plan_event(session, row, "approved", at, "operator", by=operator)
+            session.add(AuditRow(at=at, actor=actor, action=APPROVED, subject_type=SUBJECT,
+                                 subject_id=str(plan_id),
+                                 detail={"status_before": "draft", "step": step,
+                                         "commands": len(ids)}))
+        return False, step, ids
 
     def approval_commands(self, plan_id: int) -> tuple[int, tuple[str, ...]]:
         """The step an operator's approval sent commands for, and their ids."""
         with self._registry.reading() as session:
-            ids = session.scalars(
-                select(CommandRow.id).where(CommandRow.plan_id == plan_id,
-                                            CommandRow.requested_by.like("operator:%"))
-                .order_by(CommandRow.created_at, CommandRow.id)).all()
-            approved = session.scalars(select(AuditRow.detail).where(
-                AuditRow.subject_type == SUBJECT, AuditRow.subject_id == str(plan_id),
-                AuditRow.action == APPROVED)).first()
-        return int((approved or {}).get("step", 0)), tuple(ids)
+            return _approval_commands(session, plan_id)
 
     def reject_draft(self, plan_id: int, operator: str, *, at: datetime, reason: str = "",
                      estate_id: str | None = None) -> None:
@@ -184,13 +196,43 @@ class PlanStore:
                            ) -> dict[str, CommandableAsset]:
         """The assets among ``asset_ids`` that are in service and have a device."""
         with self._registry.reading() as session:
-            rows = session.scalars(select(AssetRow).where(AssetRow.estate_id == estate_id,
-                                                          AssetRow.id.in_(list(asset_ids))))
-            return {a.id: CommandableAsset(a.id, a.kind, a.control_mode,
-                                           DeviceId(estate_id, a.device_facility_id,
-                                                    a.device_id))
-                    for a in rows
-                    if a.retired_at is None and a.device_id and a.device_facility_id}
+            return _commandable(session, estate_id, asset_ids)
+
+
+def _approval_commands(session: Session, plan_id: int) -> tuple[int, tuple[str, ...]]:
+    ids = session.scalars(
+        select(CommandRow.id).where(CommandRow.plan_id == plan_id,
+                                    CommandRow.requested_by.like("operator:%"))
+        .order_by(CommandRow.created_at, CommandRow.position, CommandRow.id)).all()
+    approved = session.scalars(select(AuditRow.detail).where(
+        AuditRow.subject_type == SUBJECT, AuditRow.subject_id == str(plan_id),
+        AuditRow.action == APPROVED)).first()
+    return int((approved or {}).get("step", 0)), tuple(ids)
+
+
+def _commandable(session: Session, estate_id: str, asset_ids: Iterable[str],
+                 ) -> dict[str, CommandableAsset]:
+    rows = session.scalars(select(AssetRow).where(AssetRow.estate_id == estate_id,
+                                                  AssetRow.id.in_(list(asset_ids))))
+    return {a.id: CommandableAsset(a.id, a.kind, a.control_mode,
+                                   DeviceId(estate_id, a.device_facility_id, a.device_id))
+            for a in rows
+            if a.retired_at is None and a.device_id and a.device_facility_id}
+
+
+def _write_commands(session: Session, row: PlanRow, decide: DecideCommands,
+                    claim: DeliveryClaim | None, at: datetime) -> tuple[int, tuple[str, ...]]:
+    """Decide the commands of ``row`` as it now stands and write them ``pending`` in
+    ``session``'s transaction; the step and every id decided (one written before, by an
+    earlier decision naming the same command, is left as it is)."""
+    plan = PlanSetpoints(row.id, row.estate_id, row.horizon_start, row.step_minutes,
+                         dict(row.setpoints))
+    decided = decide(plan, _commandable(session, row.estate_id, plan.setpoints), row.status)
+    at_ms = round(at.timestamp() * 1000)
+    for command in decided.commands:
+        add_command(session, command, at_ms=at_ms, claimed_by=claim.claimer if claim else None,
+                    claim_ms=claim.ms if claim else 0)
+    return decided.step, tuple(c.request.id for c in decided.commands)
 
 
 def _plan_event(session: Session, row: PlanRow, kind: str, at: datetime, key: str,

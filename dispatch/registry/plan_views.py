@@ -83,7 +83,7 @@ def plan_commands(registry: Registry, plan_id: int,
         plan_of(session, plan_id, estate_id)
         rows: Sequence[CommandRow] = list(session.scalars(
             select(CommandRow).where(CommandRow.plan_id == plan_id)
-            .order_by(CommandRow.created_at, CommandRow.id)))
+            .order_by(CommandRow.created_at, CommandRow.position, CommandRow.id)))
     return [{"id": c.id, "asset": c.asset_id, "device": f"{c.facility_id}/{c.device_id}",
              "action": c.action, "params": c.params, "status": c.status, "reason": c.reason,
              "detail": c.detail, "requested_by": c.requested_by,

@@ -6,12 +6,12 @@ dispatch sees these, so it needs no SQLAlchemy and its tests need no database se
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from estate.commands import FINAL_STATES, CommandState
+from estate.commands import FINAL_STATES, CommandRequest, CommandState
 from estate.topics import DeviceId
 
 # --- the estate as planning needs it ---
@@ -126,12 +126,14 @@ class PlanDraft:
 
 @dataclass(frozen=True, slots=True)
 class SavedPlan:
-    """A plan row after a run: ``written`` False when the run left a decided plan alone."""
+    """A plan row after a run: ``written`` False when the run left a decided plan alone;
+    ``commands``: the ids of the commands decided with it (its auto assets' setpoints)."""
 
     id: int
     status: str
     written: bool
     revision: int
+    commands: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +178,48 @@ class CommandRecord:
     deadline_at: datetime
     sent_at: datetime | None
     answered_at: datetime | None
+    position: int = 0
+
 
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class StepCommands:
+    """The commands a decision about a plan causes: for which step, in their order."""
+
+    step: int
+    commands: tuple[NewCommand, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryClaim:
+    """Who delivers the commands of a decision (a sender's identity) and for how long
+    before another sender may take them over."""
+
+    claimer: str
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewCommand:
+    """A command decided (by an approval, by a plan for its auto assets), to be written
+    ``pending`` in the transaction of the decision: ``position`` orders the commands
+    decided together, and they are delivered in it."""
+
+    request: CommandRequest
+    device: DeviceId
+    asset_id: str | None = None
+    plan_id: int | None = None
+    position: int = 0
+
+
+DecideCommands = Callable[[PlanSetpoints, Mapping[str, CommandableAsset], str], StepCommands]
+"""What a plan's decision sends, from the plan, its commandable assets and its status
+after the decision: run inside the decision's transaction, so the commands are written
+with it or not at all."""
 
 
 @dataclass(frozen=True, slots=True)

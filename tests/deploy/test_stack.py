@@ -345,7 +345,8 @@ def test_prometheus_scrapes_the_services_with_the_compose_configuration(stack: S
     config = (ROOT / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8")
     config = config.replace("/etc/prometheus/alerts.yml",
                             str(ROOT / "deploy/prometheus/alerts.yml"))
-    for service, port in (("ingest", 9101), ("simulator", 9103), ("gateway", 9104)):
+    for service, port in (("ingest", 9101), ("dispatch", 9102), ("simulator", 9103),
+                          ("gateway", 9104)):
         config = config.replace(f'"{service}:{port}"', f'"127.0.0.1:{stack.ports[port]}"')
     (stack.root / "prometheus.yml").write_text(config, encoding="utf-8")
     command = [prometheus, f"--config.file={stack.root / 'prometheus.yml'}",

@@ -301,7 +301,8 @@ def test_the_worker_plans_on_schedule_from_live_telemetry(
     settings = DispatchSettings(
         mqtt=mqtt_settings, influx=influx_settings, registry_url=url,
         registry_load_estate=False,
-        planning=PlanningSettings(every_s=2, time_limit_s=10), scheduler_lease_ttl_s=6)
+        planning=PlanningSettings(every_s=2, time_limit_s=10), scheduler_lease_ttl_s=6,
+        http_port=0)
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(settings, stop), daemon=True)
     with simulated_battery(mqtt_settings, battery, tmp_path) as simulated:

@@ -601,7 +601,8 @@ def test_the_worker_runs_the_rollup_job(influx_settings: InfluxSettings,
                                         store: InfluxV1Store, tmp_path: Path) -> None:
     stop = threading.Event()
     settings = DispatchSettings(influx=influx_settings, rollups=RollupSettings(every_s=3600),
-                                registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}")
+                                registry_url=f"sqlite:///{tmp_path / 'registry.sqlite'}",
+                                http_port=0)
     worker = threading.Thread(target=run_worker, args=(settings, stop), daemon=True)
     worker.start()
     try:

@@ -29,7 +29,8 @@ from launcher.servers import free_port
 
 def demo_ports() -> dict[str, int]:
     return {name: free_port()
-            for name in ("web", "mqtt", "influx", "ingest", "simulator", "supervisor")}
+            for name in ("web", "mqtt", "influx", "ingest", "dispatch", "simulator",
+                         "supervisor")}
 
 
 def start_demo(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
@@ -37,6 +38,7 @@ def start_demo(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "launcher", "demo", "--var", str(var),
          "--port", str(ports["web"]), "--mqtt-port", str(ports["mqtt"]),
          "--influx-port", str(ports["influx"]), "--ingest-metrics-port", str(ports["ingest"]),
+         "--dispatch-metrics-port", str(ports["dispatch"]),
          "--simulator-metrics-port", str(ports["simulator"]),
          "--supervisor-port", str(ports["supervisor"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
