@@ -32,7 +32,8 @@ class WebContext:
     """The estate, the connections and the settings of one web view. Without a registry
     nobody can log in, so every route but the public ones answers 503; without a command
     sender, approval does. With the supervisor's status (a file or an ``http(s)://`` URL),
-    the health reports the supervised services too."""
+    the health reports the supervised services too. Demand response reads the metered
+    data with ``rollups`` and makes baselines by ``baseline``, as the worker does."""
 
     spec: EstateSpec
     store: TimeSeriesStore
