@@ -52,6 +52,9 @@ def test_anonymous_viewer_and_operator_are_refused_the_changes(room: DrRoom) -> 
         refused = client.post("/api/dr/orders", json=_order(START))
         assert refused.status_code == 403, (username, refused.text)
         assert "supervisor" in refused.json()["detail"]
+        for path, body in (("/api/dr/orders/1/opt", {"opt": "out"}),
+                           ("/api/dr/orders/1/settle", None)):
+            assert client.post(path, json=body).status_code == 403, (username, path)
     assert _count(room) == before
 
 
