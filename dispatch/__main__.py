@@ -353,7 +353,7 @@ def build_web(settings: DispatchSettings) -> WebParts:
     commands = _command_link(settings, "web", spec.id, registry)
     app = create_app(WebContext(spec, store, live, lambda: mqtt.connected, settings.planning,
                                 registry, commands.sender, settings.web,
-                                settings.web.supervisor_status))
+                                settings.web.supervisor_status, settings.rollups))
     return WebParts(app, mqtt, store, live, registry, commands)
 
 

@@ -1,6 +1,6 @@
 """``estate dr ...`` and ``estate statements ...``: demand-response orders and the tenants'
-monthly statements from the command line (the supervisor's HTTP routes come with the
-accounts system). Settings from DISPATCH_* variables."""
+monthly statements from the command line (the web view's `/dr` page and its routes call
+the same functions). Settings from DISPATCH_* variables."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A tenant's statement as CSV (one row per line, for the tenant's accounts) and as a
-printable PDF (fpdf2: a table per statement, the sources beneath). The web page comes
-with the operators' pages."""
+printable PDF (fpdf2: a table per statement, the sources beneath), for ``estate
+statements`` and the web view's ``/api/statements`` alike."""
 
 from __future__ import annotations
 

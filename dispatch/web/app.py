@@ -23,8 +23,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from dispatch.jobs.metered import RollupMeterData
+from dispatch.registry.outbox import RecordNotFound
 from dispatch.web import (
     api_docs,
+    dr_orders,
+    dr_statements,
     forecast_view,
     history,
     live_feed,
@@ -42,6 +46,7 @@ from estate.errors import (
     AccountError,
     AccountNotFound,
     BrokerError,
+    DemandResponseError,
     PlanConflict,
     PlanNotFound,
     RegistryError,
@@ -49,8 +54,9 @@ from estate.errors import (
 )
 
 # Our errors as HTTP answers: the store, the registry and the broker being away is 503
-# (retry later); a plan or account that is not there is 404; one that cannot move so is
-# 409; an account change refused for its content is 422. The first match wins.
+# (retry later); a plan, account or order that is not there is 404; one that cannot move so is
+# 409; an account change, an order, an opt or a month refused for its content is 422.
+# The first match wins.
 ERROR_STATUS: dict[type[Exception], tuple[int, str]] = {
     StoreError: (503, "the time-series store is unavailable: "),
     RegistryError: (503, ""),
@@ -60,6 +66,8 @@ ERROR_STATUS: dict[type[Exception], tuple[int, str]] = {
     AccountNotFound: (404, ""),
     AccountConflict: (409, ""),
     AccountError: (422, ""),
+    RecordNotFound: (404, ""),
+    DemandResponseError: (422, ""),
 }
 
 
@@ -150,12 +158,14 @@ def create_app(context: WebContext) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = context
     app.state.guards = Guards(context.web)
+    app.state.metered = RollupMeterData(context.store, context.rollups)
     app.state.health = HealthProbe(context.store, context.mqtt_connected,
                                    context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),
               name="static")
     for router in (login.router, overview.router, live_feed.router, history.router,
-                   forecast_view.router, plans.router, users.router, api_docs.router):
+                   forecast_view.router, plans.router, users.router, dr_orders.router,
+                   dr_statements.router, api_docs.router):
         app.include_router(router, responses=REFUSALS)
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, _answer)

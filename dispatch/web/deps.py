@@ -10,9 +10,12 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from dispatch.control.sender import CommandSender
+from dispatch.dr.baselines import BaselineMethod
+from dispatch.dr.events import DemandResponse
+from dispatch.jobs.metered import RollupMeterData
 from dispatch.registry.db import Registry
 from dispatch.registry.plan_store import PlanStore
-from dispatch.settings import PlanningSettings, WebSettings
+from dispatch.settings import PlanningSettings, RollupSettings, WebSettings
 from dispatch.web.live import LiveState
 from dispatch.web.service_status import HealthProbe
 from estate.errors import BrokerError, RegistryError
@@ -29,7 +32,8 @@ class WebContext:
     """The estate, the connections and the settings of one web view. Without a registry
     nobody can log in, so every route but the public ones answers 503; without a command
     sender, approval does. With the supervisor's status (a file or an ``http(s)://`` URL),
-    the health reports the supervised services too."""
+    the health reports the supervised services too. Demand response reads the metered
+    data with ``rollups`` and makes baselines by ``baseline``, as the worker does."""
 
     spec: EstateSpec
     store: TimeSeriesStore
@@ -40,6 +44,8 @@ class WebContext:
     sender: CommandSender | None = None
     web: WebSettings = field(default_factory=WebSettings)
     supervisor_status: str | None = None
+    rollups: RollupSettings = field(default_factory=RollupSettings)
+    baseline: BaselineMethod = field(default_factory=BaselineMethod)
 
 
 def _context(request: Request) -> WebContext:
@@ -79,6 +85,15 @@ def _plans(registry: Annotated[Registry, Depends(_registry)]) -> PlanStore:
     return PlanStore(registry)
 
 
+def _demand_response(request: Request, context: Context,
+                     registry: Annotated[Registry, Depends(_registry)]) -> DemandResponse:
+    """Demand response over the view's registry and store, with the worker's rules, for
+    the same functions ``estate dr`` and ``estate statements`` call. The metered data is
+    the app's one (it makes the rollups' retention policies before its first read)."""
+    metered = cast(RollupMeterData, request.app.state.metered)
+    return DemandResponse(registry, metered, context.spec.id, context.baseline)
+
+
 def _sender(context: Context) -> CommandSender:
     if context.sender is None:
         raise BrokerError("commands are unavailable: no connection to the broker")
@@ -93,3 +108,4 @@ Planning = Annotated[PlanningSettings, Depends(_planning)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 Plans = Annotated[PlanStore, Depends(_plans)]
 Sender = Annotated[CommandSender, Depends(_sender)]
+DemandResponseDep = Annotated[DemandResponse, Depends(_demand_response)]

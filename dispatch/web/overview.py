@@ -1,4 +1,4 @@
-"""The page itself, the view's health and the estate's layout."""
+"""The pages themselves, the view's health and the estate's layout."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ router = APIRouter()
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index(_: Viewer) -> str:
     return (files("dispatch.web") / "static" / "index.html").read_text(encoding="utf-8")
+
+
+@router.get("/dr", response_class=HTMLResponse, include_in_schema=False)
+def demand_response_page(_: Viewer) -> str:
+    """Demand-response orders, each tenant's share and settlement, the month's statements."""
+    return (files("dispatch.web") / "static" / "dr.html").read_text(encoding="utf-8")
 
 
 @router.get("/api/health", responses={

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.dispatch.registry.conftest import pg_url, postgres
 from tests.dispatch.web.access import WebRoom, web_room
+
+__all__ = ["pg_url", "postgres", "room"]
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from tests.dispatch.web.access import (
 # A value for every path parameter of the app; a route with a new one fails here until
 # it is given one, so it cannot escape the enumeration.
 PATH_VALUES = {"plan_id": "1", "username": "vera", "token_id": "1",
-               "name": "swagger-ui.css"}
+               "name": "swagger-ui.css", "order_id": "1", "month": "2026-11",
+               "facility_id": TENANT_FACILITY}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
