@@ -9,15 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, expect
 
+from dispatch.registry.webhook_store import WebhookStore
+from dispatch.settings import WebSettings
 from dispatch.webhooks.deliverer import Deliverer
-from tests.dispatch.web.access import WebRoom, web_room
+from dispatch.webhooks.manage import add_subscription
+from tests.conftest import served
+from tests.dispatch.registries import SPEC
+from tests.dispatch.web.access import PASSWORD, WebRoom, web_room
 from tests.dispatch.webhooks.receiver import Receiver
 from tests.dispatch.webhooks.support import FAST, raise_alarms, wait_for
+from tests.web_login import log_in_page
 
 pytestmark = pytest.mark.servers
 
-ROUTES = [("GET", "/api/webhooks"), ("POST", "/api/webhooks"),
+ROUTES = [("GET", "/webhooks"), ("GET", "/api/webhooks"), ("POST", "/api/webhooks"),
           ("POST", "/api/webhooks/1/disable"), ("POST", "/api/webhooks/1/enable"),
           ("POST", "/api/webhooks/1/rotate-secret"), ("GET", "/api/webhooks/deliveries"),
           ("POST", "/api/webhooks/deliveries/1/redeliver")]
@@ -103,3 +110,35 @@ def test_add_deliver_log_redeliver_same_id(hooks_room: WebRoom, receiver: Receiv
     assert rotated["secret"] != made["secret"]
     assert rotated["previous_secret_until"]
     assert admin.post("/api/webhooks/deliveries/99999/redeliver").status_code == 404
+
+
+@pytest.mark.browser
+def test_an_admin_redelivers_from_the_page_in_chromium(
+        tmp_path: Path, receiver: Receiver, browser: Browser) -> None:
+    with web_room(tmp_path, WebSettings(allowed_hosts=["127.0.0.1"]), FAST) as room, \
+            served(room.app) as url:
+        _, secret = add_subscription(WebhookStore(room.registry), FAST, estate_id=SPEC.id,
+                                     name="control", url=receiver.url + "/p",
+                                     event_filter={})
+        receiver.secrets["/p"] = [secret]
+        raise_alarms(room.registry, 1, 1)
+        deliverer = Deliverer(room.registry, FAST, "test")
+        deliverer.start()
+        try:
+            wait_for(lambda: len(receiver.arrivals("/p")) == 1, 10.0, "the delivery")
+            page = browser.new_context(viewport={"width": 1400, "height": 800}).new_page()
+            log_in_page(page, url, "root", PASSWORD)
+            page.goto(f"{url}/webhooks")
+            row = page.locator("#deliveries tr[data-delivery]")
+            expect(row).to_have_count(1)
+            expect(row.locator(".attempt")).to_have_count(1)
+            expect(row).to_contain_text("delivered")
+            row.locator("[data-redeliver]").click()
+            expect(page.locator("#result")).to_contain_text("queued again")
+            wait_for(lambda: len(receiver.arrivals("/p")) == 2, 10.0, "the redelivery")
+            expect(row.locator(".attempt")).to_have_count(2, timeout=10_000)
+            page.screenshot(path=str(tmp_path / "webhooks-admin.png"), full_page=True)
+        finally:
+            deliverer.stop()
+        first, second = receiver.arrivals("/p")
+        assert first == second
