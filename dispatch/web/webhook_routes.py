@@ -2,7 +2,8 @@
 ``estate webhooks ...`` (``dispatch.webhooks.manage`` and the registry's ``WebhookStore``).
 
 A new or rotated secret is in the answer of that one call only: never listed, never
-logged. An admin bound to a facility sees and manages that facility's subscriptions only.
+logged. Admins manage the whole estate (an admin is never bound to a facility); the
+routes still keep an account bound to one to that facility's subscriptions.
 """
 
 from __future__ import annotations

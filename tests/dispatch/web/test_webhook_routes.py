@@ -17,7 +17,11 @@ from dispatch.webhooks.deliverer import Deliverer
 from dispatch.webhooks.manage import add_subscription
 from tests.conftest import served
 from tests.dispatch.registries import SPEC
-from tests.dispatch.web.access import PASSWORD, WebRoom, web_room
+from tests.dispatch.web.access import (
+    PASSWORD,
+    WebRoom,
+    web_room,
+)
 from tests.dispatch.webhooks.receiver import Receiver
 from tests.dispatch.webhooks.support import FAST, raise_alarms, wait_for
 from tests.web_login import log_in_page
@@ -142,3 +146,4 @@ def test_an_admin_redelivers_from_the_page_in_chromium(
             deliverer.stop()
         first, second = receiver.arrivals("/p")
         assert first == second
+
