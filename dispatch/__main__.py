@@ -353,7 +353,8 @@ def build_web(settings: DispatchSettings) -> WebParts:
     commands = _command_link(settings, "web", spec.id, registry)
     app = create_app(WebContext(spec, store, live, lambda: mqtt.connected, settings.planning,
                                 registry, commands.sender, settings.web,
-                                settings.web.supervisor_status, settings.rollups))
+                                settings.web.supervisor_status, settings.rollups,
+                                webhooks=settings.webhooks))
     return WebParts(app, mqtt, store, live, registry, commands)
 
 

@@ -185,6 +185,15 @@ class WebhookStore:
         with self._registry.reading() as session:
             return [_delivery(row, kind) for row, kind in session.execute(query)]
 
+    def delivery(self, delivery_id: int) -> DeliveryRecord | None:
+        """One delivery of the log, or None."""
+        with self._registry.reading() as session:
+            row = session.get(WebhookDeliveryRow, delivery_id)
+            if row is None:
+                return None
+            event = session.get(OutboxEventRow, row.event_id)
+            return _delivery(row, event.event_type if event is not None else "")
+
     def attempts(self, delivery_id: int) -> list[AttemptRecord]:
         """A delivery's attempts, oldest first."""
         with self._registry.reading() as session:

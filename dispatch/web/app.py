@@ -36,6 +36,7 @@ from dispatch.web import (
     overview,
     plans,
     users,
+    webhook_routes,
 )
 from dispatch.web.auth import PUBLIC_ROUTES, Guards
 from dispatch.web.deps import WebContext
@@ -165,7 +166,7 @@ def create_app(context: WebContext) -> FastAPI:
               name="static")
     for router in (login.router, overview.router, live_feed.router, history.router,
                    forecast_view.router, plans.router, users.router, dr_orders.router,
-                   dr_statements.router, api_docs.router):
+                   dr_statements.router, webhook_routes.router, api_docs.router):
         app.include_router(router, responses=REFUSALS)
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, _answer)

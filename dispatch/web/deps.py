@@ -15,7 +15,7 @@ from dispatch.dr.events import DemandResponse
 from dispatch.jobs.metered import RollupMeterData
 from dispatch.registry.db import Registry
 from dispatch.registry.plan_store import PlanStore
-from dispatch.settings import PlanningSettings, RollupSettings, WebSettings
+from dispatch.settings import PlanningSettings, RollupSettings, WebhookSettings, WebSettings
 from dispatch.web.live import LiveState
 from dispatch.web.service_status import HealthProbe
 from estate.errors import BrokerError, RegistryError
@@ -46,6 +46,7 @@ class WebContext:
     supervisor_status: str | None = None
     rollups: RollupSettings = field(default_factory=RollupSettings)
     baseline: BaselineMethod = field(default_factory=BaselineMethod)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
 
 def _context(request: Request) -> WebContext:

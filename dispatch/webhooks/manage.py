@@ -1,4 +1,4 @@
-"""Managing subscriptions, as the ``estate webhooks`` commands (and later the admin's
+"""Managing subscriptions, as the ``estate webhooks`` commands (and the admin's
 routes) do it: the target checked and the filter validated before anything is stored, a
 secret made here and handed back to the caller once, never stored anywhere else."""
 

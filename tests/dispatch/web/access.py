@@ -17,7 +17,7 @@ from dispatch.control.sender import CommandSender
 from dispatch.registry.account_desk import add_user
 from dispatch.registry.command_store import CommandStore
 from dispatch.registry.db import Registry
-from dispatch.settings import WebSettings
+from dispatch.settings import WebhookSettings, WebSettings
 from dispatch.web.app import create_app
 from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
@@ -64,7 +64,8 @@ class WebRoom:
 
 
 @contextmanager
-def web_room(tmp_path: Path, settings: WebSettings | None = None) -> Iterator[WebRoom]:
+def web_room(tmp_path: Path, settings: WebSettings | None = None,
+             webhooks: WebhookSettings | None = None) -> Iterator[WebRoom]:
     registry = sample_registry(tmp_path)
     for username, (role, facility) in USERS.items():
         add_user(registry, username, PASSWORD, role, facility)
@@ -77,7 +78,8 @@ def web_room(tmp_path: Path, settings: WebSettings | None = None) -> Iterator[We
     web = settings or WebSettings(allowed_hosts=[HOST])
     # The in-memory messaging is always connected: health answers 200.
     app = create_app(WebContext(SPEC, store, live, lambda: True, registry=registry,
-                                sender=sender, web=web))
+                                sender=sender, web=web,
+                                webhooks=webhooks or WebhookSettings()))
     room = WebRoom(app, registry, store, live, messaging)
     try:
         yield room

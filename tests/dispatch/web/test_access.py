@@ -30,7 +30,8 @@ from tests.dispatch.web.access import (
 # it is given one, so it cannot escape the enumeration.
 PATH_VALUES = {"plan_id": "1", "username": "vera", "token_id": "1",
                "name": "swagger-ui.css", "order_id": "1", "month": "2026-11",
-               "facility_id": TENANT_FACILITY}
+               "facility_id": TENANT_FACILITY, "subscription_id": "1",
+               "delivery_id": "1"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
