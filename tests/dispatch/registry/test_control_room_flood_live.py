@@ -26,6 +26,10 @@ from tests.dispatch.registry.live_room import (
     worker,
 )
 
+# Minutes of simulated faults on a quiet machine; a loaded one needs more than the
+# suite's five-minute default (a run cut short leaves its processes to teardown).
+pytestmark = pytest.mark.timeout(900)
+
 METERS = 1500
 FEEDER = "utilities/feeder-1"
 OUTAGE = (40, 100)  # seconds from the start

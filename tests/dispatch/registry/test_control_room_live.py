@@ -33,6 +33,11 @@ from estate.settings import InfluxSettings, MqttSettings
 from estate.topics import Channel, DeviceId
 from tests.dispatch.registry.live_room import Worker, fast_estate, simulator, worker
 
+# Minutes of simulated faults on a quiet machine; a loaded one needs more than the
+# suite's five-minute default (a run cut short leaves its processes to teardown).
+pytestmark = pytest.mark.timeout(900)
+
+
 ESTATE = "demo"
 COLDROOM = DeviceId(ESTATE, "foods", "coldroom-temp")
 # Seconds from the start of the run.
@@ -129,11 +134,12 @@ def run(tmp_path: Path, mqtt_settings: MqttSettings, influx_settings: InfluxSett
         first.wait_active()
         yield first, registry, start
     finally:
+        # The simulator first: one left publishing would feed every later test's broker.
+        sim.terminate()
+        sim.wait(30)
         stop.set()
         publisher.join(10)
         first.stop()
-        sim.terminate()
-        sim.wait(30)
         registry.close()
 
 
