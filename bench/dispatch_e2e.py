@@ -8,10 +8,12 @@ dispatch worker (``python -m dispatch worker``, registry in an SQLite file) on t
 estate with the cold room's threshold judged at once (``for_s`` 0). A load process
 publishes gateway batches (50 readings a message) of 10,000 meters of estate ``bench`` at
 ``--rate`` readings/s; the probe publishes the cold room's temperature above its limit,
-waits until the registry holds the alarm active and its ``alarm.raised`` event, then
-below (cleared), and again. The worker subscribes to its own estate's telemetry only, so
-the load reaches it as it reaches the broker and the machine, not its evaluator; ingest's
-rate is read from its own counter over the probing time.
+waits until the registry holds the alarm active and its ``alarm.raised`` event and until
+the worker's webhook deliverer has delivered that event, signed, to a local receiver
+subscribed to ``alarm.raised`` (``bench/webhooks.py``'s receiver, which verifies every
+signature), then below (cleared), and again. The worker subscribes to its own estate's
+telemetry only, so the load reaches it as it reaches the broker and the machine, not its
+evaluator; ingest's rate is read from its own counter over the probing time.
 
 Usage: .venv/bin/python bench/dispatch.py --parts e2e [--probes 60] [--rate 100000]
 """
@@ -38,6 +40,9 @@ from adapters.ops_http import wait_healthy  # noqa: E402
 from bench.ingest import _metric, payloads  # noqa: E402
 from dispatch.registry import alarm_board, outbox  # noqa: E402
 from dispatch.registry.db import Registry  # noqa: E402
+from dispatch.registry.webhook_store import WebhookStore  # noqa: E402
+from dispatch.settings import WebhookSettings  # noqa: E402
+from dispatch.webhooks.manage import add_subscription  # noqa: E402
 from estate.model import SAMPLE_ESTATE  # noqa: E402
 from estate.readings import Reading  # noqa: E402
 from estate.senml import encode_readings  # noqa: E402
@@ -46,6 +51,8 @@ from estate.topics import Channel, DeviceId  # noqa: E402
 from launcher.servers import InfluxDB, Mosquitto, free_port  # noqa: E402
 
 TARGET_P99_S = 1.0
+# Reading published -> webhook received (the webhooks issue's end to end).
+TARGET_WEBHOOK_P99_S = 2.0
 PROBE = DeviceId("demo", "foods", "coldroom-temp")
 RULE = "coldroom-warm"
 # Readings a load message carries: a gateway's batch, as in bench/ingest.py.
@@ -111,14 +118,34 @@ def _last_event_id(registry: Registry) -> int:
     return max((e.id for e in events), default=0)
 
 
-def _probe(mqtt_port: int, registry: Registry, probes: int) -> list[float]:
+def _arrivals(receiver: Any) -> list[float]:
+    return sorted(at for at, _ in receiver.state()["arrivals"].values())
+
+
+def _wait_delivered(receiver: Any, known: int, timeout_s: float = 30) -> float:
+    """Poll the receiver until a delivery beyond the ``known`` ones has arrived; the
+    monotonic time it arrived (the receiver's clock is the same system-wide clock)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        arrivals = _arrivals(receiver)
+        if len(arrivals) > known:
+            return arrivals[known]
+        time.sleep(0.01)
+    raise RuntimeError(f"the probe's alarm.raised was not delivered within {timeout_s:.0f} s")
+
+
+def _probe(mqtt_port: int, registry: Registry, probes: int,
+           receiver: Any) -> tuple[list[float], list[float]]:
+    """Per raising probe: published -> alarm with its event in the registry, and
+    published -> the event received by the webhook receiver."""
     client = MqttConnection(MqttSettings(port=mqtt_port), f"probe-{uuid.uuid4().hex[:8]}")
     client.connect()
-    latencies = []
+    latencies, delivered = [], []
     try:
         for k in range(2 * probes):
             raise_ = k % 2 == 0
             since = _last_event_id(registry)
+            known = len(_arrivals(receiver))
             reading = Reading("demo", PROBE.facility, PROBE.device, "temperature", "",
                               9.5 if raise_ else 5.0, time.time_ns() // 1_000_000)
             sent = time.monotonic()
@@ -127,10 +154,19 @@ def _probe(mqtt_port: int, registry: Registry, probes: int) -> list[float]:
             seen = _wait_state(registry, "raised" if raise_ else "cleared", since)
             if raise_:
                 latencies.append(seen - sent)
+                delivered.append(_wait_delivered(receiver, known) - sent)
             time.sleep(0.05)
     finally:
         client.close()
-    return latencies
+    return latencies, delivered
+
+
+def _subscribe(registry: Registry, port: int) -> dict[str, str]:
+    """The receiver subscribed to the sample estate's raised alarms; its secret."""
+    _, secret = add_subscription(WebhookStore(registry), WebhookSettings(allow_loopback=True),
+                                 estate_id="demo", name="bench", url=f"http://127.0.0.1:{port}/alerts",
+                                 event_filter={"types": ["alarm.raised"]})
+    return {"/alerts": secret}
 
 
 def end_to_end(probes: int, rate: float) -> None:
@@ -153,30 +189,37 @@ def end_to_end(probes: int, rate: float) -> None:
         # Not what is measured: the plan, forecasts and rollups once a day (the rollups
         # would otherwise roll up the whole load every minute).
         DISPATCH_PLANNING__EVERY_S="86400", DISPATCH_FORECAST__EVERY_S="86400",
-        DISPATCH_ROLLUPS__EVERY_S="86400"),
+        DISPATCH_ROLLUPS__EVERY_S="86400", DISPATCH_WEBHOOKS__ALLOW_LOOPBACK="true"),
         work / "worker.log")
     ctx = mp.get_context("spawn")
     stop, sent = ctx.Event(), ctx.Value("d", 0.0)
     load = ctx.Process(target=_load, args=(mosquitto.port, rate, stop, sent))
     registry = Registry(registry_url)
+    receiver = None
     try:
         if wait_healthy(f"http://127.0.0.1:{ingest_port}/health", 60) is None:
             raise RuntimeError("ingest did not become ready")
         _wait_active(worker_port)
+        from bench.webhooks import Receiver
+        receiver_port = free_port()
+        receiver = Receiver(_subscribe(registry, receiver_port), receiver_port)
         load.start()
         time.sleep(5.0)  # the load at its rate before the first probe
         written_before, began = _metric(ingest_port, "ingest_readings_written_total"), \
             time.monotonic()
-        latencies = _probe(mosquitto.port, registry, probes)
+        latencies, delivered = _probe(mosquitto.port, registry, probes, receiver)
         written = _metric(ingest_port, "ingest_readings_written_total") - written_before
         ingest_rate = written / (time.monotonic() - began)
-        _report(latencies, ingest_rate, rate)
+        bad = receiver.state()["bad"]
+        _report(latencies, delivered, ingest_rate, rate, bad)
     finally:
         stop.set()
         load.join(30)
         for proc in (worker, ingest):
             proc.terminate()
             proc.wait(60)
+        if receiver is not None:
+            receiver.stop()
         registry.close()
         mosquitto.stop()
         influx.stop()
@@ -197,13 +240,21 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _report(latencies: list[float], ingest_rate: float, rate: float) -> None:
+def _report(latencies: list[float], delivered: list[float], ingest_rate: float, rate: float,
+            bad: list[str]) -> None:
     p50, p99 = _pct(latencies, 0.5), _pct(latencies, 0.99)
     verdict = "PASS" if p99 <= TARGET_P99_S else "FAIL"
     print(f"end to end: reading published -> alarm in the registry with its event, "
           f"{len(latencies)} probes")
     print(f"    p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, worst "
           f"{max(latencies) * 1000:.0f} ms (target p99 <= {TARGET_P99_S * 1000:.0f} ms) "
+          f"{verdict}")
+    w50, w99 = _pct(delivered, 0.5), _pct(delivered, 0.99)
+    verdict = "PASS" if w99 <= TARGET_WEBHOOK_P99_S and not bad else "FAIL"
+    print(f"end to end: reading published -> alarm -> signed webhook received, "
+          f"{len(delivered)} probes, {len(bad)} signatures refused")
+    print(f"    p50 {w50 * 1000:.0f} ms, p99 {w99 * 1000:.0f} ms, worst "
+          f"{max(delivered) * 1000:.0f} ms (target p99 <= {TARGET_WEBHOOK_P99_S * 1000:.0f} ms) "
           f"{verdict}")
     print(f"    meanwhile ingest wrote {ingest_rate:,.0f} readings/s of another estate "
           f"(load offered: {rate:,.0f} readings/s)")
