@@ -19,7 +19,7 @@ import pytest
 
 from adapters.influxdb_v1 import InfluxV1Store
 from adapters.mqtt import MqttConnection
-from estate.schema import DEAD_LETTERS, READINGS
+from estate.schema import DEAD_LETTERS, READINGS, ROLLUP_REQUESTS
 from estate.settings import MqttSettings
 from estate.stored import count_readings, select_readings
 from estate.units import CHANNELS
@@ -182,13 +182,16 @@ def test_every_bad_message_is_dead_lettered_with_its_reason_and_nothing_else_cha
 
     # Nothing injected: only our measurements, only our tag keys, no evil estate.
     measurements = {row[0] for s in store.query("SHOW MEASUREMENTS") for row in s.values}
-    assert measurements == {READINGS, DEAD_LETTERS}
+    # The corpus is stamped when this module is imported: run minutes later in a long suite,
+    # its good readings are late, and ingest rightly asks for their rollups again.
+    assert measurements - {ROLLUP_REQUESTS} == {READINGS, DEAD_LETTERS}
     # No device added a field to the readings beyond the contract's channels.
     fields = {row[0] for s in store.query(f'SHOW FIELD KEYS FROM "{READINGS}"')
               for row in s.values}
     assert fields <= {f"{q}.{c}" for q, channels in CHANNELS.items() for c in channels} \
         | set(CHANNELS)
-    keys = {row[0] for s in store.query("SHOW TAG KEYS") for row in s.values}
+    keys = {row[0] for s in store.query("SHOW TAG KEYS") if s.name != ROLLUP_REQUESTS
+            for row in s.values}
     assert keys <= {"estate", "facility", "device", "quantity", "channel", "reason"}
     estates = {row[1] for s in store.query('SHOW TAG VALUES WITH KEY = "estate"')
                for row in s.values}
