@@ -337,6 +337,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--meters", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="smaller loads, one run")
+    parser.add_argument("--probe-rate", type=float, default=None, metavar="READINGS_PER_S",
+                        help="probe latency at this load instead of half of the measured "
+                             "rate (to compare two builds at the same load)")
     parser.add_argument("--scale-out", action="store_true",
                         help="also run the batched load with two workers on a shared "
                              "subscription")
@@ -397,14 +400,15 @@ def main() -> None:
         print(f"ingest, 1 reading/message:               {single_rate:>10,.0f} msg/s "
               f"({single_rate / raw_mqtt:.0%} of raw QoS 1 delivery)")
         _print_cpu(results1[0], single_messages)
-        half = batched_rate / 2 / 50
+        half = (args.probe_rate if args.probe_rate else batched_rate / 2) / 50
         # 15 s of load at half rate; a load of its own, long enough whatever the rate.
         paced_load = payloads(args.meters, int(half * 15), 50, base_ms + 3_600_000)
         paced = run_ingest(broker.port, influx.url, paced_load, len(paced_load) * 50, work,
                            servers, rate=half, probe=True)
         p50, p99 = pct(paced.latencies_ms, 0.5), pct(paced.latencies_ms, 0.99)
         rss = max(rss, paced.peak_rss_mb)
-        print(f"latency at half rate ({half * 50:,.0f} readings/s), publish -> queryable, "
+        which = "a fixed" if args.probe_rate else "half"
+        print(f"latency at {which} rate ({half * 50:,.0f} readings/s), publish -> queryable, "
               f"{len(paced.latencies_ms)} probes: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
         print(f"ingest peak RSS:                          {rss:>10.0f} MB")
         print()
