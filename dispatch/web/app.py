@@ -34,7 +34,9 @@ from dispatch.web import (
     live_feed,
     login,
     overview,
+    overview_api,
     plans,
+    trend,
     users,
     webhook_routes,
 )
@@ -160,11 +162,13 @@ def create_app(context: WebContext) -> FastAPI:
     app.state.context = context
     app.state.guards = Guards(context.web)
     app.state.metered = RollupMeterData(context.store, context.rollups)
+    app.state.overview = overview_api.OverviewSource(context)
     app.state.health = HealthProbe(context.store, context.mqtt_connected,
                                    context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),
               name="static")
-    for router in (login.router, overview.router, live_feed.router, history.router,
+    for router in (login.router, overview.router, overview_api.router, live_feed.router,
+                   history.router, trend.router,
                    forecast_view.router, plans.router, users.router, dr_orders.router,
                    dr_statements.router, webhook_routes.router, api_docs.router):
         app.include_router(router, responses=REFUSALS)

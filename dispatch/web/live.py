@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +47,30 @@ class LiveState:
         self._values: dict[tuple[str, str, str, str], LiveValue] = {}
         self._status: dict[tuple[str, str], str] = {}
         self._version = 0
+        self._received_s: float | None = None
 
     @property
     def version(self) -> int:
         return self._version
+
+    def feed_age_s(self, now_s: float | None = None) -> float | None:
+        """Seconds since the feed last brought a message of this estate (None: never)."""
+        received = self._received_s
+        if received is None:
+            return None
+        return max(0.0, (time.time() if now_s is None else now_s) - received)
+
+    def latest(self, keys: Iterable[tuple[str, str, str, str]],
+               ) -> dict[tuple[str, str, str, str], LiveValue]:
+        """The latest value of each (facility, device, quantity, channel) of ``keys`` that
+        has one."""
+        with self._lock:
+            return {k: v for k in keys if (v := self._values.get(k)) is not None}
+
+    def statuses(self) -> dict[tuple[str, str], str]:
+        """Each (facility, device)'s last reported status (``online``, ``offline``...)."""
+        with self._lock:
+            return dict(self._status)
 
     def handle(self, message: InboundMessage) -> None:
         """The live subscriptions' handler (on the connection's worker thread)."""
@@ -59,6 +80,7 @@ class LiveState:
             return  # ingest dead-letters bad topics; the live view just ignores them
         if parsed.device.estate != self.estate:
             return
+        self._received_s = time.time()
         key = (parsed.device.facility, parsed.device.device)
         if parsed.channel is Channel.STATUS:
             try:
