@@ -43,6 +43,7 @@ from dispatch.web import (
 from dispatch.web.auth import PUBLIC_ROUTES, Guards
 from dispatch.web.deps import WebContext
 from dispatch.web.guards import BodyLimit, OriginCheck, SecurityHeaders
+from dispatch.web.live_fanout import LiveFanout
 from dispatch.web.service_status import HealthProbe
 from estate.errors import (
     AccountConflict,
@@ -163,6 +164,7 @@ def create_app(context: WebContext) -> FastAPI:
     app.state.guards = Guards(context.web)
     app.state.metered = RollupMeterData(context.store, context.rollups)
     app.state.overview = overview_api.OverviewSource(context)
+    app.state.fanout = LiveFanout(context.live)
     app.state.health = HealthProbe(context.store, context.mqtt_connected,
                                    context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),

@@ -11,14 +11,18 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
+from estate.bounded import cut
 from estate.errors import TopicError
 from estate.ports import InboundMessage
 from estate.senml import decode_pack
 from estate.topics import Channel, parse_topic
+
+# A device's status is a word (online, offline); what a device sends is cut to this.
+STATE_CHARS: Final = 32
 
 
 @dataclass(slots=True)
@@ -45,7 +49,8 @@ class LiveState:
         self.estate = estate
         self._lock = threading.Lock()
         self._values: dict[tuple[str, str, str, str], LiveValue] = {}
-        self._status: dict[tuple[str, str], str] = {}
+        # Per device, its state and the version at which it last changed.
+        self._status: dict[tuple[str, str], tuple[str, int]] = {}
         self._version = 0
         self._received_s: float | None = None
 
@@ -70,7 +75,7 @@ class LiveState:
     def statuses(self) -> dict[tuple[str, str], str]:
         """Each (facility, device)'s last reported status (``online``, ``offline``...)."""
         with self._lock:
-            return dict(self._status)
+            return {k: state for k, (state, _) in self._status.items()}
 
     def handle(self, message: InboundMessage) -> None:
         """The live subscriptions' handler (on the connection's worker thread)."""
@@ -87,9 +92,11 @@ class LiveState:
                 state = str(orjson.loads(message.payload).get("state", "unknown"))
             except (orjson.JSONDecodeError, AttributeError):
                 state = "unknown"
+            state = cut(state, STATE_CHARS)
             with self._lock:
-                self._version += 1
-                self._status[key] = state
+                if self._status.get(key, ("", 0))[0] != state:
+                    self._version += 1
+                    self._status[key] = (state, self._version)
             return
         if parsed.channel is not Channel.TELEMETRY:
             return
@@ -106,14 +113,33 @@ class LiveState:
 
     def snapshot(self, since_version: int = 0, facility: str | None = None
                  ) -> dict[str, Any]:
-        """Values changed after ``since_version`` (all of them for 0), and every status;
-        of ``facility`` only if one is given."""
+        """Values and statuses changed after ``since_version`` (all of them for 0); of
+        ``facility`` only if one is given."""
+        return self.changes(since_version).of(facility)
+
+    def changes(self, since_version: int = 0) -> Changes:
+        """What changed after ``since_version`` (everything for 0), in one pass under the
+        lock, for any number of readers to share."""
         with self._lock:
-            values = [v.as_dict() for v in self._values.values()
-                      if v.version > since_version
-                      and (facility is None or v.facility == facility)]
-            status = [{"facility": f, "device": d, "state": s}
-                      for (f, d), s in self._status.items()
-                      if facility is None or f == facility]
-            return {"estate": self.estate, "version": self._version, "values": values,
-                    "status": status}
+            values = [v for v in self._values.values() if v.version > since_version]
+            status = [(f, d, state) for (f, d), (state, version) in self._status.items()
+                      if version > since_version]
+            return Changes(self.estate, self._version, values, status)
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Values and statuses changed since a version, up to ``version``."""
+
+    estate: str
+    version: int
+    values: list[LiveValue]
+    status: list[tuple[str, str, str]]
+
+    def of(self, facility: str | None) -> dict[str, Any]:
+        """The live feed's document of these changes, of ``facility`` only if given."""
+        return {"estate": self.estate, "version": self.version,
+                "values": [v.as_dict() for v in self.values
+                           if facility is None or v.facility == facility],
+                "status": [{"facility": f, "device": d, "state": s}
+                           for f, d, s in self.status if facility is None or f == facility]}
