@@ -4,10 +4,13 @@ scope, then handed to every open stream.
 ::
 
     LiveState ──(every PERIOD_S, if its version moved)──► changes since the last tick
-        └─► encoded once for the whole estate, once per facility some stream is bound to
+        └─► encoded once for the whole estate, once per facility some stream is bound to,
+            as the bytes of a server-sent event
               └─► each stream's queue (at most QUEUE_DEPTH items)
-                    └─► the stream's response (server-sent events)
+                    └─► the stream's response, which writes the bytes as they are
 
+The streams share the bytes: an event costs an open stream a queue item and a write,
+whatever it holds, so a few hundred pages cost the view a few hundred writes a tick.
 A stream whose queue is full (a browser that stopped reading: a laptop asleep, a tab
 frozen) is dropped: its queue is emptied and left holding one ``dropped`` notice, it gets
 nothing more, and the page's EventSource reconnects when it reads again (and starts from a
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,17 +42,34 @@ PERIOD_S: Final = 0.25
 # Two seconds of changes: a page that is this far behind is not reading, and a full
 # snapshot on reconnection is cheaper than an unbounded backlog.
 QUEUE_DEPTH: Final = 8
-DROPPED: Final = orjson.dumps({"reason": "this page fell behind the live feed; "
-                                         "reconnect for a fresh snapshot"}).decode()
+# After ``dropped`` a page's EventSource reconnects this many ms later: soon, but not at
+# once, so a page that fell behind does not hammer the view.
+RECONNECT_MS: Final = 2000
+# A comment line this often keeps proxies and browsers from closing a quiet stream.
+KEEPALIVE_S: Final = 15.0
+PING: Final = b": ping\n\n"
+LIVE: Final = "live"
+DROPPED: Final = "dropped"
+
+
+def frame(event: str, data: bytes, retry_ms: int | None = None) -> bytes:
+    """One server-sent event (``data`` is one line of JSON: orjson writes no newline)."""
+    retry = b"" if retry_ms is None else b"retry: %d\n" % retry_ms
+    return b"event: " + event.encode() + b"\n" + retry + b"data: " + data + b"\n\n"
+
+
+DROPPED_FRAME: Final = frame(DROPPED, orjson.dumps(
+    {"reason": "this page fell behind the live feed; reconnect for a fresh snapshot"}),
+    RECONNECT_MS)
 
 
 @dataclass(eq=False)
 class Subscriber:
     """One open stream: the facility it is bound to (None: the estate) and its queue of
-    encoded events, ``(event, data)``."""
+    events, ``(event, frame)``: the event's name and its bytes on the wire."""
 
     scope: str | None
-    queue: asyncio.Queue[tuple[str, str]] = field(
+    queue: asyncio.Queue[tuple[str, bytes]] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_DEPTH))
     dropped: bool = False
 
@@ -77,8 +98,9 @@ class LiveFanout:
         self._task: asyncio.Task[None] | None = None
         # The full snapshot of each scope at ``_full_version``: pages opened together
         # share it instead of each reading the whole state.
-        self._full: dict[str | None, str] = {}
+        self._full: dict[str | None, bytes] = {}
         self._full_version = -1
+        self._last_sent = time.monotonic()
 
     @property
     def streams(self) -> int:
@@ -88,7 +110,7 @@ class LiveFanout:
         """A new stream of ``scope``, its first event the full snapshot. Starts the ticker
         if it is not running (call on the event loop)."""
         subscriber = Subscriber(scope, asyncio.Queue(self._depth))
-        subscriber.queue.put_nowait(("live", self._snapshot(scope)))
+        subscriber.queue.put_nowait((LIVE, self._snapshot(scope)))
         self._subscribers.add(subscriber)
         if self._task is None or self._task.done():
             self._version = self.live.version
@@ -99,14 +121,14 @@ class LiveFanout:
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
 
-    def _snapshot(self, scope: str | None) -> str:
+    def _snapshot(self, scope: str | None) -> bytes:
         version = self.live.version
         if version != self._full_version:
             self._full = {}
             self._full_version = version
         encoded = self._full.get(scope)
         if encoded is None:
-            encoded = orjson.dumps(self.live.changes(0).of(scope)).decode()
+            encoded = frame(LIVE, orjson.dumps(self.live.changes(0).of(scope)))
             self._full[scope] = encoded
             self.counts.encoded += 1
         return encoded
@@ -120,27 +142,33 @@ class LiveFanout:
                 log.exception("live feed tick failed; trying again")
 
     def tick(self) -> None:
-        """Hand what changed since the last tick to every stream, encoded once per scope."""
+        """Hand what changed since the last tick to every stream, encoded once per scope;
+        a keep-alive comment to every stream after ``KEEPALIVE_S`` without changes."""
         self.counts.ticks += 1
         if self.live.version == self._version or not self._subscribers:
+            if time.monotonic() - self._last_sent >= KEEPALIVE_S:
+                self._last_sent = time.monotonic()
+                for subscriber in list(self._subscribers):
+                    self._offer(subscriber, LIVE, PING)
             return
+        self._last_sent = time.monotonic()
         changes = self.live.changes(self._version)
         self._version = changes.version
-        encoded: dict[str | None, str | None] = {}
+        encoded: dict[str | None, bytes | None] = {}
         for subscriber in list(self._subscribers):
             scope = subscriber.scope
             if scope not in encoded:
                 document = changes.of(scope)
-                encoded[scope] = (orjson.dumps(document).decode()
+                encoded[scope] = (frame(LIVE, orjson.dumps(document))
                                   if document["values"] or document["status"] else None)
                 self.counts.encoded += encoded[scope] is not None
             data = encoded[scope]
             if data is not None:
-                self._offer(subscriber, data)
+                self._offer(subscriber, LIVE, data)
 
-    def _offer(self, subscriber: Subscriber, data: str) -> None:
+    def _offer(self, subscriber: Subscriber, event: str, data: bytes) -> None:
         try:
-            subscriber.queue.put_nowait(("live", data))
+            subscriber.queue.put_nowait((event, data))
             self.counts.sent += 1
         except asyncio.QueueFull:
             self._drop(subscriber)
@@ -148,7 +176,7 @@ class LiveFanout:
     def _drop(self, subscriber: Subscriber) -> None:
         while not subscriber.queue.empty():
             subscriber.queue.get_nowait()
-        subscriber.queue.put_nowait(("dropped", DROPPED))
+        subscriber.queue.put_nowait((DROPPED, DROPPED_FRAME))
         subscriber.dropped = True
         self._subscribers.discard(subscriber)
         self.counts.dropped += 1

@@ -4,18 +4,15 @@ view's one ``LiveFanout``."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse
 
-from dispatch.web.auth import StreamViewer, Viewer, facility_scope
+from dispatch.web.auth import StreamSlot, StreamViewer, Viewer, facility_scope
 from dispatch.web.deps import Live
-from dispatch.web.live_fanout import LiveFanout
-
-# After a ``dropped`` event a page's EventSource reconnects this many ms later: soon, but
-# not at once, so a page that fell behind does not hammer the view.
-RECONNECT_MS: Final = 2000
+from dispatch.web.live_fanout import DROPPED, LiveFanout
 
 router = APIRouter()
 
@@ -34,21 +31,30 @@ def live_snapshot(live: Live, identity: Viewer) -> dict[str, Any]:
     return live.snapshot(facility=facility_scope(identity, None))
 
 
-@router.get("/api/live/stream", response_class=EventSourceResponse)
-async def live_stream(fanout: Fanout, slot: StreamViewer) -> AsyncIterator[ServerSentEvent]:
+@router.get("/api/live/stream", response_class=Response,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "server-sent events (docs/api.md)"}})
+async def live_stream(fanout: Fanout, slot: StreamViewer) -> EventSourceResponse:
     """Server-sent events: ``live`` with the full state first, then what changed, at most
     four times a second; ``dropped`` (and the end of the stream) for a page that fell
     behind, which reconnects for a fresh snapshot. A session holds at most a few streams at
     once (429 beyond)."""
+    return EventSourceResponse(_events(fanout, slot),
+                               headers={"Cache-Control": "no-cache",
+                                        "X-Accel-Buffering": "no"})
+
+
+async def _events(fanout: LiveFanout, slot: StreamSlot) -> AsyncIterator[bytes]:
+    """The stream's bytes, as the fanout encoded them. The slot is taken (and the stream
+    subscribed) when the response starts, so a stream that never starts holds neither."""
     slot.take()
     subscriber = fanout.subscribe(facility_scope(slot.identity, None))
     try:
         while True:
             event, data = await subscriber.queue.get()
-            if event == "dropped":
-                yield ServerSentEvent(raw_data=data, event=event, retry=RECONNECT_MS)
+            yield data
+            if event == DROPPED:
                 return
-            yield ServerSentEvent(raw_data=data, event=event)
     finally:
         fanout.unsubscribe(subscriber)
         slot.release()

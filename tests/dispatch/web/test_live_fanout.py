@@ -22,6 +22,14 @@ ESTATE = "demo"
 BY_HAND = 3600.0
 
 
+def _data(item: tuple[str, bytes]) -> dict:
+    """The JSON of a queued server-sent event."""
+    event, frame = item
+    lines = frame.decode().splitlines()
+    assert lines[0] == f"event: {event}"
+    return orjson.loads(next(x for x in lines if x.startswith("data: "))[6:])
+
+
 def _feed(live: LiveState, facility: str, device: str, value: float) -> None:
     ident = DeviceId(ESTATE, facility, device)
     payload = encode_readings(ident, [Reading(ESTATE, facility, device, "power", "", value,
@@ -39,7 +47,7 @@ def test_streams_share_one_encoded_delta_per_scope() -> None:
         tenant = fanout.subscribe("textile")
         snapshot = first.queue.get_nowait()
         assert snapshot[1] is second.queue.get_nowait()[1]  # one full snapshot for both
-        assert [v["value"] for v in orjson.loads(snapshot[1])["values"]] == [1.0]
+        assert [v["value"] for v in _data(snapshot)["values"]] == [1.0]
         tenant.queue.get_nowait()
         before = fanout.counts.encoded
         _feed(live, "textile", "main", 2.0)
@@ -47,10 +55,10 @@ def test_streams_share_one_encoded_delta_per_scope() -> None:
         fanout.tick()
         delta = first.queue.get_nowait()
         assert delta[1] is second.queue.get_nowait()[1]  # the same object, encoded once
-        body = orjson.loads(delta[1])
+        body = _data(delta)
         assert sorted((v["facility"], v["value"]) for v in body["values"]) == [
             ("foods", 3.0), ("textile", 2.0)]
-        own = orjson.loads(tenant.queue.get_nowait()[1])
+        own = _data(tenant.queue.get_nowait())
         assert [(v["facility"], v["value"]) for v in own["values"]] == [("textile", 2.0)]
         assert fanout.counts.encoded - before == 2  # the estate's and the tenant's
         # Nothing changed: nothing is sent; a change elsewhere is not the tenant's.
@@ -88,9 +96,10 @@ def test_a_stream_that_stops_reading_is_dropped_and_told_without_growing() -> No
         assert not reader.dropped
         assert received == 2000 + 1  # the snapshot and every tick's delta
         assert stuck.queue.qsize() == 1
-        event, data = stuck.queue.get_nowait()
-        assert event == "dropped"
-        assert "reconnect" in orjson.loads(data)["reason"]
+        dropped = stuck.queue.get_nowait()
+        assert dropped[0] == "dropped"
+        assert b"retry: 2000" in dropped[1]
+        assert "reconnect" in _data(dropped)["reason"]
         assert fanout.streams == 1
         assert fanout.counts.dropped == 1
         # 1,900 more ticks of deltas went by the stuck stream without staying anywhere.
@@ -108,9 +117,8 @@ def test_the_ticker_runs_while_a_stream_is_open() -> None:
         subscriber = fanout.subscribe(None)
         await subscriber.queue.get()
         _feed(live, "textile", "main", 5.0)
-        event, data = await asyncio.wait_for(subscriber.queue.get(), 5)
-        assert event == "live"
-        assert orjson.loads(data)["values"][0]["value"] == 5.0
+        item = await asyncio.wait_for(subscriber.queue.get(), 5)
+        assert _data(item)["values"][0]["value"] == 5.0
         fanout.unsubscribe(subscriber)
 
     asyncio.run(run())
