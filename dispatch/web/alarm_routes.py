@@ -27,7 +27,7 @@ from dispatch.web.room_views import (
     actor,
     alarm_view,
     check_visible,
-    now,
+    current_time,
     page,
     source_facility,
     visible,
@@ -107,7 +107,7 @@ def acknowledge(alarm_id: AlarmId, body: Note, registry: RegistryDep, spec: Spec
     """Acknowledge (as ``estate alarms ack``); once acknowledged, again changes nothing."""
     with registry.writing() as session:
         _get(session, alarm_id, spec.id, identity)
-        alarm_board.acknowledge_alarm(session, alarm_id, actor(identity), now(), body.note,
+        alarm_board.acknowledge_alarm(session, alarm_id, actor(identity), current_time(), body.note,
                                       estate_id=spec.id)
     return alarm(alarm_id, registry, spec, identity)
 
@@ -117,7 +117,7 @@ def shelve(alarm_id: AlarmId, body: ShelveRequest, registry: RegistryDep, spec: 
            identity: Operator) -> dict[str, Any]:
     """Shelve for ``minutes`` with a reason (as ``estate alarms shelve``): out of the way
     until then, back on the board when the shelf runs out."""
-    at = now()
+    at = current_time()
     with registry.writing() as session:
         _get(session, alarm_id, spec.id, identity)
         alarm_board.shelve_alarm(session, alarm_id, actor(identity), at,
@@ -132,7 +132,7 @@ def unshelve(alarm_id: AlarmId, registry: RegistryDep, spec: Spec, identity: Ope
     """Take off the shelf early (as ``estate alarms unshelve``)."""
     with registry.writing() as session:
         _get(session, alarm_id, spec.id, identity)
-        alarm_board.unshelve_alarm(session, alarm_id, actor(identity), now(),
+        alarm_board.unshelve_alarm(session, alarm_id, actor(identity), current_time(),
                                    estate_id=spec.id)
     return alarm(alarm_id, registry, spec, identity)
 
@@ -143,6 +143,6 @@ def comment(alarm_id: AlarmId, body: Comment, registry: RegistryDep, spec: Spec,
     """A comment in the alarm's history."""
     with registry.writing() as session:
         _get(session, alarm_id, spec.id, identity)
-        alarm_board.comment_alarm(session, alarm_id, actor(identity), now(), body.text,
+        alarm_board.comment_alarm(session, alarm_id, actor(identity), current_time(), body.text,
                                   estate_id=spec.id)
     return alarm(alarm_id, registry, spec, identity)

@@ -33,8 +33,8 @@ from dispatch.web.room_views import (
     actor,
     check_visible,
     crew_view,
+    current_time,
     incident_view,
-    now,
     page,
     visible,
 )
@@ -92,7 +92,7 @@ def incidents(registry: RegistryDep, spec: Spec, identity: Viewer, limit: Limit 
               offset: Offset = 0) -> dict[str, Any]:
     """Open incidents by location (the facilities in the estate's order, the shared
     networks last), then the most severe, then the oldest."""
-    at = now()
+    at = current_time()
     order = _location_order(spec)
     with registry.reading() as session:
         shown = sorted((i for i in incident_desk.open_incidents(session, spec.id)
@@ -121,7 +121,7 @@ def incident(incident_id: IncidentId, registry: RegistryDep, spec: Spec, identit
         found = _get(session, incident_id, spec.id, identity)
         steps = incident_desk.incident_steps(session, incident_id)[-MAX_STEPS:]
         told = sla_breaches(session, spec.id, [found.id])[found.id]
-    return {"timezone": spec.timezone, **incident_view(found, now(), told, steps)}
+    return {"timezone": spec.timezone, **incident_view(found, current_time(), told, steps)}
 
 
 @router.post("/api/incidents", status_code=201)
@@ -142,7 +142,7 @@ def open_incident(body: NewIncident, registry: RegistryDep, spec: Spec, identity
     with registry.writing() as session:
         made = incident_desk.open_incident_by_operator(
             session, spec.id, body.key, body.title, body.severity, body.skill,
-            actor(identity), now(), facility=facility,
+            actor(identity), current_time(), facility=facility,
             position=where.get(facility, (0.0, 0.0)) if facility else (0.0, 0.0),
             note=body.note)
     return incident(int(made.id), registry, spec, identity)
@@ -155,7 +155,7 @@ def assign(incident_id: IncidentId, body: Assignment, registry: RegistryDep, spe
     planner keeps it there (as ``estate incidents assign``)."""
     with registry.writing() as session:
         _get(session, incident_id, spec.id, identity)
-        incident_desk.assign_crew(session, incident_id, body.crew, actor(identity), now(),
+        incident_desk.assign_crew(session, incident_id, body.crew, actor(identity), current_time(),
                                   estate_id=spec.id)
     return incident(incident_id, registry, spec, identity)
 
@@ -166,7 +166,7 @@ def unassign(incident_id: IncidentId, registry: RegistryDep, spec: Spec, identit
     """Take the crew off (the planner may give it to another at its next run)."""
     with registry.writing() as session:
         _get(session, incident_id, spec.id, identity)
-        incident_desk.unassign_crew(session, incident_id, actor(identity), now(),
+        incident_desk.unassign_crew(session, incident_id, actor(identity), current_time(),
                                     estate_id=spec.id)
     return incident(incident_id, registry, spec, identity)
 
@@ -177,7 +177,7 @@ def close(incident_id: IncidentId, body: Closing, registry: RegistryDep, spec: S
     """Close with a reason (as ``estate incidents close``)."""
     with registry.writing() as session:
         _get(session, incident_id, spec.id, identity)
-        incident_desk.close_incident(session, incident_id, actor(identity), now(),
+        incident_desk.close_incident(session, incident_id, actor(identity), current_time(),
                                      body.reason, estate_id=spec.id)
     return incident(incident_id, registry, spec, identity)
 
@@ -187,7 +187,7 @@ def crews(registry: RegistryDep, spec: Spec, identity: Viewer) -> dict[str, Any]
     """The crews: skills, weekly shifts (the estate's local time), whether on shift now,
     where they start from, and how many open incidents each holds (of those the account
     sees)."""
-    at = now()
+    at = current_time()
     with registry.reading() as session:
         roster = crew_roster.crews(session, spec.id)
         load = Counter(i.crew for i in incident_desk.open_incidents(session, spec.id)

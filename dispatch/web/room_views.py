@@ -32,7 +32,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page")]
 Offset = Annotated[int, Query(ge=0, le=100_000, description="items skipped")]
 
 
-def now() -> datetime:
+def current_time() -> datetime:
     return datetime.now(UTC)
 
 

@@ -26,7 +26,7 @@ from dispatch.registry.account_desk import Identity, get_user
 from dispatch.registry.outbox import iso
 from dispatch.web.auth import Operator, Viewer, whole_estate
 from dispatch.web.deps import RegistryDep, Spec
-from dispatch.web.room_views import Limit, Offset, actor, now, page
+from dispatch.web.room_views import Limit, Offset, actor, current_time, page
 from estate.errors import AccountNotFound
 
 router = APIRouter(tags=["shift log"])
@@ -120,7 +120,7 @@ def write(body: NewEntry, registry: RegistryDep, spec: Spec, identity: Operator,
     """Write an entry under the logged-in user's name (as ``estate shift log --text``)."""
     _estate_only(identity)
     with registry.writing() as session:
-        entry = shift_log.write_log_entry(session, spec.id, actor(identity), now(),
+        entry = shift_log.write_log_entry(session, spec.id, actor(identity), current_time(),
                                           body.kind, body.text, body.key)
     return _entry(entry)
 
@@ -131,7 +131,7 @@ def resolve(entry_id: Id, registry: RegistryDep, spec: Spec, identity: Operator,
     """Resolve an open item (as ``estate shift log --resolve``)."""
     _estate_only(identity)
     with registry.writing() as session:
-        entry = shift_log.resolve_log_item(session, entry_id, actor(identity), now(),
+        entry = shift_log.resolve_log_item(session, entry_id, actor(identity), current_time(),
                                            estate_id=spec.id)
     return _entry(entry)
 
@@ -168,7 +168,7 @@ def prepare(body: NewHandover, registry: RegistryDep, spec: Spec, identity: Oper
                                  "active operator account of the whole estate")
     with registry.writing() as session:
         made = shift_log.prepare_handover(session, spec.id, actor(identity),
-                                          incoming.username, now(), body.note)
+                                          incoming.username, current_time(), body.note)
     return _handover(made)
 
 
@@ -188,7 +188,7 @@ def accept(handover_id: Id, body: Acceptance, registry: RegistryDep, spec: Spec,
     each alarm and incident handed over."""
     _estate_only(identity)
     with registry.writing() as session:
-        accepted = shift_log.accept_handover(session, handover_id, actor(identity), now(),
+        accepted = shift_log.accept_handover(session, handover_id, actor(identity), current_time(),
                                              estate_id=spec.id,
                                              acknowledged=body.acknowledged)
     return _handover(accepted)
