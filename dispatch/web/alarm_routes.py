@@ -107,8 +107,8 @@ def acknowledge(alarm_id: AlarmId, body: Note, registry: RegistryDep, spec: Spec
     """Acknowledge (as ``estate alarms ack``); once acknowledged, again changes nothing."""
     with registry.writing() as session:
         _get(session, alarm_id, spec.id, identity)
-        alarm_board.acknowledge_alarm(session, alarm_id, actor(identity), current_time(), body.note,
-                                      estate_id=spec.id)
+        alarm_board.acknowledge_alarm(session, alarm_id, actor(identity), current_time(),
+                                      body.note, estate_id=spec.id)
     return alarm(alarm_id, registry, spec, identity)
 
 
