@@ -25,7 +25,7 @@ from dispatch.incidents.model import MAX_TEXT, MAX_TITLE, Incident
 from dispatch.registry import crew_roster, incident_desk
 from dispatch.registry.account_desk import Identity
 from dispatch.registry.sla_breaches import sla_breaches
-from dispatch.web.auth import Operator, Viewer
+from dispatch.web.auth import Operator, Viewer, whole_estate
 from dispatch.web.deps import RegistryDep, Spec
 from dispatch.web.room_views import (
     Limit,
@@ -67,6 +67,12 @@ class Assignment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     crew: str = Field(min_length=1, max_length=64, pattern=f"^{IDENTIFIER_PATTERN}$")
+
+
+class Availability(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    available: bool
 
 
 class Closing(BaseModel):
@@ -171,6 +177,18 @@ def unassign(incident_id: IncidentId, registry: RegistryDep, spec: Spec, identit
     return incident(incident_id, registry, spec, identity)
 
 
+@router.post("/api/incidents/{incident_id}/on-site")
+def on_site(incident_id: IncidentId, registry: RegistryDep, spec: Spec, identity: Operator,
+            ) -> dict[str, Any]:
+    """The crew has arrived (the SLA's response is made); on site already, nothing
+    changes."""
+    with registry.writing() as session:
+        _get(session, incident_id, spec.id, identity)
+        incident_desk.mark_on_site(session, incident_id, actor(identity), current_time(),
+                                   estate_id=spec.id)
+    return incident(incident_id, registry, spec, identity)
+
+
 @router.post("/api/incidents/{incident_id}/close")
 def close(incident_id: IncidentId, body: Closing, registry: RegistryDep, spec: Spec,
           identity: Operator) -> dict[str, Any]:
@@ -195,3 +213,17 @@ def crews(registry: RegistryDep, spec: Spec, identity: Viewer) -> dict[str, Any]
     zone = ZoneInfo(spec.timezone)
     return {"estate": spec.id, "timezone": spec.timezone,
             "crews": [crew_view(c, at, zone, load[c.id]) for c in roster]}
+
+
+@router.post("/api/crews/{crew_id}/availability")
+def availability(crew_id: Annotated[str, Path(pattern=f"^{IDENTIFIER_PATTERN}$",
+                                              max_length=64)],
+                 body: Availability, registry: RegistryDep, spec: Spec, identity: Operator,
+                 ) -> dict[str, Any]:
+    """Stand a crew down (sick, vehicle broken down) or back up, whatever its calendar; the
+    planner takes it into account at its next run. The crews are the estate's: not for an
+    account bound to a facility."""
+    whole_estate(identity, "the crews")
+    with registry.writing() as session:
+        crew_roster.set_crew_available(session, spec.id, crew_id, body.available)
+    return crews(registry, spec, identity)

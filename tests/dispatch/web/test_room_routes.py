@@ -160,6 +160,15 @@ def test_incidents_are_opened_assigned_reassigned_and_closed_with_a_reason(
     assert crews["pipes"]["skills"] == ["gas", "metering", "water"]
     assert crews["pipes"]["shifts"]
     assert crews["pipes"]["position"]
+    arrived = operator.post(f"/api/incidents/{incident}/on-site").json()
+    assert (arrived["status"], arrived["on_site_at"] is not None) == ("on_site", True)
+    down = operator.post("/api/crews/gas-on-call/availability", json={"available": False})
+    gas = next(c for c in down.json()["crews"] if c["id"] == "gas-on-call")
+    assert (gas["available"], gas["on_shift"]) == (False, False)
+    assert operator.post("/api/crews/nobody/availability", json={"available": True}
+                         ).status_code == 404
+    assert croom.login("toni").post("/api/crews/pipes/availability",
+                                    json={"available": False}).status_code == 403
     assert operator.post(f"/api/incidents/{incident}/close", json={"reason": ""}
                          ).status_code == 422
     closed = operator.post(f"/api/incidents/{incident}/close",
