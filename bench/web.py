@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=200)
     parser.add_argument("--per-context", type=int, default=4)
     parser.add_argument("--probes", type=int, default=40)
-    parser.add_argument("--probe-interval-s", type=float, default=0.5)
+    parser.add_argument("--probe-interval-s", type=float, default=1.0)
     parser.add_argument("--meter-rate", type=float, default=200.0,
                         help="the estate's meters' messages a second while measuring")
     parser.add_argument("--overview-requests", type=int, default=400)

@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from adapters.mqtt import MqttConnection
 from bench.web_estate import ESTATE, PROBE_METER, pack
+from dispatch.web.live_fanout import PERIOD_S
 from estate.ports import InboundMessage
 from estate.settings import MqttSettings
 from estate.topics import Channel, DeviceId
@@ -108,8 +109,10 @@ def probe(pages: list[Page], mqtt_port: int, probes: int, interval_s: float,
             topic, payload = pack(*PROBE_METER, "power", value)
             sent[value] = time.time()
             client.publish(topic, payload, qos=1)
-            # Not in step with the view's ticks: each probe lands anywhere in a tick.
-            time.sleep(random.uniform(0.5, 1.5) * interval_s)
+            # Not in step with the view's ticks: each probe lands anywhere in a tick. Never
+            # two in one tick: the feed sends a meter's newest value per tick, so the
+            # first of two would never be shown (and would count as missed).
+            time.sleep(max(2 * PERIOD_S, random.uniform(0.5, 1.5) * interval_s))
         time.sleep(2.0)  # the last probe's way to every page, with room to spare
     finally:
         client.close()
