@@ -27,6 +27,7 @@ from dispatch.jobs.metered import RollupMeterData
 from dispatch.registry.outbox import RecordNotFound
 from dispatch.web import (
     api_docs,
+    command_routes,
     dr_orders,
     dr_statements,
     forecast_view,
@@ -34,6 +35,7 @@ from dispatch.web import (
     live_feed,
     login,
     overview,
+    pages,
     plans,
     users,
     webhook_routes,
@@ -164,9 +166,10 @@ def create_app(context: WebContext) -> FastAPI:
                                    context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),
               name="static")
-    for router in (login.router, overview.router, live_feed.router, history.router,
-                   forecast_view.router, plans.router, users.router, dr_orders.router,
-                   dr_statements.router, webhook_routes.router, api_docs.router):
+    for router in (login.router, pages.router, overview.router, live_feed.router,
+                   history.router, forecast_view.router, plans.router, command_routes.router,
+                   users.router, dr_orders.router, dr_statements.router,
+                   webhook_routes.router, api_docs.router):
         app.include_router(router, responses=REFUSALS)
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, _answer)
