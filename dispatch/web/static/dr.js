@@ -15,7 +15,7 @@ function num(value, digits) {
 }
 
 function when(iso) {
-  return new Date(iso).toLocaleString("en-GB", {dateStyle: "short", timeStyle: "short"});
+  return Layout.dateTime(iso);
 }
 
 function reason(body) {
@@ -129,11 +129,11 @@ async function loadMonth(event) {
 }
 
 async function main() {
+  await Layout.ready;
   const session = await fetch("/api/session");
   if (session.status === 401) { location.assign("/login"); return; }
   page.session = await session.json();
   const user = page.session.user;
-  document.getElementById("user").textContent = `${user.username} (${user.role})`;
   document.getElementById("scope").textContent = user.facility
     ? `facility ${user.facility} only` : "the whole estate";
   document.getElementById("new-order").hidden = !supervisor() || Boolean(user.facility);
