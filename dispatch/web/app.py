@@ -30,6 +30,7 @@ from dispatch.web import (
     command_routes,
     dr_orders,
     dr_statements,
+    facility_view,
     forecast_view,
     history,
     live_feed,
@@ -168,6 +169,7 @@ def create_app(context: WebContext) -> FastAPI:
               name="static")
     for router in (login.router, pages.router, overview.router, live_feed.router,
                    history.router, forecast_view.router, plans.router, command_routes.router,
+                   facility_view.router,
                    users.router, dr_orders.router, dr_statements.router,
                    webhook_routes.router, api_docs.router):
         app.include_router(router, responses=REFUSALS)
