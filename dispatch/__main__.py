@@ -354,7 +354,8 @@ def build_web(settings: DispatchSettings) -> WebParts:
     app = create_app(WebContext(spec, store, live, lambda: mqtt.connected, settings.planning,
                                 registry, commands.sender, settings.web,
                                 settings.web.supervisor_status, settings.rollups,
-                                webhooks=settings.webhooks))
+                                webhooks=settings.webhooks,
+                                stale_after_s=settings.stale_after_s))
     return WebParts(app, mqtt, store, live, registry, commands)
 
 

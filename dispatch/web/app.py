@@ -36,14 +36,17 @@ from dispatch.web import (
     live_feed,
     login,
     overview,
+    overview_api,
     pages,
     plans,
+    trend,
     users,
     webhook_routes,
 )
 from dispatch.web.auth import PUBLIC_ROUTES, Guards
 from dispatch.web.deps import WebContext
 from dispatch.web.guards import BodyLimit, OriginCheck, SecurityHeaders
+from dispatch.web.live_fanout import LiveFanout
 from dispatch.web.service_status import HealthProbe
 from estate.errors import (
     AccountConflict,
@@ -163,15 +166,17 @@ def create_app(context: WebContext) -> FastAPI:
     app.state.context = context
     app.state.guards = Guards(context.web)
     app.state.metered = RollupMeterData(context.store, context.rollups)
+    app.state.overview = overview_api.OverviewSource(context)
+    app.state.fanout = LiveFanout(context.live)
     app.state.health = HealthProbe(context.store, context.mqtt_connected,
                                    context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),
               name="static")
-    for router in (login.router, pages.router, overview.router, live_feed.router,
-                   history.router, forecast_view.router, plans.router, command_routes.router,
-                   facility_view.router,
-                   users.router, dr_orders.router, dr_statements.router,
-                   webhook_routes.router, api_docs.router):
+    for router in (login.router, pages.router, overview.router, overview_api.router,
+                   live_feed.router, history.router, trend.router, forecast_view.router,
+                   plans.router, command_routes.router, facility_view.router, users.router,
+                   dr_orders.router, dr_statements.router, webhook_routes.router,
+                   api_docs.router):
         app.include_router(router, responses=REFUSALS)
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, _answer)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from dispatch.web.auth import Viewer, facility_scope
 from dispatch.web.deps import Context, Health, Spec
+from dispatch.web.live_feed import Fanout
 from estate.model import MEASURES
 from estate.units import QUANTITIES
 
@@ -19,11 +20,13 @@ router = APIRouter()
     200: {"description": "the store answers and the live feed is connected"},
     503: {"description": "degraded: the same body, with what failed",
           "content": {"application/json": {"schema": {"type": "object"}}}}})
-def health(context: Context, probe: Health) -> JSONResponse:
+def health(context: Context, probe: Health, fanout: Fanout) -> JSONResponse:
     """200 when the store answers and the live feed is connected; 503 otherwise. With the
-    supervisor's status configured, each supervised service's state too."""
+    supervisor's status configured, each supervised service's state too; the live streams
+    open and dropped for falling behind."""
     ok, body = probe.report()
-    return JSONResponse({"estate": context.spec.id} | body, status_code=200 if ok else 503)
+    return JSONResponse({"estate": context.spec.id} | body | {"live": fanout.report()},
+                        status_code=200 if ok else 503)
 
 
 @router.get("/api/estate")
