@@ -11,6 +11,7 @@ This module deliberately does not use ``from __future__ import annotations``: ea
 route is made in a closure, and FastAPI reads its parameters' annotations at once.
 """
 
+import time
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Annotated, Any, Final
@@ -21,7 +22,8 @@ from fastapi.responses import HTMLResponse
 from dispatch.accounts.roles import Role
 from dispatch.registry.account_desk import Identity
 from dispatch.web.auth import Viewer, facility_scope, require, whole_estate
-from dispatch.web.deps import Spec
+from dispatch.web.deps import Context, Spec
+from dispatch.web.overview_api import feed_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +103,12 @@ def layout(spec: Spec, identity: Viewer) -> dict[str, Any]:
             "user": identity.user.as_dict(), "csrf_token": identity.csrf_token,
             "pages": [{"path": p.path, "title": p.title} for p in PAGES
                       if p.in_nav and served(p) and may_open(identity, p)]}
+
+
+@router.get("/api/feed", tags=["session"])
+def feed(context: Context, _: Viewer) -> dict[str, Any]:
+    """The live feed as every page's status strip shows it: ``connected`` to the broker,
+    ``age_s`` since it last brought a message of the estate (null: none yet), ``stale``
+    when disconnected, never fed, or older than the stale time (as ``GET /api/overview``'s
+    ``feed``)."""
+    return feed_state(context, time.time())

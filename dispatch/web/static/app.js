@@ -41,7 +41,7 @@ function render() {
       const values = m.measures.map(x =>
         `<span class="value" data-key="${key(f.id, m.id, x.quantity, x.channel)}"
                data-quantity="${x.quantity}" title="${esc(x.label)}${x.channel ? " " + esc(x.channel) : ""}">
-           <b>–</b> <small>${esc(unitLabel(x.unit))}</small></span>`).join("");
+           <b>–</b> <small>${esc(unitLabel(x.unit))}</small></span>`).join(" ");
       row.innerHTML = `<td>${esc(m.name)}<div class="sub">${esc(m.id)} · ${m.kind}
                          <span class="status"></span></div></td>
                        <td>${values}</td><td class="age" data-meter-age>–</td>`;

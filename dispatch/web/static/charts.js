@@ -24,8 +24,10 @@ const Charts = (() => {
       width, height, tzDate: Layout.tzDate,
       legend: { live: true }, cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
-      axes: [{ ...AXIS, values: (u, ticks) => ticks.map(timeTick) }, { ...AXIS, size: 56,
-                            values: (u, ticks) => ticks.map(t => `${Layout.num(t, 0)}${unit}`) }],
+      axes: [{ ...AXIS, values: (u, ticks) => ticks.map(timeTick) },
+             { ...AXIS, values: (u, ticks) => ticks.map(t => Layout.num(t, Math.abs(t) < 10 && t % 1 ? 1 : 0)),
+               // As wide as its longest label: a fixed width clips "12,500".
+               size: (u, values) => 16 + 7.5 * Math.max(3, ...(values || []).map(v => String(v).length)) }],
       series: [{ label: "time", value: (u, t) => t === null ? "–" : Layout.dateTime(t * 1000) },
                ...series.map((s, i) => ({
                  label: s.label, stroke: s.colour || COLOURS[i % COLOURS.length], width: 1.5,

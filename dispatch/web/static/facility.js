@@ -16,7 +16,7 @@ function renderMeters() {
   document.querySelector("#meters tbody").innerHTML = facility.spec.meters.map(m => `
     <tr data-meter="${esc(m.id)}"><td>${esc(m.name)}<div class="sub">${esc(m.id)} · ${esc(m.kind)}</div></td>
       <td>${m.measures.map(x => `<span class="value" data-key="${esc(key(m.id, x.quantity, x.channel))}"
-        title="${esc(x.label)}"><b>–</b> <small>${esc(unitLabel(x.unit))}</small></span>`).join("")}</td>
+        title="${esc(x.label)}"><b>–</b> <small>${esc(unitLabel(x.unit))}</small></span>`).join(" ")}</td>
       <td class="age" data-meter-age>–</td></tr>`).join("");
 }
 
@@ -75,10 +75,10 @@ async function loadTrend() {
   try { t = await Layout.getJson(`/api/trend?${q}`); }
   catch (err) { note.textContent = `trend unavailable: ${err.message}`; return; }
   const pts = t.points || [];
-  note.textContent = `${t.resolution || ""} buckets${t.bounded ? "" : ", cut to the bound"}` +
+  note.textContent = `${t.resolution || ""}, ${t.step_s || "–"} s steps` +
     (pts.length ? `, newest ${Layout.ago(Date.parse(pts[pts.length - 1].t))}` : ", no data in the last 24 h");
   document.getElementById("trend-title").textContent =
-    `Last 24 h, to ${Layout.time(end, false)} (${Layout.zone()})`;
+    `Last 24 h to ${Layout.time(end, false)} (${Layout.zone()}), ${unitLabel(t.unit)}: mean, min and max per step`;
   Charts.line(document.getElementById("trend-chart"), pts.map(p => Date.parse(p.t)), [
     {label: "mean", values: pts.map(p => p.mean)},
     {label: "min", values: pts.map(p => p.min), dash: [3, 3], colour: "#8ba0b5"},

@@ -121,6 +121,10 @@ const Layout = (() => {
       body = await r.json();
       if (!body.influxdb || !body.mqtt) body = null;
     } catch (err) { body = null; }
+    try {
+      const f = await (await fetch("/api/feed", {cache: "no-store", signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS)})).json();
+      Object.assign(self.feed, {stale: Boolean(f.stale), age_s: f.age_s});
+    } catch (err) { /* the health's answer says the view is away */ }
     self.health.store = body ? body.influxdb.ok : false;
     self.health.broker = body ? body.mqtt.ok : false;
     document.getElementById("health").innerHTML = healthPills(body);

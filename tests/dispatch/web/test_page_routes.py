@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from dispatch.registry.plan_store import PlanStore
 from dispatch.web.pages import PAGES, Page, served
+from estate.ports import InboundMessage
+from estate.topics import Channel, DeviceId
 from tests.dispatch.registries import SPEC
 from tests.dispatch.web.access import OTHER_FACILITY, TENANT_FACILITY, WebRoom
 from tests.dispatch.web.test_access import _draft, _plan
@@ -34,6 +36,20 @@ def test_the_navigation_offers_each_user_the_pages_it_may_open(room: WebRoom) ->
     assert tenant[0] == "Overview"
     assert not set(tenant) & {"Plans", "Commands", "Webhooks"}
     assert room.client().get("/api/layout").status_code == 401
+
+
+def test_the_strip_reads_the_feed_stale_until_it_brings_a_value(room: WebRoom) -> None:
+    viewer = room.login("vera")
+    # The in-memory broker is connected, but nothing came: stale, with no age.
+    assert viewer.get("/api/feed").json() == {"connected": True, "age_s": None,
+                                              "stale": True}
+    meter = SPEC.facilities[0].meters[0]
+    topic = DeviceId(SPEC.id, SPEC.facilities[0].id, meter.id).topic(Channel.STATUS)
+    room.live.handle(InboundMessage(topic, b'{"state":"online"}', 0, True, 0))
+    fed = viewer.get("/api/feed").json()
+    assert fed["stale"] is False
+    assert 0 <= fed["age_s"] < 5
+    assert room.client().get("/api/feed").status_code == 401
 
 
 def test_every_page_checks_the_role_and_the_facility(room: WebRoom) -> None:

@@ -27,15 +27,19 @@ from playwright.sync_api import Browser, Page, expect
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import WebParts, build_web
 from dispatch.accounts.roles import Role
+from dispatch.jobs.rollup_levels import READING_1M
+from dispatch.jobs.rollups import Rollups
 from dispatch.planning.forecasts import nominal_kw
 from dispatch.planning.rolling import PlanJob
 from dispatch.registry.db import Registry, make_engine, upgrade
 from dispatch.registry.loader import load_into_registry
-from dispatch.settings import DispatchSettings, PlanningSettings
+from dispatch.settings import DispatchSettings, PlanningSettings, RollupSettings
 from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery
 from edge.publisher import Publisher
 from edge.simulator import EstateSimulator
+from estate.lineprotocol import reading_line
 from estate.model import SAMPLE_ESTATE, load_estate
+from estate.readings import Reading
 from estate.settings import InfluxSettings
 from estate.topics import DeviceId
 from tests.conftest import DemoBroker, served
@@ -101,6 +105,18 @@ def _publish_step(shift: Shift, at_ms: int) -> float:
                 if d.facility == "textile" and d.device == "main" and r.quantity == "power")
 
 
+def _history(shift: Shift) -> None:
+    """Twenty hours of the textile incomer's power, a reading a minute, as ingest writes
+    them, rolled up as the worker's rollup job does."""
+    now_ms = time.time_ns() // 1_000_000
+    shift.store.write_lines([
+        reading_line(Reading(SPEC.id, "textile", "main", "power", "", 400 + k % 37,
+                             now_ms - k * 60_000)) for k in range(1, 1200)])
+    rollups = Rollups(shift.store, RollupSettings())
+    rollups.run(now_ms)  # its retention policies, and the newest minutes
+    assert rollups.recompute(READING_1M, now_ms - 1200 * 60_000, now_ms) > 0
+
+
 def _shown_kw(page: Page) -> float:
     return float(page.locator(POWER).inner_text().replace(",", ""))
 
@@ -154,6 +170,7 @@ def _confirmation(page: Page, plan_id: int, shift: Shift) -> list[dict[str, Any]
 
 def test_an_operator_watches_live_values_approves_a_plan_and_reads_the_answers(
         shift: Shift, browser: Browser) -> None:
+    _history(shift)
     made = PlanJob(shift.store, shift.registry, SPEC.id, PLANNING,
                    nominal_kw=nominal_kw(SPEC)).run()
     assert made is not None
@@ -170,7 +187,22 @@ def test_an_operator_watches_live_values_approves_a_plan_and_reads_the_answers(
     page.on("framenavigated", lambda frame: loads.append(frame.url))
     _watch_a_live_value_change(page, shift)
     assert loads == [], "the value changed without a reload"
+    # The overview per utility: the textile mill's electricity draw, live and fresh.
+    textile = page.locator('#utilities [data-utility="electricity"] tr[data-facility="textile"]')
+    expect(textile).to_have_attribute("data-state", "ok", timeout=10_000)
+    expect(textile.locator("td.value b")).not_to_have_text("–")
+    expect(page.locator('[data-utility="electricity"] [data-import]')).not_to_have_text("–")
     _shot(page, "overview-1366")
+
+    # The facility: its live values, and its day's trend from InfluxDB.
+    textile.locator("a").click()
+    page.wait_for_url(f"{shift.url}/facility/textile")
+    expect(page.locator('#meters [data-key="main/power/"] b')).not_to_have_text("–")
+    expect(page.locator("#trend-chart canvas")).to_have_count(1)
+    expect(page.locator("#trend-note")).to_contain_text("steps, newest")
+    assert int(page.locator("#trend-chart").get_attribute("data-points") or 0) > 100
+    expect(page.locator("#plan-chart canvas")).to_have_count(1)
+    _shot(page, "facility-1366")
 
     page.click('#nav a:text("Plans")')
     page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{plan_id}"]')
@@ -205,6 +237,9 @@ def test_an_operator_watches_live_values_approves_a_plan_and_reads_the_answers(
     log_in_page(page, shift.url, "ana")
     expect(page.locator(POWER)).not_to_have_text("–", timeout=15_000)
     _shot(page, "overview-390")
+    page.goto(f"{shift.url}/facility/textile")
+    expect(page.locator("#trend-chart canvas")).to_have_count(1)
+    _shot(page, "facility-390")
     page.goto(f"{shift.url}/plans?plan={plan_id}")
     page.wait_for_selector('#plan[data-state="approved"]')
     expect(page.locator('#plan-commands tr[data-asset="battery"]')).to_be_visible()
