@@ -46,6 +46,9 @@ async function refresh() {
       <td>${esc(d.actor)}</td><td><a href="/plans?plan=${d.plan}">#${d.plan}</a></td>
       <td>${esc(d.action.replace("plan.", ""))}</td><td>${esc(decisionDetail(d))}</td></tr>`).join("")
     : '<tr><td colspan="5" class="muted">No plan approved or rejected yet.</td></tr>';
+  // A trail the operator opened stays open across refreshes.
+  const open = new Set([...document.querySelectorAll("#commands tr[data-command] details[open]")]
+    .map(d => d.closest("tr").dataset.command));
   document.querySelector("#commands tbody").innerHTML = log.commands.length ? log.commands.map(c => `
     <tr data-command="${esc(c.id)}" data-asset="${esc(c.asset || "")}">
       <td>${esc(Layout.dateTime(c.created_at))}</td>
@@ -55,6 +58,9 @@ async function refresh() {
       <td data-status="${esc(c.status)}">${esc(answer(c))}</td>
       <td>${esc(c.requested_by)}</td><td>${trail(c)}</td></tr>`).join("")
     : '<tr><td colspan="7" class="muted">No command.</td></tr>';
+  for (const row of document.querySelectorAll("#commands tr[data-command]")) {
+    if (open.has(row.dataset.command)) row.querySelector("details").open = true;
+  }
   document.getElementById("counted").textContent = `${log.commands.length} shown`;
 }
 

@@ -86,7 +86,8 @@ async function addOrder(event) {
   event.preventDefault();
   const value = id => document.getElementById(id).value;
   const result = document.getElementById("order-result");
-  const start = new Date(value("order-start")), end = new Date(value("order-end"));
+  // The window is typed on the estate's clock, whatever the browser's.
+  const start = Layout.fromZoned(value("order-start")), end = Layout.fromZoned(value("order-end"));
   if (isNaN(start) || isNaN(end)) { result.textContent = "give the window's start and end"; return; }
   const r = await change("/api/dr/orders", {kind: value("order-kind"), kw: Number(value("order-kw")),
     start: start.toISOString(), end: end.toISOString(), payment_per_kwh: Number(value("order-payment")),

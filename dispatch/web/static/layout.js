@@ -42,6 +42,23 @@ const Layout = (() => {
     return s < 90 ? `${s} s ago` : s < 5400 ? `${Math.round(s / 60)} min ago`
       : `${Math.round(s / 3600)} h ago`;
   }
+  // A wall-clock time typed in the estate's zone ("2026-12-04T17:00", as a datetime-local
+  // input gives it) as a Date: the zone's offset at that instant, found in two passes
+  // (once more across a change of offset).
+  function fromZoned(text) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(text || "");
+    if (!m) return new Date(NaN);
+    const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
+    const offset = ms => {
+      const p = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {timeZone: zone(), hourCycle: "h23",
+        year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit"})
+        .formatToParts(new Date(ms)).map(x => [x.type, x.value]));
+      return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute) - Math.floor(ms / 60000) * 60000;
+    };
+    let t = wall - offset(wall);
+    t = wall - offset(t);
+    return new Date(t);
+  }
   // For uPlot's tzDate: a Date whose local fields read as the estate's wall clock.
   function tzDate(seconds) { return uPlot.tzDate(new Date(seconds * 1000), zone()); }
 
@@ -187,7 +204,7 @@ const Layout = (() => {
     return l;
   }
 
-  return { ready: start(), esc, num, unitLabel, time, dateTime, ago, tzDate, reason, getJson,
+  return { ready: start(), esc, num, unitLabel, time, dateTime, ago, tzDate, fromZoned, reason, getJson,
            change, live, setFeed, onFeed, zone,
            get user() { return self.layout.user; }, get estate() { return self.layout.estate; },
            get health() { return self.health; } };
