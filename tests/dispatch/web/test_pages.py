@@ -248,3 +248,39 @@ def test_an_operator_watches_live_values_approves_a_plan_and_reads_the_answers(
     expect(page.locator('#commands tr[data-asset="battery"]')).to_have_count(1)
     _shot(page, "commands-390")
     phone.close()
+
+
+def test_a_rejection_needs_a_reason_and_a_viewer_cannot_decide(
+        shift: Shift, browser: Browser) -> None:
+    made = PlanJob(shift.store, shift.registry, SPEC.id, PLANNING,
+                   nominal_kw=nominal_kw(SPEC)).run()
+    assert made is not None
+    plan_id = made.saved.id
+    context = browser.new_context(viewport=DESK)
+    page = context.new_page()
+    log_in_page(page, shift.url, "vera")
+    page.goto(f"{shift.url}/plans")
+    page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{plan_id}"]')
+    expect(page.locator("#decide")).to_be_hidden()  # a viewer reads, never decides
+    context.close()
+
+    context = browser.new_context(viewport=DESK)
+    page = context.new_page()
+    log_in_page(page, shift.url, "ana")
+    page.goto(f"{shift.url}/plans")
+    page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{plan_id}"]')
+    page.click("#reject")
+    dialog = page.locator("#confirm-reject")
+    expect(dialog).to_be_visible()
+    page.click("#reject-send")
+    expect(dialog).to_be_visible()  # no reason: nothing sent, the dialog waits for one
+    page.fill("#reject-reason", "genset on maintenance until noon")
+    page.click("#reject-send")
+    page.wait_for_selector('#plan[data-state="rejected"]')
+    expect(page.locator("#decision")).to_have_text("rejected: genset on maintenance until noon")
+    page.click('#nav a:text("Commands")')
+    decision = page.locator(f'#decisions tr[data-plan="{plan_id}"]')
+    expect(decision).to_contain_text("rejected")
+    expect(decision).to_contain_text("reason: genset on maintenance until noon")
+    expect(page.locator("#commands tbody")).to_contain_text("No command.")
+    context.close()
