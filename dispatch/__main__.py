@@ -288,7 +288,8 @@ def _worker_ops(settings: DispatchSettings, spec: EstateSpec, registry: Registry
     ops = OpsServer(settings.http_host, settings.http_port,
                     worker_readiness(registry.answers, lambda: scheduler.started,
                                      lambda: commands.connection.subscribed, keeper,
-                                     lambda: watch.subscribed),
+                                     lambda: watch.subscribed,
+                                     commands.sender.refusals.report),
                     registry=worker_metrics(keeper), name="dispatch-http")
     ops.start()
     return ops

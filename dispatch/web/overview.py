@@ -22,9 +22,16 @@ router = APIRouter()
           "content": {"application/json": {"schema": {"type": "object"}}}}})
 def health(context: Context, probe: Health, fanout: Fanout) -> JSONResponse:
     """200 when the store answers and the live feed is connected; 503 otherwise. With the
-    supervisor's status configured, each supervised service's state too; the live streams
-    open and dropped for falling behind."""
+    supervisor's status configured, each supervised service's state too; the commands the
+    broker refused (503 while it refuses them); the live streams open and dropped for
+    falling behind."""
     ok, body = probe.report()
+    if context.sender is not None:
+        # A broker that refuses the view's commands (its ACL) leaves approvals without
+        # effect: degraded until it takes a command again (docs/commands.md, section 10).
+        body["commands"] = context.sender.refusals.report()
+        if not body["commands"]["ok"]:
+            ok, body["status"] = False, "degraded"
     return JSONResponse({"estate": context.spec.id} | body | {"live": fanout.report()},
                         status_code=200 if ok else 503)
 

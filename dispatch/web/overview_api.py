@@ -12,7 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, cast
 
+import orjson
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
 from dispatch.registry.alarm_counts import SourceAlarms, active_alarm_counts
 from dispatch.web.auth import Viewer, facility_scope
@@ -60,8 +62,10 @@ def feed_state(context: WebContext, now_s: float) -> dict[str, Any]:
             "stale": not connected or age is None or age > context.stale_after_s}
 
 
-@router.get("/api/overview")
-def overview(context: Context, source: Source, identity: Viewer) -> dict[str, Any]:
+@router.get("/api/overview", response_class=Response, responses={
+    200: {"content": {"application/json": {"schema": {"type": "object"}}},
+          "description": "the estate per utility (docs/api.md)"}})
+def overview(context: Context, source: Source, identity: Viewer) -> Response:
     """Per utility (electricity, water, gas): the estate's import at its network roots
     against the contracted capacity, and each facility's draw and state (``ok``,
     ``stale``, ``offline``, ``alarm``) with its active alarms. An account bound to a
@@ -72,8 +76,11 @@ def overview(context: Context, source: Source, identity: Viewer) -> dict[str, An
     view = LiveView(live.latest(source.overview.keys), live.statuses(), source.alarms(),
                     round(now_s * 1000), round(context.stale_after_s * 1000))
     spec = context.spec
-    return {"estate": spec.id, "name": spec.name, "timezone": spec.timezone,
+    body = {"estate": spec.id, "name": spec.name, "timezone": spec.timezone,
             "at": datetime.fromtimestamp(now_s, UTC).isoformat(timespec="milliseconds"
                                                                ).replace("+00:00", "Z"),
             "feed": feed_state(context, now_s),
             "utilities": source.overview.utilities(view, scope)}
+    # Encoded straight to JSON: a thousand facilities' rows through FastAPI's generic
+    # encoder cost several times what building them does.
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
+import orjson
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
 
 from dispatch.jobs.rollup_levels import READING_1H, READING_1M, READING_15M, Level, align_down
 from dispatch.web.auth import Viewer, facility_scope
@@ -164,13 +166,15 @@ def _checked_meter(spec: EstateSpec, facility: str, meter: str, quantity: str,
                                  f"{offered}")
 
 
-@router.get("/api/trend")
+@router.get("/api/trend", response_class=Response, responses={
+    200: {"content": {"application/json": {"schema": {"type": "object"}}},
+          "description": "min, mean and max per step (docs/api.md)"}})
 def trend(
     spec: Spec, store: Store, identity: Viewer, facility: Ident, meter: Ident,
     quantity: Annotated[str, Query(pattern=r"^[a-z_]{1,40}$")],
     start: datetime, end: datetime,
     channel: Annotated[str, Query(pattern=f"^({IDENTIFIER_PATTERN})?$")] = "",
-) -> dict[str, Any]:
+) -> Response:
     """Minimum, mean and maximum per step of one meter's quantity in ``[start, end)``, at
     most 1,000 steps: raw readings up to 6 hours, the rollups past that (docs/api.md)."""
     start_ms, end_ms = checked_range(start, end, MAX_RANGE)
@@ -180,9 +184,12 @@ def trend(
     _checked_meter(spec, facility, meter, quantity, channel)
     chosen, steps = read_trend(store, spec.id, (facility, meter), (quantity, channel),
                                start_ms, end_ms)
-    return {"estate": spec.id, "facility": facility, "meter": meter, "quantity": quantity,
+    body = {"estate": spec.id, "facility": facility, "meter": meter, "quantity": quantity,
             "channel": channel, "resolution": chosen.name, "step_s": chosen.step_ms / 1000,
             "unit": QUANTITIES[quantity].unit, "start": _iso(start_ms), "end": _iso(end_ms),
             "points": [{"t": _iso(t), "min": lo, "mean": mean, "max": hi}
                        for t, lo, mean, hi in steps],
             "bounded": True, "max_points": MAX_POINTS}
+    # Encoded straight to JSON: a thousand points through FastAPI's generic encoder cost
+    # more than reading them.
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -6,7 +6,7 @@
 const REFRESH_MS = 3000;  // an answer shows within a few seconds of the device giving it
 const WORDS = { pending: "pending", sent: "sent, no answer yet", accepted: "accepted",
                 done: "done", rejected: "refused by the device", failed: "failed",
-                timed_out: "timed out: no answer" };
+                timed_out: "timed out: no answer", refused: "refused by the broker: never sent" };
 const { esc } = Layout;
 
 function commandText(c) {

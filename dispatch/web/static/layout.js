@@ -98,6 +98,10 @@ const Layout = (() => {
            body.influxdb.ok ? "store: up" : "store: down (history and plans unavailable)"),
       pill('id="svc-broker"', body.mqtt.ok ? "ok" : "bad",
            body.mqtt.ok ? "broker: connected" : "broker: down (values stale)")];
+    if (body.commands && !body.commands.ok) {
+      const last = body.commands.last_refused;
+      pills.push(pill('id="svc-commands"', "bad", `commands: refused by the broker${last && last.reason ? ` (${last.reason})` : ""}`));
+    }
     const sup = body.supervisor;
     if (sup && sup.error) pills.push(pill('id="svc-supervisor"', "warn", sup.error));
     for (const s of (sup ? sup.services : [])) {

@@ -4,10 +4,10 @@
 "use strict";
 
 const plan = { id: null, detail: null, preview: null, timer: null };
-const FINAL = new Set(["done", "rejected", "failed", "timed_out"]);
+const FINAL = new Set(["done", "rejected", "failed", "timed_out", "refused"]);
 const STATUS_WORDS = { pending: "pending", sent: "sent, no answer yet", accepted: "accepted",
                        done: "done", rejected: "refused by the device", failed: "failed",
-                       timed_out: "timed out: no answer" };
+                       timed_out: "timed out: no answer", refused: "refused by the broker: never sent" };
 const { esc, num } = Layout;
 
 function money(value, currency) {
