@@ -27,7 +27,7 @@ from playwright.sync_api import Browser, Page, expect
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import WebParts, build_web
 from dispatch.accounts.roles import Role
-from dispatch.jobs.rollup_levels import READING_1M
+from dispatch.jobs.rollup_levels import READING_1M, READING_15M
 from dispatch.jobs.rollups import Rollups
 from dispatch.planning.forecasts import nominal_kw
 from dispatch.planning.rolling import PlanJob
@@ -114,7 +114,8 @@ def _history(shift: Shift) -> None:
                              now_ms - k * 60_000)) for k in range(1, 1200)])
     rollups = Rollups(shift.store, RollupSettings())
     rollups.run(now_ms)  # its retention policies, and the newest minutes
-    assert rollups.recompute(READING_1M, now_ms - 1200 * 60_000, now_ms) > 0
+    for level in (READING_1M, READING_15M):
+        assert rollups.recompute(level, now_ms - 1200 * 60_000, now_ms) > 0
 
 
 def _shown_kw(page: Page) -> float:
