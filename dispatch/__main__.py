@@ -18,6 +18,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import uvicorn
 from fastapi import FastAPI
@@ -32,6 +33,7 @@ from dispatch.dr.ven import Ven
 from dispatch.jobs.freshness import check_freshness
 from dispatch.jobs.metered import RollupMeterData
 from dispatch.jobs.rollups import Rollups
+from dispatch.planning.capacity_forecast import capacity_forecasts
 from dispatch.planning.forecasts import ForecastJob, nominal_kw
 from dispatch.planning.rolling import PlanJob
 from dispatch.registry.command_store import CommandStore
@@ -135,7 +137,8 @@ def _control_room(settings: DispatchSettings, spec: EstateSpec, store: TimeSerie
             receive_maximum=settings.alarms.receive_maximum, manual_ack=True))
 
     return ControlRoom(StreamWatch(spec, registry, room, connect),
-                       WindowJob(spec, store, registry, room, settings.alarms))
+                       WindowJob(spec, store, registry, room, settings.alarms,
+                                 forecasts=partial(capacity_forecasts, store, spec)))
 
 
 def _worker_name(role: str) -> str:

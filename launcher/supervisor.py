@@ -43,7 +43,7 @@ SERVICE_STOP_TIMEOUT_S: Final = 30.0
 SERVICE_READY_TIMEOUT_S: Final = 120.0
 # Once a service has exited, the rest of its output is in the pipe already: reading it
 # takes milliseconds, and a grandchild holding the pipe open must not hold up the stop.
-PUMP_DRAIN_S: Final = 2.0
+PUMP_DRAIN_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ arrivals, and the capacity inputs; ``aggregate`` computes a frame from raw readi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +50,12 @@ class CapacityInputs:
     demand_kw: Mapping[str, float] = field(default_factory=dict)
     limit_kw: Mapping[str, float] = field(default_factory=dict)
     forecast: Mapping[str, tuple[Ints, Floats]] = field(default_factory=dict)
+
+
+ForecastReader = Callable[[Mapping[str, float], int], Mapping[str, tuple[Ints, Floats]]]
+"""The stored forecast for the capacity rules that look ahead: given each source's
+horizon (s) and the window's end (ms), each source's forecast steps (times in ms, kW) in
+``[end, end + horizon)``; a source without a stored forecast is left out."""
 
 
 @dataclass(frozen=True, slots=True)

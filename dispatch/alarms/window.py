@@ -111,6 +111,17 @@ class WindowedEvaluator:
                         out[b.source] = max(out.get(b.source, 0.0), b.rule.window_s)
         return out
 
+    def forecast_horizons(self) -> dict[str, float]:
+        """Per capacity source, how far ahead its forecast is judged (the longest horizon
+        of its rules that look ahead), for the sources that have one."""
+        out: dict[str, float] = {}
+        for group in self._groups:
+            if isinstance(group, CapacityGroup):
+                for b in group.bound:
+                    if b.rule.horizon_s > 0:
+                        out[b.source] = max(out.get(b.source, 0.0), b.rule.horizon_s)
+        return out
+
     @property
     def rule_rows(self) -> int:
         """Source-and-rule pairs evaluated per cycle."""

@@ -13,7 +13,7 @@ Pure values and functions; the registry stores them (``dispatch.registry.control
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final, Literal
@@ -107,10 +107,18 @@ class Handover:
     alarms: tuple[AlarmSummary, ...]
     incidents: tuple[IncidentSummary, ...]
     accepted_at: datetime | None = None
+    # What the incoming operator acknowledged, one by one, in accepting (``item_keys``).
+    acknowledged: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> bool:
         return self.accepted_at is not None
+
+    def item_keys(self) -> tuple[str, ...]:
+        """Each active alarm (``alarm:<source>#<rule>``) and open incident
+        (``incident:<id>``) handed over."""
+        return (*(f"alarm:{a.source}#{a.rule_id}" for a in self.alarms),
+                *(f"incident:{i.id}" for i in self.incidents))
 
 
 def prepare_handover(id: str, estate: str, outgoing: str, incoming: str, at: datetime,
@@ -129,8 +137,10 @@ def prepare_handover(id: str, estate: str, outgoing: str, incoming: str, at: dat
                     tuple(incidents))
 
 
-def accept_handover(handover: Handover, by: str, at: datetime) -> Handover:
-    """The incoming operator has seen it all and takes the shift."""
+def accept_handover(handover: Handover, by: str, at: datetime,
+                    acknowledged: Iterable[str] | None = None) -> Handover:
+    """The incoming operator has seen it all and takes the shift. With ``acknowledged``
+    (``Handover.item_keys``), each alarm and incident handed over must be in it."""
     who = _who(by)
     if handover.accepted:
         raise ShiftLogError(f"the handover was accepted at {handover.accepted_at}")
@@ -138,4 +148,13 @@ def accept_handover(handover: Handover, by: str, at: datetime) -> Handover:
         raise ShiftLogError(f"the handover is for {handover.incoming}, not {who}")
     if at < handover.prepared_at:
         raise ShiftLogError("a handover is accepted after it is prepared")
-    return replace(handover, accepted_at=at)
+    if acknowledged is None:
+        return replace(handover, accepted_at=at)
+    seen = set(acknowledged)
+    missing = [k for k in handover.item_keys() if k not in seen]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
+                                          if len(missing) > 5 else "")
+        raise ShiftLogError(f"acknowledge each alarm and incident handed over first: "
+                            f"{len(missing)} not acknowledged ({shown})")
+    return replace(handover, accepted_at=at, acknowledged=handover.item_keys())

@@ -56,6 +56,7 @@ from dispatch.registry.control_room import (
     IncidentStepRow,
 )
 from dispatch.registry.outbox import RecordNotFound, add_event, insert_ignoring, iso
+from dispatch.registry.sla_breaches import record_breaches_of
 
 _incidents = cast(Table, IncidentRow.__table__)
 _links = cast(Table, IncidentAlarmRow.__table__)
@@ -301,6 +302,7 @@ def _active_keys(session: Session, estate_id: str) -> set[AlarmKey]:
 
 def _close(session: Session, row: IncidentRow, incident: Incident, by: str, at: datetime,
            reason: str, active: set[AlarmKey]) -> Incident:
+    record_breaches_of(session, incident, at)  # a deadline missed since the last cycle
     closed = close(incident, by, at, reason, active_alarms=active)
     session.execute(update(AssignmentRow).where(
         AssignmentRow.incident_id == row.id, AssignmentRow.current_slot == 1)

@@ -4,7 +4,8 @@ change they report, handed later to the webhook subscriptions in ``id`` order
 
 Event types (``EVENT_TYPES``): ``alarm.raised``, ``alarm.acknowledged``, ``alarm.shelved``,
 ``alarm.unshelved``, ``alarm.cleared``, ``incident.opened``, ``incident.assigned``,
-``incident.closed``, ``handover.prepared``, ``handover.accepted``; demand response's
+``incident.closed``, ``incident.sla_breached`` (once per incident and deadline: see
+``sla_breaches``), ``handover.prepared``, ``handover.accepted``; demand response's
 ``dr.order.received``, ``dr.order.cancelled`` (by the VTN), ``dr.notice`` (a tenant's share
 of an order, one per tenant) and ``dr.settled`` (a tenant's settlement); ``plan.ready`` (a
 draft waits for approval), ``plan.approved``, ``command.refused`` (rejected or failed by the
@@ -33,7 +34,8 @@ from estate.errors import EstateError
 
 EVENT_TYPES: Final = ("alarm.raised", "alarm.acknowledged", "alarm.shelved",
                       "alarm.unshelved", "alarm.cleared", "incident.opened",
-                      "incident.assigned", "incident.closed", "handover.prepared",
+                      "incident.assigned", "incident.closed", "incident.sla_breached",
+                      "handover.prepared",
                       "handover.accepted", "dr.order.received", "dr.order.cancelled",
                       "dr.notice", "dr.settled", "plan.ready", "plan.approved",
                       "command.refused", "command.timed_out", "webhook.dead")

@@ -12,6 +12,7 @@ registry), with outbox events for handovers, in the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
@@ -116,7 +117,8 @@ def _handover(row: HandoverRow) -> Handover:
                                       i["crew"], datetime.fromisoformat(i["opened_at"]))
                       for i in snap.get("incidents", []))
     return Handover(str(row.id), row.estate_id, row.outgoing, row.incoming, row.prepared_at,
-                    row.note, entries, alarms, incidents, row.accepted_at)
+                    row.note, entries, alarms, incidents, row.accepted_at,
+                    tuple(snap.get("acknowledged", ())))
 
 
 def _payload(h: Handover) -> dict[str, Any]:
@@ -158,15 +160,20 @@ def prepare_handover(session: Session, estate_id: str, outgoing: str, incoming: 
 
 
 def accept_handover(session: Session, handover_id: int, by: str, at: datetime, *,
-                    estate_id: str | None = None) -> Handover:
-    """The incoming operator accepts; accepting again (the same operator) returns it."""
+                    estate_id: str | None = None,
+                    acknowledged: Iterable[str] | None = None) -> Handover:
+    """The incoming operator accepts; accepting again (the same operator) returns it.
+    With ``acknowledged``, every alarm and incident handed over must be in it, and the
+    acknowledgement is kept with the handover."""
     row = session.get(HandoverRow, handover_id, with_for_update=True)
     if row is None or (estate_id is not None and row.estate_id != estate_id):
         raise RecordNotFound(f"no handover {handover_id}")
     current = _handover(row)
     if current.accepted and by.strip() == current.incoming:
         return current
-    accepted = shiftlog.accept_handover(current, by, at)
+    accepted = shiftlog.accept_handover(current, by, at, acknowledged)
+    if accepted.acknowledged:
+        row.snapshot = {**row.snapshot, "acknowledged": list(accepted.acknowledged)}
     row.accepted_at = accepted.accepted_at
     row.pending_slot = None
     session.flush()
@@ -187,3 +194,11 @@ def get_handover(session: Session, handover_id: int, *, estate_id: str | None = 
     if row is None or (estate_id is not None and row.estate_id != estate_id):
         raise RecordNotFound(f"no handover {handover_id}")
     return _handover(row)
+
+
+def recent_handovers(session: Session, estate_id: str, limit: int = 20) -> list[Handover]:
+    """The newest handovers, the newest first (the one waiting among them)."""
+    rows = session.scalars(select(HandoverRow).where(HandoverRow.estate_id == estate_id)
+                           .order_by(HandoverRow.prepared_at.desc(), HandoverRow.id.desc())
+                           .limit(limit))
+    return [_handover(r) for r in rows]

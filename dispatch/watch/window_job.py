@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from dispatch.alarms.frames import SeriesKey, WindowFrame, WindowInputs
+from dispatch.alarms.frames import ForecastReader, SeriesKey, WindowFrame, WindowInputs
 from dispatch.alarms.window import WindowedEvaluator
 from dispatch.registry import alarm_board
 from dispatch.registry.db import Registry
@@ -30,14 +31,18 @@ _LAST_SEEN_LOOKBACK_S = 6 * 3600.0
 
 
 class WindowJob:
-    """The job (callable without arguments); ``activate`` at each gain of the lease."""
+    """The job (callable without arguments); ``activate`` at each gain of the lease.
+    ``forecasts`` reads the stored forecast for the capacity rules that look ahead (the
+    composition root hands the planning room's reader in); without it they stay quiet."""
 
     def __init__(self, spec: EstateSpec, store: TimeSeriesStore, registry: Registry,
-                 room: RoomContext, settings: AlarmSettings) -> None:
+                 room: RoomContext, settings: AlarmSettings,
+                 forecasts: ForecastReader | None = None) -> None:
         self._spec = spec
         self._store = store
         self._registry = registry
         self._room = room
+        self._forecasts = forecasts
         self._step_ms = int(settings.window_every_s * 1000)
         self._grace_ms = int(settings.window_grace_s * 1000)
         self._evaluator: WindowedEvaluator | None = None
@@ -86,6 +91,9 @@ class WindowJob:
             if self._deadman else None
         capacity = capacity_inputs(self._spec, evaluator.meters, frames,
                                    evaluator.capacity_windows(), end_ms)
+        horizons = evaluator.forecast_horizons()
+        if self._forecasts is not None and horizons:
+            capacity = replace(capacity, forecast=self._forecasts(horizons, end_ms))
         transitions = evaluator.evaluate(WindowInputs(end_ms, frames, last_seen, capacity))
         now = datetime.fromtimestamp(now_ms / 1000, UTC)
         try:

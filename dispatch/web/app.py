@@ -23,9 +23,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from dispatch.alarms.lifecycle import AlarmStateError
+from dispatch.incidents.model import IncidentStateError
+from dispatch.incidents.shiftlog import ShiftLogError
 from dispatch.jobs.metered import RollupMeterData
 from dispatch.registry.outbox import RecordNotFound
 from dispatch.web import (
+    alarm_routes,
     api_docs,
     command_routes,
     dr_orders,
@@ -33,12 +37,14 @@ from dispatch.web import (
     facility_view,
     forecast_view,
     history,
+    incident_routes,
     live_feed,
     login,
     overview,
     overview_api,
     pages,
     plans,
+    shift_routes,
     trend,
     users,
     webhook_routes,
@@ -62,7 +68,8 @@ from estate.errors import (
 
 # Our errors as HTTP answers: the store, the registry and the broker being away is 503
 # (retry later); a plan, account or order that is not there is 404; one that cannot move so is
-# 409; an account change, an order, an opt or a month refused for its content is 422.
+# 409, as is an alarm, incident or shift-log step its state refuses; an account change, an
+# order, an opt or a month refused for its content is 422.
 # The first match wins.
 ERROR_STATUS: dict[type[Exception], tuple[int, str]] = {
     StoreError: (503, "the time-series store is unavailable: "),
@@ -74,6 +81,9 @@ ERROR_STATUS: dict[type[Exception], tuple[int, str]] = {
     AccountConflict: (409, ""),
     AccountError: (422, ""),
     RecordNotFound: (404, ""),
+    AlarmStateError: (409, ""),
+    IncidentStateError: (409, ""),
+    ShiftLogError: (409, ""),
     DemandResponseError: (422, ""),
 }
 
@@ -176,6 +186,7 @@ def create_app(context: WebContext) -> FastAPI:
                    live_feed.router, history.router, trend.router, forecast_view.router,
                    plans.router, command_routes.router, facility_view.router, users.router,
                    dr_orders.router, dr_statements.router, webhook_routes.router,
+                   alarm_routes.router, incident_routes.router, shift_routes.router,
                    api_docs.router):
         app.include_router(router, responses=REFUSALS)
     for kind in ERROR_STATUS:

@@ -1,7 +1,8 @@
 """The windowed rules' job through the store port (in memory) and a real SQLite registry:
 the simulator's water leak, written as ingest writes it, raises one balance alarm, opens
 an incident the fitters are assigned to, and both close when the leak stops; the job
-judges each window step once."""
+judges each window step once; the fitters never reported on site, the response deadline
+missed is told once."""
 
 from __future__ import annotations
 
@@ -50,9 +51,14 @@ def test_a_leak_in_the_store_raises_one_balance_alarm_and_an_incident_that_close
     # Nothing else raised on a clean estate (power factor, capacity, stuck on windows).
     assert {e.payload["rule_id"] for e in events if e.type == "alarm.raised"} == {"balance"}
     incidents = [e for e in events if e.subject_type == "incident"]
+    # Nobody marks the fitters on site, so the response deadline passes: told once.
     assert [e.type for e in incidents] == ["incident.opened", "incident.assigned",
-                                           "incident.closed"]
+                                           "incident.sla_breached", "incident.closed"]
     assert incidents[0].payload["skill"] == "water"
     assert incidents[1].payload["crew"] == "pipes"
-    assert incidents[2].payload["closed_by"] == "telemetry"
+    assert incidents[2].payload["sla"] == "response"
+    late = incidents[2].created_at - incidents[0].created_at
+    assert incidents[0].payload["severity"] == "high"  # on site within 30 min
+    assert timedelta(minutes=30) <= late <= timedelta(minutes=30, seconds=STEP_S)
+    assert incidents[3].payload["closed_by"] == "telemetry"
     registry.close()

@@ -31,7 +31,8 @@ from tests.dispatch.web.access import (
 PATH_VALUES = {"plan_id": "1", "username": "vera", "token_id": "1",
                "name": "swagger-ui.css", "order_id": "1", "month": "2026-11",
                "facility_id": TENANT_FACILITY, "subscription_id": "1",
-               "delivery_id": "1"}
+               "delivery_id": "1", "alarm_id": "1", "incident_id": "1", "entry_id": "1",
+               "handover_id": "1", "crew_id": "pipes"}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
