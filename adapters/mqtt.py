@@ -32,6 +32,7 @@ from adapters.handler_worker import (
     call_handler,
     shown_topic,
 )
+from adapters.mqtt_delivery import PUBLICATION_REFUSALS, MqttDelivery, Refusals
 from estate.errors import BrokerError
 from estate.ports import Delivery, Handling, InboundMessage, MessageHandler, Session, Will
 from estate.settings import MqttSettings
@@ -40,29 +41,6 @@ from estate.topics import is_filter, unshared
 __all__ = ["InboundMessage", "MqttConnection", "Session", "Will"]
 
 log = logging.getLogger(__name__)
-
-
-class _Delivery:
-    """``estate.ports.Delivery`` over paho's ``MQTTMessageInfo``, whose exceptions stay here."""
-
-    __slots__ = ("_info",)
-
-    def __init__(self, info: paho.MQTTMessageInfo) -> None:
-        self._info = info
-
-    @property
-    def delivered(self) -> bool:
-        try:
-            return self._info.is_published()
-        except (RuntimeError, ValueError):
-            return False
-
-    def wait(self, timeout_s: float) -> bool:
-        try:
-            self._info.wait_for_publish(timeout_s)
-        except (RuntimeError, ValueError):
-            return False
-        return self.delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +133,8 @@ class MqttConnection:
         self._awaiting_suback: set[int] = set()
         self._subscription_refused = False
         self._lock = threading.Lock()
+        # The broker's refusals of our publications (docs/commands.md, section 10).
+        self.refusals = Refusals()
         client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=MQTTProtocolVersion.MQTTv5,
                          manual_ack=self._session.manual_ack)
@@ -182,6 +162,7 @@ class MqttConnection:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
+        client.on_publish = self._handle_publish
         self._client = client
 
     @property
@@ -299,7 +280,7 @@ class MqttConnection:
             # fail at once instead of waiting for the PUBACK that does come.
             info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         _check(info.rc, f"publish to {shown_topic(topic)}")
-        return _Delivery(info)
+        return MqttDelivery(info, self.refusals)
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a message received with manual acknowledgement."""
@@ -349,8 +330,32 @@ class MqttConnection:
             if not self._awaiting_suback:
                 self._subscribed.set()
 
+    def _handle_publish(self, client: paho.Client, userdata: Any, mid: int,
+                        reason: ReasonCode, properties: Properties | None) -> None:
+        """A PUBACK: paho marks the publication published after this, refused or not, so
+        a refusal is recorded first (the message is still among paho's outgoing ones)."""
+        if not reason.is_failure:
+            return
+        message = client._out_messages.get(mid)  # paho holds its lock around this call
+        if message is not None:
+            self.refusals.add(message.info, f"the broker refused it: {reason}")
+        log.warning("MQTT broker refused publication %d: %s", mid, reason)
+
+    def _refuse_in_flight(self, client: paho.Client, reason: ReasonCode) -> None:
+        """The broker closed the connection for a reason about publications: whatever was
+        in flight is refused (paho would send it again into the same refusal)."""
+        with client._out_message_mutex:
+            in_flight = [m for m in client._out_messages.values() if m.qos > 0]
+        for message in in_flight:
+            self.refusals.add(message.info, f"the broker cut the connection on it: {reason}")
+        log.error("MQTT broker cut the connection (%s) with %d publications in flight",
+                  reason, len(in_flight))
+
     def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any,
                            reason: ReasonCode, properties: Properties | None) -> None:
+        if getattr(flags, "is_disconnect_packet_from_server", False) and \
+                reason.value in PUBLICATION_REFUSALS:
+            self._refuse_in_flight(client, reason)
         was = self._connected.is_set()
         self._connected.clear()
         self._subscribed.clear()

@@ -291,7 +291,8 @@ def _worker_ops(settings: DispatchSettings, spec: EstateSpec, registry: Registry
     ops = OpsServer(settings.http_host, settings.http_port,
                     worker_readiness(registry.answers, lambda: scheduler.started,
                                      lambda: commands.connection.subscribed, keeper,
-                                     lambda: watch.subscribed),
+                                     lambda: watch.subscribed,
+                                     commands.sender.refusals.report),
                     registry=worker_metrics(keeper), name="dispatch-http")
     ops.start()
     return ops
@@ -357,7 +358,8 @@ def build_web(settings: DispatchSettings) -> WebParts:
     app = create_app(WebContext(spec, store, live, lambda: mqtt.connected, settings.planning,
                                 registry, commands.sender, settings.web,
                                 settings.web.supervisor_status, settings.rollups,
-                                webhooks=settings.webhooks))
+                                webhooks=settings.webhooks,
+                                stale_after_s=settings.stale_after_s))
     return WebParts(app, mqtt, store, live, registry, commands)
 
 

@@ -9,7 +9,8 @@ lost while it ran (``dispatch_scheduler_deposed_total``: a worker paused past it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -61,11 +62,21 @@ def worker_metrics(keeper: LeaseKeeper) -> CollectorRegistry:
 
 def worker_readiness(registry_answers: Callable[[], bool], scheduler_started: Callable[[], bool],
                      commands_subscribed: Callable[[], bool], keeper: LeaseKeeper,
-                     telemetry_subscribed: Callable[[], bool]) -> Readiness:
+                     telemetry_subscribed: Callable[[], bool],
+                     command_refusals: Callable[[], Mapping[str, Any]] | None = None,
+                     ) -> Readiness:
     """Ready when the registry answers, the scheduler is started and the command answers are
-    subscribed: a standby worker is ready to take over. Whether it holds the lease and the
-    control room's subscription on the telemetry are told beside it."""
+    subscribed: a standby worker is ready to take over. Whether it holds the lease, the
+    control room's subscription on the telemetry and the commands the broker refused
+    (``commands``: ``ok`` false while it refuses them; docs/commands.md, section 10) are
+    told beside it: a worker whose commands are refused still runs its other jobs, so it
+    stays ready."""
+    def details() -> dict[str, Any]:
+        told: dict[str, Any] = {"lease_held": keeper.fence() is not None,
+                                "telemetry_subscribed": telemetry_subscribed()}
+        if command_refusals is not None:
+            told["commands"] = dict(command_refusals())
+        return told
+
     return Readiness({"registry": registry_answers, "scheduler": scheduler_started,
-                      "commands": commands_subscribed},
-                     lambda: {"lease_held": keeper.fence() is not None,
-                              "telemetry_subscribed": telemetry_subscribed()})
+                      "commands": commands_subscribed}, details)

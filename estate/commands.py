@@ -67,6 +67,7 @@ class Reason(StrEnum):
     INTERRUPTED = "interrupted"
     EXECUTION_ERROR = "execution-error"
     TIMED_OUT = "timed-out"
+    BROKER_REFUSED = "broker-refused"
 
 
 class ResponseStatus(StrEnum):
@@ -370,10 +371,11 @@ class CommandState(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     TIMED_OUT = "timed_out"  # no final answer before the deadline (plus grace)
+    REFUSED = "refused"      # the broker would not take it (its ACL), so no device has it
 
 
 FINAL_STATES: Final = frozenset({CommandState.DONE, CommandState.REJECTED, CommandState.FAILED,
-                                 CommandState.TIMED_OUT})
+                                 CommandState.TIMED_OUT, CommandState.REFUSED})
 _RANK: Final = {CommandState.PENDING: 0, CommandState.SENT: 1, CommandState.ACCEPTED: 2}
 _BY_STATUS: Final = {ResponseStatus.ACCEPTED: CommandState.ACCEPTED,
                      ResponseStatus.REJECTED: CommandState.REJECTED,

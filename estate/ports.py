@@ -225,8 +225,14 @@ class Delivery(Protocol):
         """The broker has it: acknowledged (QoS 1), or written to the connection (QoS 0).
         A publication made while disconnected is delivered after the reconnection."""
 
+    @property
+    def refused(self) -> str | None:
+        """Why the broker would not take it, in words (a PUBACK's failure reason code, or a
+        DISCONNECT the broker sent with such a reason while it was in flight); None while
+        it has not refused it. A refused publication is never ``delivered``."""
+
     def wait(self, timeout_s: float) -> bool:
-        """Wait at most ``timeout_s`` for ``delivered``; never raises."""
+        """Wait at most ``timeout_s`` for ``delivered`` (or a refusal); never raises."""
 
 
 class Messaging(Protocol):

@@ -279,19 +279,29 @@ class Published:
 
 
 class InMemoryDelivery:
-    """``estate.ports.Delivery`` that the test decides: delivered at once by default."""
+    """``estate.ports.Delivery`` that the test decides: delivered at once by default, or
+    refused with the reason given."""
 
-    def __init__(self, delivered: bool) -> None:
+    def __init__(self, delivered: bool, refused: str | None = None) -> None:
         self._event = threading.Event()
-        if delivered:
+        self._refused = refused
+        if delivered or refused is not None:
             self._event.set()
 
     @property
     def delivered(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() and self._refused is None
+
+    @property
+    def refused(self) -> str | None:
+        return self._refused if self._event.is_set() else None
+
+    def refuse(self, reason: str) -> None:
+        self._refused = reason
+        self._event.set()
 
     def wait(self, timeout_s: float) -> bool:
-        return self._event.wait(timeout_s)
+        return self._event.wait(timeout_s) and self._refused is None
 
     def acknowledge(self) -> None:
         self._event.set()
@@ -301,9 +311,11 @@ class InMemoryDelivery:
 class InMemoryMessaging:
     """``estate.ports.Messaging`` in memory: publications are recorded, messages are
     injected by the test with ``inject``. ``acknowledge`` False leaves publications
-    undelivered until the test acknowledges them (a broker that is away)."""
+    undelivered until the test acknowledges them (a broker that is away); a topic in
+    ``refuse`` is refused with its reason (a broker's ACL)."""
 
     acknowledge: bool = True
+    refuse: dict[str, str] = field(default_factory=dict)
     published: list[Published] = field(default_factory=list)
     deliveries: list[InMemoryDelivery] = field(default_factory=list)
     acked: list[int] = field(default_factory=list)
@@ -341,7 +353,7 @@ class InMemoryMessaging:
 
     def _record(self, message: Published) -> InMemoryDelivery:
         self.published.append(message)
-        delivery = InMemoryDelivery(self.acknowledge)
+        delivery = InMemoryDelivery(self.acknowledge, self.refuse.get(message.topic))
         self.deliveries.append(delivery)
         return delivery
 

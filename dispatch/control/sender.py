@@ -7,6 +7,7 @@ state in the registry (table ``commands``)::
 
     pending -> sent -> accepted -> done | rejected | failed
           \\________\\__________\\-> timed_out (no final answer by deadline + grace)
+          \\-> refused (the broker would not take it: docs/commands.md, section 10)
 
 The registry's ``CommandStore`` makes each move a compare-and-set on the row plus one
 ``audit_log`` row in the same transaction, so several dispatch processes can share the
@@ -30,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from dispatch.registry.command_store import CommandStore, device_path
 from dispatch.registry.records import CommandRecord, DeliveryClaim
@@ -54,6 +56,24 @@ log = logging.getLogger(__name__)
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass
+class BrokerRefusals:
+    """The commands the broker refused: how many, the last one, and whether the newest
+    publication it answered was refused (then commands cannot go out: health says so)."""
+
+    count: int = 0
+    refusing: bool = False
+    last_command: str | None = None
+    last_reason: str | None = None
+    last_ms: int | None = None
+
+    def report(self) -> dict[str, object]:
+        return {"ok": not self.refusing, "refused": self.count,
+                "last_refused": None if self.last_command is None else {
+                    "command_id": self.last_command, "reason": self.last_reason,
+                    "at_ms": self.last_ms}}
 
 
 class CommandSender:
@@ -99,6 +119,7 @@ class CommandSender:
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
         self._messaging = messaging
+        self.refusals = BrokerRefusals()
 
     def start(self) -> None:
         """Subscribe to the answers and start the sweeper. While the connection is down a
@@ -160,11 +181,10 @@ class CommandSender:
                 correlation_data=request.id.encode("ascii"))
             with self._inflight_lock:
                 self._inflight[request.id] = delivery
-        if wait and not delivery.wait(self._publish_timeout_s):
+        if wait and not delivery.wait(self._publish_timeout_s) and delivery.refused is None:
             log.warning("command %s: the broker has not acknowledged it within %s s; it is "
                         "sent again on reconnection", request.id, self._publish_timeout_s)
-        if delivery.delivered:
-            self._mark_sent(request.id)
+        self._settle(request.id, delivery)
         return request.id
 
     @contextmanager
@@ -210,8 +230,7 @@ class CommandSender:
             correlation_data=record.id.encode("ascii"))
         with self._inflight_lock:
             self._inflight[record.id] = delivery
-        if delivery.delivered:
-            self._mark_sent(record.id)
+        self._settle(record.id, delivery)
 
     def get(self, command_id: str) -> CommandRecord | None:
         return self.store.get(command_id)
@@ -258,13 +277,36 @@ class CommandSender:
 
     def _record_acknowledged(self) -> None:
         """Record ``sent`` for commands the broker acknowledged since they were published
-        (``send`` without waiting); a command already further along is left as it is."""
+        (``send`` without waiting), ``refused`` for those it refused; a command already
+        further along is left as it is."""
         with self._inflight_lock:
-            published = [c for c, delivery in self._inflight.items() if delivery.delivered]
-        for command_id in published:
+            answered = [(c, delivery) for c, delivery in self._inflight.items()
+                        if delivery.delivered or delivery.refused is not None]
+        for command_id, delivery in answered:
             record = self.store.get(command_id)
             if record is not None and record.status is CommandState.PENDING:
-                self._mark_sent(command_id)
+                self._settle(command_id, delivery)
+
+    def _settle(self, command_id: str, delivery: Delivery) -> None:
+        """What the broker said of a command's publication, recorded: ``refused`` at once
+        if it refused it, ``sent`` if it took it, nothing yet if it has not answered."""
+        refused = delivery.refused
+        if refused is not None:
+            self._mark_refused(command_id, refused)
+        elif delivery.delivered:
+            self.refusals.refusing = False
+            self._mark_sent(command_id)
+
+    def _mark_refused(self, command_id: str, reason: str) -> None:
+        at = self._clock()
+        self._forget(command_id)
+        if self.store.move(command_id, CommandState.REFUSED, actor=self._actor, at_ms=at,
+                           reason=Reason.BROKER_REFUSED.value, detail=reason):
+            r = self.refusals
+            r.count, r.refusing = r.count + 1, True
+            r.last_command, r.last_reason, r.last_ms = command_id, reason, at
+            log.error("command %s refused by the broker: %s", command_id, reason)
+            self._notify()
 
     def _mark_sent(self, command_id: str) -> None:
         if self.store.move(command_id, CommandState.SENT, actor=self._actor,

@@ -31,22 +31,28 @@ from dispatch.registry.outbox import RecordNotFound
 from dispatch.web import (
     alarm_routes,
     api_docs,
+    command_routes,
     dr_orders,
     dr_statements,
+    facility_view,
     forecast_view,
     history,
     incident_routes,
     live_feed,
     login,
     overview,
+    overview_api,
+    pages,
     plans,
     shift_routes,
+    trend,
     users,
     webhook_routes,
 )
 from dispatch.web.auth import PUBLIC_ROUTES, Guards
 from dispatch.web.deps import WebContext
 from dispatch.web.guards import BodyLimit, OriginCheck, SecurityHeaders
+from dispatch.web.live_fanout import LiveFanout
 from dispatch.web.service_status import HealthProbe
 from estate.errors import (
     AccountConflict,
@@ -170,14 +176,18 @@ def create_app(context: WebContext) -> FastAPI:
     app.state.context = context
     app.state.guards = Guards(context.web)
     app.state.metered = RollupMeterData(context.store, context.rollups)
+    app.state.overview = overview_api.OverviewSource(context)
+    app.state.fanout = LiveFanout(context.live)
     app.state.health = HealthProbe(context.store, context.mqtt_connected,
                                    context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),
               name="static")
-    for router in (login.router, overview.router, live_feed.router, history.router,
-                   forecast_view.router, plans.router, users.router, dr_orders.router,
-                   dr_statements.router, webhook_routes.router, alarm_routes.router,
-                   incident_routes.router, shift_routes.router, api_docs.router):
+    for router in (login.router, pages.router, overview.router, overview_api.router,
+                   live_feed.router, history.router, trend.router, forecast_view.router,
+                   plans.router, command_routes.router, facility_view.router, users.router,
+                   dr_orders.router, dr_statements.router, webhook_routes.router,
+                   alarm_routes.router, incident_routes.router, shift_routes.router,
+                   api_docs.router):
         app.include_router(router, responses=REFUSALS)
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, _answer)

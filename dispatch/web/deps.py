@@ -33,7 +33,8 @@ class WebContext:
     nobody can log in, so every route but the public ones answers 503; without a command
     sender, approval does. With the supervisor's status (a file or an ``http(s)://`` URL),
     the health reports the supervised services too. Demand response reads the metered
-    data with ``rollups`` and makes baselines by ``baseline``, as the worker does."""
+    data with ``rollups`` and makes baselines by ``baseline``, as the worker does; the
+    overview calls a meter stale after ``stale_after_s``, as the freshness job does."""
 
     spec: EstateSpec
     store: TimeSeriesStore
@@ -47,6 +48,8 @@ class WebContext:
     rollups: RollupSettings = field(default_factory=RollupSettings)
     baseline: BaselineMethod = field(default_factory=BaselineMethod)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # A meter (and the live feed) silent this long is stale (``DISPATCH_STALE_AFTER_S``).
+    stale_after_s: float = 60.0
 
 
 def _context(request: Request) -> WebContext:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
+from estate.bounded import cut
 from estate.errors import TopicError
 from estate.ports import InboundMessage
 from estate.senml import decode_pack
 from estate.topics import Channel, parse_topic
+
+# A device's status is a word (online, offline); what a device sends is cut to this.
+STATE_CHARS: Final = 32
 
 
 @dataclass(slots=True)
@@ -44,12 +49,33 @@ class LiveState:
         self.estate = estate
         self._lock = threading.Lock()
         self._values: dict[tuple[str, str, str, str], LiveValue] = {}
-        self._status: dict[tuple[str, str], str] = {}
+        # Per device, its state and the version at which it last changed.
+        self._status: dict[tuple[str, str], tuple[str, int]] = {}
         self._version = 0
+        self._received_s: float | None = None
 
     @property
     def version(self) -> int:
         return self._version
+
+    def feed_age_s(self, now_s: float | None = None) -> float | None:
+        """Seconds since the feed last brought a message of this estate (None: never)."""
+        received = self._received_s
+        if received is None:
+            return None
+        return max(0.0, (time.time() if now_s is None else now_s) - received)
+
+    def latest(self, keys: Iterable[tuple[str, str, str, str]],
+               ) -> dict[tuple[str, str, str, str], LiveValue]:
+        """The latest value of each (facility, device, quantity, channel) of ``keys`` that
+        has one."""
+        with self._lock:
+            return {k: v for k in keys if (v := self._values.get(k)) is not None}
+
+    def statuses(self) -> dict[tuple[str, str], str]:
+        """Each (facility, device)'s last reported status (``online``, ``offline``...)."""
+        with self._lock:
+            return {k: state for k, (state, _) in self._status.items()}
 
     def handle(self, message: InboundMessage) -> None:
         """The live subscriptions' handler (on the connection's worker thread)."""
@@ -59,15 +85,18 @@ class LiveState:
             return  # ingest dead-letters bad topics; the live view just ignores them
         if parsed.device.estate != self.estate:
             return
+        self._received_s = time.time()
         key = (parsed.device.facility, parsed.device.device)
         if parsed.channel is Channel.STATUS:
             try:
                 state = str(orjson.loads(message.payload).get("state", "unknown"))
             except (orjson.JSONDecodeError, AttributeError):
                 state = "unknown"
+            state = cut(state, STATE_CHARS)
             with self._lock:
-                self._version += 1
-                self._status[key] = state
+                if self._status.get(key, ("", 0))[0] != state:
+                    self._version += 1
+                    self._status[key] = (state, self._version)
             return
         if parsed.channel is not Channel.TELEMETRY:
             return
@@ -84,14 +113,33 @@ class LiveState:
 
     def snapshot(self, since_version: int = 0, facility: str | None = None
                  ) -> dict[str, Any]:
-        """Values changed after ``since_version`` (all of them for 0), and every status;
-        of ``facility`` only if one is given."""
+        """Values and statuses changed after ``since_version`` (all of them for 0); of
+        ``facility`` only if one is given."""
+        return self.changes(since_version).of(facility)
+
+    def changes(self, since_version: int = 0) -> Changes:
+        """What changed after ``since_version`` (everything for 0), in one pass under the
+        lock, for any number of readers to share."""
         with self._lock:
-            values = [v.as_dict() for v in self._values.values()
-                      if v.version > since_version
-                      and (facility is None or v.facility == facility)]
-            status = [{"facility": f, "device": d, "state": s}
-                      for (f, d), s in self._status.items()
-                      if facility is None or f == facility]
-            return {"estate": self.estate, "version": self._version, "values": values,
-                    "status": status}
+            values = [v for v in self._values.values() if v.version > since_version]
+            status = [(f, d, state) for (f, d), (state, version) in self._status.items()
+                      if version > since_version]
+            return Changes(self.estate, self._version, values, status)
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Values and statuses changed since a version, up to ``version``."""
+
+    estate: str
+    version: int
+    values: list[LiveValue]
+    status: list[tuple[str, str, str]]
+
+    def of(self, facility: str | None) -> dict[str, Any]:
+        """The live feed's document of these changes, of ``facility`` only if given."""
+        return {"estate": self.estate, "version": self.version,
+                "values": [v.as_dict() for v in self.values
+                           if facility is None or v.facility == facility],
+                "status": [{"facility": f, "device": d, "state": s}
+                           for f, d, s in self.status if facility is None or f == facility]}

@@ -1,21 +1,30 @@
-"""The live values: a snapshot, and a stream of changes (server-sent events)."""
+"""The live values: a snapshot, and a stream of changes (server-sent events) fed by the
+view's one ``LiveFanout``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Annotated, Any, Final, cast
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from dispatch.web.auth import StreamViewer, Viewer, facility_scope
 from dispatch.web.deps import Live
+from dispatch.web.live_fanout import LiveFanout
 
-# The live stream pushes changes at most this often; meters report every few seconds.
-STREAM_PERIOD_S: Final = 1.0
+# After a ``dropped`` event a page's EventSource reconnects this many ms later: soon, but
+# not at once, so a page that fell behind does not hammer the view.
+RECONNECT_MS: Final = 2000
 
 router = APIRouter()
+
+
+def _fanout(request: Request) -> LiveFanout:
+    return cast(LiveFanout, request.app.state.fanout)
+
+
+Fanout = Annotated[LiveFanout, Depends(_fanout)]
 
 
 @router.get("/api/live")
@@ -26,18 +35,20 @@ def live_snapshot(live: Live, identity: Viewer) -> dict[str, Any]:
 
 
 @router.get("/api/live/stream", response_class=EventSourceResponse)
-async def live_stream(live: Live, slot: StreamViewer) -> AsyncIterator[ServerSentEvent]:
-    """Server-sent events: the full state first, then what changed, once a second. A
-    session holds at most a few streams at once (429 beyond)."""
+async def live_stream(fanout: Fanout, slot: StreamViewer) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: ``live`` with the full state first, then what changed, at most
+    four times a second; ``dropped`` (and the end of the stream) for a page that fell
+    behind, which reconnects for a fresh snapshot. A session holds at most a few streams at
+    once (429 beyond)."""
     slot.take()
+    subscriber = fanout.subscribe(facility_scope(slot.identity, None))
     try:
-        facility = facility_scope(slot.identity, None)
-        seen = 0
         while True:
-            if live.version != seen or seen == 0:
-                snapshot = live.snapshot(seen, facility)
-                seen = snapshot["version"]
-                yield ServerSentEvent(data=snapshot, event="live")
-            await asyncio.sleep(STREAM_PERIOD_S)
+            event, data = await subscriber.queue.get()
+            if event == "dropped":
+                yield ServerSentEvent(raw_data=data, event=event, retry=RECONNECT_MS)
+                return
+            yield ServerSentEvent(raw_data=data, event=event)
     finally:
+        fanout.unsubscribe(subscriber)
         slot.release()

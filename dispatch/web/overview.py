@@ -1,41 +1,39 @@
-"""The pages themselves, the view's health and the estate's layout."""
+"""The view's health and the estate's layout (the pages are ``dispatch.web.pages``)."""
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from dispatch.web.auth import Viewer, facility_scope
 from dispatch.web.deps import Context, Health, Spec
+from dispatch.web.live_feed import Fanout
 from estate.model import MEASURES
 from estate.units import QUANTITIES
 
 router = APIRouter()
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(_: Viewer) -> str:
-    return (files("dispatch.web") / "static" / "index.html").read_text(encoding="utf-8")
-
-
-@router.get("/dr", response_class=HTMLResponse, include_in_schema=False)
-def demand_response_page(_: Viewer) -> str:
-    """Demand-response orders, each tenant's share and settlement, the month's statements."""
-    return (files("dispatch.web") / "static" / "dr.html").read_text(encoding="utf-8")
-
-
 @router.get("/api/health", responses={
     200: {"description": "the store answers and the live feed is connected"},
     503: {"description": "degraded: the same body, with what failed",
           "content": {"application/json": {"schema": {"type": "object"}}}}})
-def health(context: Context, probe: Health) -> JSONResponse:
+def health(context: Context, probe: Health, fanout: Fanout) -> JSONResponse:
     """200 when the store answers and the live feed is connected; 503 otherwise. With the
-    supervisor's status configured, each supervised service's state too."""
+    supervisor's status configured, each supervised service's state too; the commands the
+    broker refused (503 while it refuses them); the live streams open and dropped for
+    falling behind."""
     ok, body = probe.report()
-    return JSONResponse({"estate": context.spec.id} | body, status_code=200 if ok else 503)
+    if context.sender is not None:
+        # A broker that refuses the view's commands (its ACL) leaves approvals without
+        # effect: degraded until it takes a command again (docs/commands.md, section 10).
+        body["commands"] = context.sender.refusals.report()
+        if not body["commands"]["ok"]:
+            ok, body["status"] = False, "degraded"
+    return JSONResponse({"estate": context.spec.id} | body | {"live": fanout.report()},
+                        status_code=200 if ok else 503)
 
 
 @router.get("/api/estate")

@@ -146,3 +146,51 @@ def test_sending_an_open_command_again_publishes_it_with_its_recorded_deadline(
     assert first.payload == again.payload, "same command, same deadline"
     assert [a.action for a in command_store.audit(SAME)] == ["command.pending"]
     sender.close()
+
+
+def test_a_command_the_broker_refuses_is_refused_at_once_never_sent(
+        command_store: CommandStore) -> None:
+    messaging, clock = InMemoryMessaging(), Clock()
+    refused = "the broker refused it: Not authorized"
+    messaging.refuse[BATTERY.topic(Channel.COMMAND_REQUEST)] = refused
+    sender = _sender(messaging, command_store, clock)
+    try:
+        command_id = sender.send(BATTERY, "set_battery_kw", {"kw": 10},
+                                 requested_by="operator:ana")
+        record = command_store.get(command_id)
+        assert record is not None
+        assert (record.status, record.reason) == (CommandState.REFUSED, "broker-refused")
+        assert record.detail == "the broker refused it: Not authorized"
+        assert [(a.detail.get("from"), a.detail.get("to")) for a in command_store.audit(command_id)
+                if a.action != "command.pending"] == [("pending", "refused")]
+        report = sender.refusals.report()
+        assert report["ok"] is False
+        assert report["refused"] == 1
+        assert report["last_refused"] == {"command_id": command_id,
+                                          "reason": "the broker refused it: Not authorized",
+                                          "at_ms": NOW}
+        # A later command the broker takes clears the alarm; the count stays.
+        del messaging.refuse[BATTERY.topic(Channel.COMMAND_REQUEST)]
+        taken = sender.send(BATTERY, "set_battery_kw", {"kw": 20}, requested_by="operator:ana")
+        assert command_store.get(taken).status is CommandState.SENT  # type: ignore[union-attr]
+        assert sender.refusals.report()["ok"] is True
+        assert sender.refusals.report()["refused"] == 1
+    finally:
+        sender.close()
+
+
+def test_a_refusal_after_sending_without_waiting_is_recorded_by_the_sweeper(
+        command_store: CommandStore) -> None:
+    messaging, clock = InMemoryMessaging(acknowledge=False), Clock()
+    sender = _sender(messaging, command_store, clock)
+    try:
+        command_id = sender.send(BATTERY, "set_battery_kw", {"kw": 10},
+                                 requested_by="operator:ana", wait=False)
+        assert command_store.get(command_id).status is CommandState.PENDING  # type: ignore[union-attr]
+        messaging.deliveries[-1].refuse("the broker cut the connection on it: Not authorized")
+        record = sender.wait(command_id, 10)  # the sweeper's next round, a second at most
+        assert record is not None
+        assert record.status is CommandState.REFUSED
+        assert "cut the connection" in (record.detail or "")
+    finally:
+        sender.close()
