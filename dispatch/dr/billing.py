@@ -40,6 +40,10 @@ def month_span(month: str, timezone: str) -> tuple[datetime, datetime]:
     """``YYYY-MM`` as the local month's first instant and the next month's."""
     try:
         year, number = (int(part) for part in month.split("-"))
+        # Statements read readings stored as epoch time, with baselines and time zones
+        # reaching a year either side: months outside 1971-9998 cannot hold any.
+        if not 1971 <= year <= 9998:
+            raise ValueError(f"year {year} out of range")
         tz = ZoneInfo(timezone)
         start = datetime(year, number, 1, tzinfo=tz)
         end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=tz)

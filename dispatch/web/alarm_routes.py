@@ -9,11 +9,9 @@ facility's alarms only. A step the alarm's state refuses is 409 with the reason.
 from __future__ import annotations
 
 from datetime import timedelta
-from importlib.resources import files
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.alarms.lifecycle import MAX_NOTE, MAX_SHELVE
@@ -59,12 +57,6 @@ class Comment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=MAX_NOTE, pattern=r"\S")
-
-
-@router.get("/alarms", response_class=HTMLResponse, include_in_schema=False)
-def alarms_page(_: Viewer) -> str:
-    """The alarm board."""
-    return (files("dispatch.web") / "static" / "alarms.html").read_text(encoding="utf-8")
 
 
 @router.get("/api/alarms")

@@ -31,8 +31,10 @@ from dispatch.registry.outbox import RecordNotFound
 from dispatch.web import (
     alarm_routes,
     api_docs,
+    command_routes,
     dr_orders,
     dr_statements,
+    facility_view,
     forecast_view,
     history,
     incident_routes,
@@ -40,6 +42,7 @@ from dispatch.web import (
     login,
     overview,
     overview_api,
+    pages,
     plans,
     shift_routes,
     trend,
@@ -179,11 +182,12 @@ def create_app(context: WebContext) -> FastAPI:
                                    context.supervisor_status)
     app.mount("/static", StaticFiles(directory=str(files("dispatch.web") / "static")),
               name="static")
-    for router in (login.router, overview.router, overview_api.router, live_feed.router,
-                   history.router, trend.router,
-                   forecast_view.router, plans.router, users.router, dr_orders.router,
-                   dr_statements.router, webhook_routes.router, alarm_routes.router,
-                   incident_routes.router, shift_routes.router, api_docs.router):
+    for router in (login.router, pages.router, overview.router, overview_api.router,
+                   live_feed.router, history.router, trend.router, forecast_view.router,
+                   plans.router, command_routes.router, facility_view.router, users.router,
+                   dr_orders.router, dr_statements.router, webhook_routes.router,
+                   alarm_routes.router, incident_routes.router, shift_routes.router,
+                   api_docs.router):
         app.include_router(router, responses=REFUSALS)
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, _answer)

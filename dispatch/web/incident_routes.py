@@ -13,12 +13,10 @@ only, and opens incidents for it only. A step the incident's state refuses is 40
 from __future__ import annotations
 
 from collections import Counter
-from importlib.resources import files
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.incidents.model import MAX_TEXT, MAX_TITLE, Incident
@@ -85,12 +83,6 @@ def _location_order(spec: EstateSpec) -> dict[str | None, int]:
     order: dict[str | None, int] = {f.id: i for i, f in enumerate(spec.facilities)}
     order[None] = len(order)  # the estate's shared networks last
     return order
-
-
-@router.get("/incidents", response_class=HTMLResponse, include_in_schema=False)
-def incidents_page(_: Viewer) -> str:
-    """Incidents and crews."""
-    return (files("dispatch.web") / "static" / "incidents.html").read_text(encoding="utf-8")
 
 
 @router.get("/api/incidents")

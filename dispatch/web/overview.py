@@ -1,12 +1,11 @@
-"""The pages themselves, the view's health and the estate's layout."""
+"""The view's health and the estate's layout (the pages are ``dispatch.web.pages``)."""
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from dispatch.web.auth import Viewer, facility_scope
 from dispatch.web.deps import Context, Health, Spec
@@ -15,17 +14,6 @@ from estate.model import MEASURES
 from estate.units import QUANTITIES
 
 router = APIRouter()
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(_: Viewer) -> str:
-    return (files("dispatch.web") / "static" / "index.html").read_text(encoding="utf-8")
-
-
-@router.get("/dr", response_class=HTMLResponse, include_in_schema=False)
-def demand_response_page(_: Viewer) -> str:
-    """Demand-response orders, each tenant's share and settlement, the month's statements."""
-    return (files("dispatch.web") / "static" / "dr.html").read_text(encoding="utf-8")
 
 
 @router.get("/api/health", responses={

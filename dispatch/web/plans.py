@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.control.approval import approve, reject
+from dispatch.control.preview import approval_preview
 from dispatch.registry.account_desk import Identity
 from dispatch.registry.plan_views import get_plan, list_plans, plan_commands
 from dispatch.web.auth import Operator, Viewer, whole_estate
@@ -63,6 +64,22 @@ def plan(plan_id: PlanId, spec: Spec, registry: RegistryDep, identity: Viewer
     """A plan: figures, explanation, setpoints per asset per step, audit rows."""
     whole_estate(identity, PLANS)
     return get_plan(registry, plan_id, spec.id)
+
+
+@router.get("/{plan_id}/preview")
+def preview(plan_id: PlanId, spec: Spec, plan_store: Plans, identity: Viewer
+            ) -> dict[str, Any]:
+    """What approving the plan now would send: its current step (and when that step
+    starts and ends), each command with its asset, device and setpoint, and the plan's
+    assets that get no command. The approval answers the step it really sent."""
+    whole_estate(identity, PLANS)
+    seen = approval_preview(plan_store, plan_id, spec.id, _now_ms())
+    return {"plan": seen.plan_id, "step": seen.step,
+            "step_start": seen.step_start.isoformat(), "step_end": seen.step_end.isoformat(),
+            "commands": [{"asset": c.asset, "device": c.device, "action": c.action,
+                          "params": c.params, "setpoint_kw": c.setpoint_kw}
+                         for c in seen.commands],
+            "not_commanded": list(seen.not_commanded)}
 
 
 @router.post("/{plan_id}/approve")

@@ -12,11 +12,9 @@ an item not acknowledged) is 409 with the reason.
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Path
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.accounts.roles import Role
@@ -90,12 +88,6 @@ def _handover(h: Handover) -> dict[str, Any]:
 
 def _estate_only(identity: Identity) -> None:
     whole_estate(identity, LOG)
-
-
-@router.get("/shift", response_class=HTMLResponse, include_in_schema=False)
-def shift_page(_: Viewer) -> str:
-    """The shift log and the handover."""
-    return (files("dispatch.web") / "static" / "shift.html").read_text(encoding="utf-8")
 
 
 @router.get("/api/shift/log")

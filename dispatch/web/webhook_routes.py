@@ -9,11 +9,9 @@ routes still keep an account bound to one to that facility's subscriptions.
 from __future__ import annotations
 
 from dataclasses import asdict
-from importlib.resources import files
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.registry.base import utc_now
@@ -77,12 +75,6 @@ def _own(store: WebhookStore, identity: Admin, subscription_id: int) -> Subscrip
 def _visible(store: WebhookStore, identity: Admin, estate: str) -> list[Subscription]:
     own = identity.user.facility
     return [s for s in store.subscriptions(estate) if own is None or s.facility == own]
-
-
-@router.get("/webhooks", response_class=HTMLResponse, include_in_schema=False)
-def webhooks_page(_: Admin) -> str:
-    """The subscriptions, the delivery log and redelivery."""
-    return (files("dispatch.web") / "static" / "webhooks.html").read_text(encoding="utf-8")
 
 
 @router.get("/api/webhooks")

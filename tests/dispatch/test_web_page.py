@@ -1,4 +1,5 @@
-"""The operators' page in a real headless Chromium, fed by the real broker."""
+"""The operators' overview and plans pages in a real headless Chromium, fed by the real
+broker."""
 
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
     with simulated_battery(mqtt_settings, battery, tmp_path) as simulated:
         try:
             log_in_page(page, web)
+            page.goto(f"{web}/plans")
             page.wait_for_selector(f'#plan[data-state="draft"][data-plan="{made.saved.id}"]')
             assert page.locator("#approve").is_visible()
             with registry.reading() as session:
@@ -93,10 +95,11 @@ def test_an_operator_sees_the_plan_against_its_baseline_and_approves_it(
             assert saved.startswith(f"{baseline - cost:,.0f}")
             assert page.locator("#user").inner_text() == "ana (operator)"
             page.click("#approve")
+            expect(page.locator('#confirm-commands tr[data-asset="battery"]')).to_be_visible()
+            page.click("#confirm-send")
             page.wait_for_selector('#plan[data-state="approved"]')
             assert not page.locator("#approve").is_visible()  # nothing left to approve
-            assert page.locator("#approve-result").is_visible()
-            assert "commands sent" in page.locator("#approve-result").inner_text()
+            assert "commands sent" in page.locator("#decision").inner_text()
             page.wait_for_selector('tr[data-asset="battery"] td[data-status="done"]',
                                    timeout=30_000)
             held = simulated.asset(battery)

@@ -18,9 +18,10 @@ import re
 import signal
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -119,9 +120,11 @@ def kill_and_watch_restart(ports: dict[str, int], name: str) -> float:
 def page_shows_the_restart(page: Page, ports: dict[str, int], name: str,
                            screenshot: Path) -> str:
     """Wait for the page's strip to show ``name`` running again after one restart, with
-    its last exit and that exit's time (the page is in UTC); return what it shows."""
+    its last exit and that exit's time (on the estate's clock, whatever the browser's);
+    return what it shows."""
     exited_ms = round(child(ports, name)["last_exit_at"] * 1000)  # as the health gives it
-    at = datetime.fromtimestamp(exited_ms / 1000, UTC).strftime("%H:%M:%S")
+    zone = ZoneInfo(load_estate(SAMPLE_ESTATE).timezone)
+    at = datetime.fromtimestamp(exited_ms / 1000, zone).strftime("%H:%M:%S")
     pill = f'[data-service="{name}"][data-service-state="running"][data-restarts="1"]'
     page.wait_for_selector(pill, timeout=15_000)
     shown = page.locator(pill).inner_text()

@@ -15,7 +15,7 @@ function num(value, digits) {
 }
 
 function when(iso) {
-  return new Date(iso).toLocaleString("en-GB", {dateStyle: "short", timeStyle: "short"});
+  return Layout.dateTime(iso);
 }
 
 function reason(body) {
@@ -86,7 +86,8 @@ async function addOrder(event) {
   event.preventDefault();
   const value = id => document.getElementById(id).value;
   const result = document.getElementById("order-result");
-  const start = new Date(value("order-start")), end = new Date(value("order-end"));
+  // The window is typed on the estate's clock, whatever the browser's.
+  const start = Layout.fromZoned(value("order-start")), end = Layout.fromZoned(value("order-end"));
   if (isNaN(start) || isNaN(end)) { result.textContent = "give the window's start and end"; return; }
   const r = await change("/api/dr/orders", {kind: value("order-kind"), kw: Number(value("order-kw")),
     start: start.toISOString(), end: end.toISOString(), payment_per_kwh: Number(value("order-payment")),
@@ -129,11 +130,11 @@ async function loadMonth(event) {
 }
 
 async function main() {
+  await Layout.ready;
   const session = await fetch("/api/session");
   if (session.status === 401) { location.assign("/login"); return; }
   page.session = await session.json();
   const user = page.session.user;
-  document.getElementById("user").textContent = `${user.username} (${user.role})`;
   document.getElementById("scope").textContent = user.facility
     ? `facility ${user.facility} only` : "the whole estate";
   document.getElementById("new-order").hidden = !supervisor() || Boolean(user.facility);

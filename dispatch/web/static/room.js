@@ -61,13 +61,13 @@ function say(id, text, ok) {
 
 // Logs in (or leads to the login), shows who and the time zone; the page's own start.
 async function startRoom() {
+  await Layout.ready;
   const session = await fetch("/api/session");
   if (session.status === 401) { location.assign("/login"); return false; }
   room.session = await session.json();
   const user = room.session.user;
   const estate = await fetch("/api/estate");
   if (estate.ok) room.timezone = (await estate.json()).timezone || "UTC";
-  document.getElementById("user").textContent = `${user.username} (${user.role})`;
   document.getElementById("scope").textContent =
     `${user.facility ? `facility ${user.facility} only` : "the whole estate"} · times in ${room.timezone}`;
   document.body.dataset.role = canAct() ? "operator" : "viewer";

@@ -10,7 +10,7 @@ function esc(text) {
 }
 
 function when(iso) {
-  return iso ? new Date(iso).toLocaleString("en-GB", {dateStyle: "short", timeStyle: "medium"}) : "–";
+  return iso ? `${Layout.dateTime(iso)}:${Layout.time(iso).slice(-2)}` : "–";
 }
 
 function reason(body) {
@@ -63,10 +63,10 @@ async function redeliver(id) {
 }
 
 async function main() {
+  await Layout.ready;
   const session = await fetch("/api/session");
   page.session = await session.json();
   const user = page.session.user;
-  document.getElementById("user").textContent = `${user.username} (${user.role})`;
   document.getElementById("scope").textContent = user.facility
     ? `facility ${user.facility} only` : "the whole estate";
   await loadSubscriptions();

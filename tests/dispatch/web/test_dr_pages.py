@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -77,8 +77,9 @@ def test_orders_and_statements_over_http_on_postgresql_and_influxdb(
 def test_a_supervisor_enters_an_order_and_a_tenant_sees_its_statement_in_chromium(
         view: tuple[str, DrRoom], browser: Browser, tmp_path: Path) -> None:
     url, room = view
-    start = datetime.fromtimestamp(quarter(time.time_ns() // 1_000_000) / 1000, UTC) \
-        - timedelta(hours=3)
+    # Typed on the estate's clock, in a browser on UTC.
+    start = datetime.fromtimestamp(quarter(time.time_ns() // 1_000_000) / 1000,
+                                   ZoneInfo(room.spec.timezone)) - timedelta(hours=3)
     context = browser.new_context(viewport={"width": 1400, "height": 1000},
                                   timezone_id="UTC")
     page = context.new_page()
@@ -99,6 +100,9 @@ def test_a_supervisor_enters_an_order_and_a_tenant_sees_its_statement_in_chromiu
         expect(row.locator(f'.shares [data-facility="{facility}"]')).to_be_visible()
     expect(page.locator("#parts tbody tr")).to_have_count(len(shown))
     expect(page.locator("#shortfall")).to_contain_text("unassigned")
+    with logged_in(url, "sam", PASSWORD, 60) as supervisor:
+        newest = supervisor.get("/api/dr/orders", params={"limit": 1}).json()["orders"][0]
+    assert datetime.fromisoformat(newest["start"]) == start
     page.screenshot(path=str(tmp_path / "dr-supervisor.png"), full_page=True)
     assert (tmp_path / "dr-supervisor.png").stat().st_size > 10_000
     context.close()

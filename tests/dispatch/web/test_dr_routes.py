@@ -107,6 +107,12 @@ def test_bad_orders_are_refused_with_a_reason(room: DrRoom) -> None:
     assert supervisor.post("/api/dr/orders/999/opt", json={"opt": "maybe"}).status_code == 422
     assert supervisor.get("/api/statements/2026-13").status_code == 422
     assert supervisor.get("/api/statements/june").status_code == 422
+    # Months no stored reading can fall in (found by the schema fuzzer as a 503).
+    for month in ("0001-01", "9999-12"):
+        far = supervisor.get(f"/api/statements/{month}")
+        assert far.status_code == 422, far.text
+        assert "YYYY-MM" in far.text
+        assert supervisor.get(f"/api/statements/{month}/statements.csv").status_code == 422
 
 
 def test_an_order_opted_out_and_in_again(room: DrRoom) -> None:
