@@ -145,7 +145,7 @@ def test_servers_killed_are_restarted_logged_and_no_reading_is_lost(
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, timezone_id="UTC")
     output = ""
     try:
-        live = wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", var, meters, 90)
+        live = wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", var, meters, 180)
         assert len({(v["facility"], v["device"]) for v in live["values"]}) == meters
         status = supervisor_status(ports)
         assert status["status"] == "ok", status
@@ -223,7 +223,7 @@ def test_ctrl_c_stops_the_children_in_reverse_order(tmp_path: Path) -> None:
     meters = len(load_estate(SAMPLE_ESTATE).devices())
     try:
         # Once the page has every meter, every service is past its start-up.
-        wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", var, meters, 90)
+        wait_for_all_meters(f"http://127.0.0.1:{ports['web']}", var, meters, 180)
         assert orjson.loads((var / "supervisor.json").read_bytes())["status"] == "ok"
     finally:
         code, output = interrupt(demo)
