@@ -1,4 +1,5 @@
-"""Real servers for the tests: one Mosquitto and one InfluxDB 1.x per test session.
+"""Real servers for the tests: one Mosquitto and one InfluxDB 1.x per test session, that is
+per worker when the suite runs on several (pytest-xdist; ``tests/scheduling.py``).
 
 Each starts on free loopback ports with its data in a temporary directory and is stopped
 at the end. Tests that use them are marked ``servers`` automatically. Each test gets its
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, settings
 from playwright.sync_api import Browser, sync_playwright
 from pydantic import SecretStr
 
@@ -44,6 +46,7 @@ from ingest.settings import IngestSettings
 from launcher.broker_security import BrokerSecurity, service_username
 from launcher.demo import demo_broker_security
 from launcher.servers import InfluxDB, Mosquitto, find_binary, free_port
+from tests.scheduling import schedule
 from tests.web_login import add_users, logged_in
 
 # Fixtures that start a server (or need one): a test using any of them is marked
@@ -52,6 +55,11 @@ SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", 
                    "ingest_settings", "start_ingest", "influx2", "browser", "demo_broker",
                    "web_client"}
 _databases = itertools.count(1)
+# Hypothesis's deadline (200 ms an example) and its "too slow" check measure the machine,
+# not the property: with the suite on two workers of a shared machine an example may wait
+# for a core. What each property asserts is unchanged; the benches measure speed.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 SAMPLE_ESTATE_ID = load_estate(SAMPLE_ESTATE).id
 # Debian's Chromium, driven by Playwright without a browser download (FACTS.md).
 CHROMIUM = "/usr/bin/chromium"
@@ -73,10 +81,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+# First: xdist reads the groups in its own hook, after this one.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
+    schedule(items)
 
 
 # Programs that are servers (or drive one): the fast tier may start none of them.

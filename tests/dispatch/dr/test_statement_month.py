@@ -33,7 +33,7 @@ from estate.settings import InfluxSettings
 from estate.stored import RAW_READINGS
 from launcher.servers import InfluxDB
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 HOUR_MS = 3_600_000
 QUARTER_MS = 900_000

@@ -6,6 +6,7 @@ when the feeder is back; none of the silenced meters gets an incident of its own
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from tests.dispatch.registry.live_room import (
 
 # Minutes of simulated faults on a quiet machine; a loaded one needs more than the
 # suite's five-minute default (a run cut short leaves its processes to teardown).
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 METERS = 1500
 FEEDER = "utilities/feeder-1"
@@ -48,19 +49,23 @@ def flood(tmp_path: Path, mqtt_settings: MqttSettings, influx_settings: InfluxSe
     tree = next(t for t in spec.network_trees() if t.root == FEEDER)
     below = [FEEDER, *tree.children[FEEDER]]
     proc = worker(tmp_path, mqtt_settings, influx_settings, sqlite_url, estate_file)
-    proc.start()
-    proc.wait_active()
-    t0 = datetime.now(UTC)
-    sim = simulator(tmp_path, mqtt_settings, estate_file, [
-        {"facility": "utilities", "meter": "feeder-1", "kind": "outage",
-         "start": t0 + timedelta(seconds=OUTAGE[0]),
-         "end": t0 + timedelta(seconds=OUTAGE[1])}], interval_s=2.0)
+    sim: subprocess.Popen[bytes] | None = None
     registry = Registry(sqlite_url)
+    # The worker is stopped even when it never became active: one left running would
+    # outlive the test.
     try:
+        proc.start()
+        proc.wait_active()
+        t0 = datetime.now(UTC)
+        sim = simulator(tmp_path, mqtt_settings, estate_file, [
+            {"facility": "utilities", "meter": "feeder-1", "kind": "outage",
+             "start": t0 + timedelta(seconds=OUTAGE[0]),
+             "end": t0 + timedelta(seconds=OUTAGE[1])}], interval_s=2.0)
         yield proc, registry, below
     finally:
-        sim.terminate()
-        sim.wait(30)
+        if sim is not None:
+            sim.terminate()
+            sim.wait(30)
         proc.stop()
         registry.close()
 

@@ -35,7 +35,7 @@ from tests.dispatch.registry.live_room import Worker, fast_estate, simulator, wo
 
 # Minutes of simulated faults on a quiet machine; a loaded one needs more than the
 # suite's five-minute default (a run cut short leaves its processes to teardown).
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 
 ESTATE = "demo"
