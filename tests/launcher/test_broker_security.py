@@ -142,6 +142,14 @@ def deliver(connection: MqttConnection, topic: str, payload: bytes) -> None:
     assert connection.publish(topic, payload, qos=1).wait(WAIT_S), f"no PUBACK for {topic}"
 
 
+def refuse(connection: MqttConnection, topic: str, payload: bytes) -> None:
+    """Publish at QoS 1: the broker must refuse it (a PUBACK with a failure reason code,
+    or a disconnection naming one while it is in flight), never take it."""
+    delivery = connection.publish(topic, payload, qos=1)
+    assert not delivery.wait(WAIT_S), f"the broker took {topic}"
+    assert delivery.refused is not None, f"no answer from the broker for {topic}"
+
+
 def until_received(publish: Callable[[bytes], None], inbox: Inbox, topic: str) -> None:
     """Publish probes until the subscriber gets one: its subscription is then in place."""
     deadline = time.monotonic() + WAIT_S
@@ -247,7 +255,7 @@ def test_device_publishes_for_itself_only(secured: SecuredBroker, channel: Chann
         device, _ = stack.enter_context(client(secured.settings(device_username(DEVICE_A))))
 
         until_received(lambda p: deliver(device, own, p), inbox, own)
-        deliver(device, other, b"forged")
+        refuse(device, other, b"forged")
         deliver(device, own, b"after")
 
         assert inbox.wait_for(own, b"after")
@@ -285,7 +293,7 @@ def test_device_cannot_command_another_device_and_web_and_dispatch_can(
         web, _ = stack.enter_context(client(secured.settings(WEB)))
         until_received(lambda p: deliver(dispatch, b_req, p), b_inbox, b_req)
 
-        deliver(device_a, b_req, b"forged by A")
+        refuse(device_a, b_req, b"forged by A")
         # The web view sends an operator's approved commands: its account may.
         deliver(web, b_req, b"approved in the web view")
         deliver(dispatch, b_req, b"real")
@@ -312,7 +320,7 @@ def test_gateway_publishes_for_its_facility_only(secured: SecuredBroker) -> None
 
         for device in textile:
             deliver(gateway, device.topic(Channel.TELEMETRY), b"reading")
-        deliver(gateway, FOREIGN.topic(Channel.TELEMETRY), b"forged")
+        refuse(gateway, FOREIGN.topic(Channel.TELEMETRY), b"forged")
         deliver(gateway, first, b"after")
 
         assert inbox.wait_for(first, b"after")
@@ -361,7 +369,7 @@ def test_services_cannot_forge_readings(secured: SecuredBroker) -> None:
         until_received(lambda p: deliver(device, own, p), inbox, own)
 
         for forger in forgers:
-            deliver(forger, DEVICE_B.topic(Channel.TELEMETRY), b"forged")
+            refuse(forger, DEVICE_B.topic(Channel.TELEMETRY), b"forged")
         deliver(device, own, b"after")
 
         assert inbox.wait_for(own, b"after")
@@ -425,7 +433,7 @@ def test_simulator_speaks_for_every_device_but_cannot_command(secured: SecuredBr
 
         for device in devices:
             deliver(simulator, device.topic(Channel.TELEMETRY), b"reading")
-        deliver(simulator, a_req, b"forged by the simulator")
+        refuse(simulator, a_req, b"forged by the simulator")
         deliver(dispatch, a_req, b"real")
 
         for device in devices:
