@@ -341,6 +341,10 @@ def test_prometheus_scrapes_the_services_with_the_compose_configuration(stack: S
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.fail("prometheus is not installed (Debian package prometheus); `make deps`")
+    # Ingest runs already when the module's tests ran in order on one stack; on its own
+    # (one test selected, or the stack made again) the test starts it.
+    if "ingest" not in stack.processes:
+        stack.start("ingest")
     stack.wait_healthy("ingest")
     config = (ROOT / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8")
     config = config.replace("/etc/prometheus/alerts.yml",
