@@ -31,12 +31,16 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from _pytest.mark.expression import Expression
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
 from hypothesis import HealthCheck, settings
 from playwright.sync_api import Browser, sync_playwright
 from pydantic import SecretStr
 
 from adapters.influxdb_v1 import InfluxV1Store
 from dispatch.__main__ import WebParts, build_web
+from dispatch.accounts import credentials
 from dispatch.accounts.roles import Role
 from dispatch.settings import DispatchSettings
 from estate.model import SAMPLE_ESTATE, load_estate
@@ -46,7 +50,7 @@ from ingest.settings import IngestSettings
 from launcher.broker_security import BrokerSecurity, service_username
 from launcher.demo import demo_broker_security
 from launcher.servers import InfluxDB, Mosquitto, find_binary, free_port
-from tests.scheduling import schedule
+from tests.scheduling import lost_groups, schedule
 from tests.web_login import add_users, logged_in
 
 # Fixtures that start a server (or need one): a test using any of them is marked
@@ -61,6 +65,13 @@ _databases = itertools.count(1)
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("suite")
 SAMPLE_ESTATE_ID = load_estate(SAMPLE_ESTATE).id
+# Passwords hashed in this process at argon2-cffi's CHEAPEST profile, which it provides for
+# tests: at the production parameters (RFC 9106 low-memory: 64 MiB, 3 passes) each hash
+# and each login costs about 0.1 s of CPU, and the suite makes thousands. The code that
+# hashes, verifies and rehashes is the same; the services the tests start as processes
+# keep the production parameters, and tests/dispatch/accounts/test_accounts.py checks them.
+credentials._hasher = PasswordHasher.from_parameters(CHEAPEST)
+credentials._DUMMY_HASH = credentials._hasher.hash("not a password of anyone")
 # Debian's Chromium, driven by Playwright without a browser download (FACTS.md).
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -81,6 +92,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+# Modules whose tests are all ``servers`` tests and whose collection alone takes seconds
+# (schemathesis prepares every operation's cases as the module is collected): left
+# uncollected when the run's ``-m`` leaves those tests out anyway, as the fast tier does.
+COSTLY_SERVER_MODULES = frozenset({"test_openapi_fuzz.py"})
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    markexpr = config.option.markexpr
+    if collection_path.name in COSTLY_SERVER_MODULES and markexpr:
+        selected = Expression.compile(markexpr).evaluate(lambda name, **_: name == "servers")
+        return True if not selected else None
+    return None
+
+
 # First: xdist reads the groups in its own hook, after this one.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -88,6 +113,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
     schedule(items)
+
+
+_LOST_GROUPS = pytest.StashKey[str | None]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_LOST_GROUPS] = lost_groups(session.config, session.items)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Every grouped test fails, saying why, when the groups were lost."""
+    why = item.config.stash.get(_LOST_GROUPS, None)
+    if why is not None and item.get_closest_marker("xdist_group") is not None:
+        pytest.fail(why, pytrace=False)
 
 
 # Programs that are servers (or drive one): the fast tier may start none of them.

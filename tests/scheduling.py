@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import pytest
 
-# Session fixtures that take tens of seconds to make (the demo's hours of history, its
+# Session fixtures that take seconds to make (the demo's hours of history, its
 # plan and its commands): their users share a worker.
-MADE_ONCE = frozenset({"demo_data"})
+MADE_ONCE = frozenset({"demo_data", "simulated_history"})
 
 
 def group(item: pytest.Item) -> str | None:
@@ -43,3 +43,18 @@ def schedule(items: list[pytest.Item]) -> None:
         if name is not None:
             item.add_marker(pytest.mark.xdist_group(name))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def lost_groups(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    """In a worker of ``--dist loadgroup``: why the run must fail, if pytest-xdist did not
+    put its group into the id of each grouped test (it sends tests to workers by that
+    id). A pytest that keeps ids where xdist cannot write them would otherwise have every
+    group ignored without a word, and each module fixture made again on every worker."""
+    if not getattr(config.option, "loadgroup", False):
+        return None
+    lost = [item.nodeid for item in items
+            if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid]
+    if not lost:
+        return None
+    return (f"pytest-xdist did not group {len(lost)} tests (first: {lost[0]}): this pytest "
+            "and this pytest-xdist do not work together; see pyproject.toml's pins")

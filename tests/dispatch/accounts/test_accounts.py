@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import importlib.util
 
+import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST, RFC_9106_LOW_MEMORY
+
+from dispatch.accounts import credentials
 from dispatch.accounts.credentials import (
     hash_password,
     new_api_token,
@@ -76,3 +81,22 @@ def test_stream_slots_per_session_and_in_all() -> None:
     slots.release("s1")
     assert slots.acquire("s3") is None
     assert slots.open == 3
+
+
+def test_the_services_hash_at_rfc_9106_low_memory_and_rehash_weaker_hashes() -> None:
+    """The suite hashes at argon2-cffi's cheapest profile in its own processes
+    (tests/conftest.py); the module as the services load it keeps the production
+    parameters, and a hash made with weaker ones is flagged for rehashing at login."""
+    spec = importlib.util.spec_from_file_location("fresh_credentials", credentials.__file__)
+    assert spec is not None
+    assert spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    production = fresh._hasher
+    assert (production.time_cost, production.memory_cost, production.parallelism) == (
+        RFC_9106_LOW_MEMORY.time_cost, RFC_9106_LOW_MEMORY.memory_cost,
+        RFC_9106_LOW_MEMORY.parallelism)
+    weak = PasswordHasher.from_parameters(CHEAPEST).hash("a long password")
+    assert fresh.verify_password(weak, "a long password")
+    assert fresh.needs_rehash(weak)
+    assert not fresh.needs_rehash(fresh.hash_password("a long password"))
