@@ -141,9 +141,20 @@ class InMemoryTimeSeriesStore:
     retention: dict[str, str] = field(default_factory=dict)
     retention_requests: list[str] = field(default_factory=list)
     writes: list[tuple[str | None, list[str]]] = field(default_factory=list)
-    _points: dict[tuple[str | None, str], dict[tuple[tuple[tuple[str, str], ...], int],
-                                              dict[str, FieldValue]]] = field(
+    # Per (policy, measurement), per tag set, per time: the fields. A query matches each
+    # tag set once, not each point (a month of an estate is tens of thousands of points).
+    _points: dict[tuple[str | None, str], dict[tuple[tuple[str, str], ...],
+                                              dict[int, dict[str, FieldValue]]]] = field(
         default_factory=lambda: defaultdict(dict))
+
+    def copy(self) -> InMemoryTimeSeriesStore:
+        """A store of its own holding the same points (the writes log starts empty)."""
+        twin = InMemoryTimeSeriesStore(retention_statements=self.retention_statements,
+                                       retention=dict(self.retention))
+        for where, tag_sets in self._points.items():
+            twin._points[where] = {tags: {t: dict(fields) for t, fields in by_time.items()}
+                                   for tags, by_time in tag_sets.items()}
+        return twin
 
     def ensure_database(self) -> None:
         pass
@@ -158,21 +169,28 @@ class InMemoryTimeSeriesStore:
         self.writes.append((retention_policy, list(lines)))
         for text in lines:
             measurement, tags, fields, time_ns = parse_line(text)
-            key = (tuple(sorted(tags.items())), time_ns)
-            self._points[(retention_policy, measurement)].setdefault(key, {}).update(fields)
+            self._add((retention_policy, measurement), tags, time_ns, fields)
 
     def put(self, series: SeriesRef, tags: Mapping[str, str], fields: Mapping[str, FieldValue],
             time_ms: int) -> None:
         """Store a point without going through line protocol."""
-        key = (tuple(sorted(tags.items())), time_ms * _NS_PER_MS)
-        self._points[(series.policy, series.measurement)].setdefault(key, {}).update(fields)
+        self._add((series.policy, series.measurement), tags, time_ms * _NS_PER_MS, fields)
+
+    def _add(self, where: tuple[str | None, str], tags: Mapping[str, str], time_ns: int,
+             fields: Mapping[str, FieldValue]) -> None:
+        by_time = self._points[where].setdefault(tuple(sorted(tags.items())), {})
+        by_time.setdefault(time_ns, {}).update(fields)
 
     def _series(self, series: SeriesRef, span: TimeRange | None, where: Where,
                 ) -> list[tuple[dict[str, str], int, dict[str, FieldValue]]]:
         stored = self._points.get((series.policy, series.measurement), {})
-        return sorted(((dict(tags), t, fields) for (tags, t), fields in stored.items()
-                       if _inside(t, span) and _matches(dict(tags), where)),
-                      key=lambda p: p[1])
+        rows = []
+        for tag_set, by_time in stored.items():
+            tags = dict(tag_set)
+            if _matches(tags, where):
+                rows += [(tags, t, fields) for t, fields in by_time.items() if _inside(t, span)]
+        rows.sort(key=lambda p: p[1])
+        return rows
 
     def _groups(self, rows: Iterable[tuple[dict[str, str], int, dict[str, FieldValue]]],
                 group_by: Sequence[str],
@@ -185,7 +203,8 @@ class InMemoryTimeSeriesStore:
 
     def field_names(self, series: SeriesRef) -> list[str]:
         stored = self._points.get((series.policy, series.measurement), {})
-        return sorted({name for fields in stored.values() for name in fields})
+        return sorted({name for by_time in stored.values() for fields in by_time.values()
+                       for name in fields})
 
     def points(self, series: SeriesRef, span: TimeRange | None, *,
                fields: Sequence[str] | None = None, where: Where = EVERYWHERE,

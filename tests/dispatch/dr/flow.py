@@ -30,6 +30,8 @@ QUARTER_MS = 900_000
 DAY_MS = 86_400_000
 HISTORY_DAYS = 17
 METHOD = BaselineMethod(x=3, y=5)  # 5 like days: a lookback of 16 days
+# The fast tier's "now": its simulated history ends here (``simulated_history``).
+FAST_NOW = 1_783_000_000_000  # 2026-07-02, a Thursday
 
 
 @dataclass
@@ -52,12 +54,21 @@ def at(ms_: int) -> datetime:
     return datetime.fromtimestamp(ms_ / 1000, UTC)
 
 
-def prepared(store: TimeSeriesStore, registry: Registry, until_ms: int) -> Estate:
-    """The sample estate: simulated history up to ``until_ms`` in ``store``, its registry
-    migrated and loaded, and the tenants' contract terms."""
-    spec = load_estate(SAMPLE_ESTATE)
+def simulate_history(store: TimeSeriesStore, until_ms: int) -> None:
+    """The sample estate's simulated history of ``HISTORY_DAYS`` up to ``until_ms``."""
     start = quarter(until_ms) - HISTORY_DAYS * DAY_MS
-    backfill(EstateSimulator(spec, 5), store, start, until_ms, QUARTER_MS)
+    backfill(EstateSimulator(load_estate(SAMPLE_ESTATE), 5), store, start, until_ms,
+             QUARTER_MS)
+
+
+def prepared(store: TimeSeriesStore, registry: Registry, until_ms: int, *,
+             simulated: bool = False) -> Estate:
+    """The sample estate: simulated history up to ``until_ms`` in ``store`` (unless
+    ``simulated``: already there), its registry migrated and loaded, and the tenants'
+    contract terms."""
+    spec = load_estate(SAMPLE_ESTATE)
+    if not simulated:
+        simulate_history(store, until_ms)
     registry.migrate()
     load_estate_into(registry, spec)
     now = datetime.now(UTC)

@@ -18,15 +18,16 @@ from dispatch.registry import dr_book
 from dispatch.registry.db import Registry
 from dispatch.settings import PlanningSettings
 from estate.errors import DemandResponseError
-from tests.dispatch.dr.flow import at, kw_list, prepared, quarter, shed
+from tests.dispatch.dr.flow import FAST_NOW, at, kw_list, prepared, quarter, shed
 from tests.doubles import InMemoryTimeSeriesStore
 
-NOW = 1_783_000_000_000  # 2026-07-02, a Thursday
+NOW = FAST_NOW
 
 
-def test_split_plan_settle_and_the_job_on_the_in_memory_store(tmp_path: Path) -> None:
-    sample = prepared(InMemoryTimeSeriesStore(), Registry(f"sqlite:///{tmp_path / 'r.db'}"),
-                      NOW)
+def test_split_plan_settle_and_the_job_on_the_in_memory_store(
+        tmp_path: Path, simulated_history: InMemoryTimeSeriesStore) -> None:
+    sample = prepared(simulated_history.copy(),
+                      Registry(f"sqlite:///{tmp_path / 'r.db'}"), NOW, simulated=True)
     end = quarter(NOW) - 3_600_000
     start = end - 4 * 900_000
     order, _ = receive(sample.dr, OrderDraft("cut", 500.0, at(start), at(end),

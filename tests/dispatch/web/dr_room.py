@@ -19,10 +19,10 @@ from dispatch.web.deps import WebContext
 from dispatch.web.live import LiveState
 from estate.model import EstateSpec
 from tests.asgi import AppClient
-from tests.dispatch.dr.flow import METHOD, Estate
+from tests.dispatch.dr.flow import FAST_NOW, METHOD, Estate
 from tests.dispatch.web.access import HOST, ORIGIN, PASSWORD
 
-NOW = 1_783_000_000_000  # 2026-07-02, a Thursday
+NOW = FAST_NOW
 TENANT = "textile"
 OTHER = "metal"
 USERS: dict[str, tuple[Role, str | None]] = {

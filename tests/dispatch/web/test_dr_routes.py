@@ -19,11 +19,12 @@ from tests.doubles import InMemoryTimeSeriesStore
 
 
 @pytest.fixture(scope="module")
-def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DrRoom]:
-    """One estate for the module (its history takes seconds to make): each test looks at
-    the orders it makes itself."""
+def room(tmp_path_factory: pytest.TempPathFactory,
+         simulated_history: InMemoryTimeSeriesStore) -> Iterator[DrRoom]:
+    """One estate for the module: each test looks at the orders it makes itself."""
     path = tmp_path_factory.mktemp("dr_routes") / "r.db"
-    estate = prepared(InMemoryTimeSeriesStore(), Registry(f"sqlite:///{path}"), NOW)
+    estate = prepared(simulated_history.copy(), Registry(f"sqlite:///{path}"), NOW,
+                      simulated=True)
     with dr_room(estate) as made:
         yield made
 
