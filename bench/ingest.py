@@ -334,6 +334,8 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--probe-s", type=float, default=15.0, metavar="SECONDS",
+                        help="seconds of paced load while the latency is probed")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--meters", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="smaller loads, one run")
@@ -401,8 +403,10 @@ def main() -> None:
               f"({single_rate / raw_mqtt:.0%} of raw QoS 1 delivery)")
         _print_cpu(results1[0], single_messages)
         half = (args.probe_rate if args.probe_rate else batched_rate / 2) / 50
-        # 15 s of load at half rate; a load of its own, long enough whatever the rate.
-        paced_load = payloads(args.meters, int(half * 15), 50, base_ms + 3_600_000)
+        # --probe-s of load at that rate (15 by default); a load of its own, long enough
+        # whatever the rate. About 5 probes a second: a p99 that is more than the second
+        # highest probe needs a minute or more.
+        paced_load = payloads(args.meters, int(half * args.probe_s), 50, base_ms + 3_600_000)
         paced = run_ingest(broker.port, influx.url, paced_load, len(paced_load) * 50, work,
                            servers, rate=half, probe=True)
         p50, p99 = pct(paced.latencies_ms, 0.5), pct(paced.latencies_ms, 0.99)
@@ -410,6 +414,10 @@ def main() -> None:
         which = "a fixed" if args.probe_rate else "half"
         print(f"latency at {which} rate ({half * 50:,.0f} readings/s), publish -> queryable, "
               f"{len(paced.latencies_ms)} probes: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        tail = ", ".join(f"p{q * 100:.0f} {pct(paced.latencies_ms, q):.0f}"
+                         for q in (0.75, 0.9, 0.95))
+        print(f"    the rest of the distribution: {tail}, "
+              f"max {max(paced.latencies_ms):.0f} ms")
         print(f"ingest peak RSS:                          {rss:>10.0f} MB")
         print()
         checks = [
