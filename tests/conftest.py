@@ -35,7 +35,7 @@ from _pytest.mark.expression import Expression
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 from hypothesis import HealthCheck, settings
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 from pydantic import SecretStr
 
 from adapters.influxdb_v1 import InfluxV1Store
@@ -60,7 +60,7 @@ SERVER_FIXTURES = {"mosquitto", "influxdb", "mqtt_settings", "influx_settings", 
                    "web_client"}
 _databases = itertools.count(1)
 # Hypothesis's deadline (200 ms an example) and its "too slow" check measure the machine,
-# not the property: with the suite on two workers of a shared machine an example may wait
+# not the property: with the suite on several workers of a shared machine an example may wait
 # for a core. What each property asserts is unchanged; the benches measure speed.
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("suite")
@@ -74,6 +74,10 @@ credentials._hasher = PasswordHasher.from_parameters(CHEAPEST)
 credentials._DUMMY_HASH = credentials._hasher.hash("not a password of anyone")
 # Debian's Chromium, driven by Playwright without a browser download (FACTS.md).
 CHROMIUM = "/usr/bin/chromium"
+# A page's assertions wait up to 20 s for the page to show what they expect (Playwright's
+# default is 5 s): with the suite's workers, servers and browsers on 2 cores a page may
+# take longer to draw; each wait ends as soon as the page shows it.
+expect.set_options(timeout=20_000)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 

@@ -60,7 +60,7 @@ def flood(tmp_path: Path, mqtt_settings: MqttSettings, influx_settings: InfluxSe
         sim = simulator(tmp_path, mqtt_settings, estate_file, [
             {"facility": "utilities", "meter": "feeder-1", "kind": "outage",
              "start": t0 + timedelta(seconds=OUTAGE[0]),
-             "end": t0 + timedelta(seconds=OUTAGE[1])}], interval_s=2.0)
+             "end": t0 + timedelta(seconds=OUTAGE[1])}], interval_s=4.0)
         yield proc, registry, below
     finally:
         if sim is not None:
