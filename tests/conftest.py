@@ -102,12 +102,24 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 COSTLY_SERVER_MODULES = frozenset({"test_openapi_fuzz.py"})
 
 
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+def _runs_servers_tests(config: pytest.Config) -> bool:
+    """Whether the run's ``-m`` keeps tests marked ``servers`` (only)."""
     markexpr = config.option.markexpr
-    if collection_path.name in COSTLY_SERVER_MODULES and markexpr:
-        selected = Expression.compile(markexpr).evaluate(lambda name, **_: name == "servers")
-        return True if not selected else None
+    return not markexpr or Expression.compile(markexpr).evaluate(
+        lambda name, **_: name == "servers")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name in COSTLY_SERVER_MODULES and not _runs_servers_tests(config):
+        return True
     return None
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Workers for ``-n auto`` (pyproject's addopts): four on the two cores when the run
+    has server tests, which mostly wait for simulated faults to unfold; two for the fast
+    tier alone, which is all CPU (four made it slower: each worker collects the suite)."""
+    return 4 if _runs_servers_tests(config) else 2
 
 
 # First: xdist reads the groups in its own hook, after this one.
