@@ -139,6 +139,7 @@ async function main() {
     ? `facility ${user.facility} only` : "the whole estate";
   document.getElementById("new-order").hidden = !supervisor() || Boolean(user.facility);
   document.getElementById("order-form").addEventListener("submit", addOrder);
+  document.querySelector("#order-form button[type=submit]").disabled = false;  // handled from now on
   for (const b of document.querySelectorAll("[data-opt]")) {
     b.addEventListener("click", () => act(`/api/dr/orders/${page.order.id}/opt`, {opt: b.dataset.opt}));
   }
@@ -148,6 +149,7 @@ async function main() {
   document.getElementById("month").value =
     `${last.getFullYear()}-${String(last.getMonth() + 1).padStart(2, "0")}`;
   document.getElementById("month-form").addEventListener("submit", loadMonth);
+  document.querySelector("#month-form button[type=submit]").disabled = false;  // handled from now on
   await loadOrders();
 }
 

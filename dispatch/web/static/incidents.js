@@ -139,6 +139,7 @@ async function main() {
   if (!await startRoom()) return;
   document.getElementById("locations").addEventListener("click", onClick);
   document.getElementById("open-form").addEventListener("submit", openIncident);
+  document.querySelector("#open-form button[type=submit]").disabled = false;  // handled from now on
   for (const b of document.querySelectorAll("[data-close]")) {
     b.addEventListener("click", () => b.closest("dialog").close());
   }

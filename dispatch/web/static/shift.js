@@ -103,7 +103,9 @@ async function main() {
     return;
   }
   document.getElementById("entry-form").addEventListener("submit", writeEntry);
+  document.querySelector("#entry-form button[type=submit]").disabled = false;  // handled from now on
   document.getElementById("prepare-form").addEventListener("submit", prepare);
+  document.querySelector("#prepare-form button[type=submit]").disabled = false;  // handled from now on
   document.getElementById("accept").addEventListener("click", accept);
   document.getElementById("waiting-items").addEventListener("change", countLeft);
   document.getElementById("check-all").addEventListener("click", () => {
