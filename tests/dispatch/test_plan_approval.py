@@ -31,8 +31,7 @@ from dispatch.planning.demand_model import STEP_MS
 from dispatch.planning.forecasts import nominal_kw
 from dispatch.planning.rolling import PlanJob
 from dispatch.registry.command_store import CommandStore
-from dispatch.registry.db import Registry, make_engine, upgrade
-from dispatch.registry.loader import load_into_registry
+from dispatch.registry.db import Registry
 from dispatch.registry.models import AssetRow, CommandRow
 from dispatch.registry.plan_store import PlanStore
 from dispatch.registry.plan_views import get_plan
@@ -48,6 +47,7 @@ from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings
 from estate.topics import DeviceId
 from tests.conftest import DemoBroker, served
+from tests.dispatch.registries import sample_registry
 from tests.web_login import add_users, logged_in
 
 SPEC = load_estate(SAMPLE_ESTATE)
@@ -71,11 +71,7 @@ class ControlRoom:
 @pytest.fixture
 def room(demo_broker: DemoBroker, influx_settings: InfluxSettings, store: InfluxV1Store,
          tmp_path: Path) -> Iterator[ControlRoom]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
-    upgrade(engine)
-    registry = Registry(engine)
-    with registry.writing() as session:
-        load_into_registry(session, SPEC)
+    registry = sample_registry(tmp_path)
     simulated = SimulatedAssetExecutor({
         BATTERY: SimulatedBattery(max_kw=500, soc_pct=50, setpoint_kw=BEFORE),
         GENSET: SimulatedGenset(max_kw=400)})
@@ -112,7 +108,7 @@ def room(demo_broker: DemoBroker, influx_settings: InfluxSettings, store: Influx
         dispatch.close()
         handler.stop()
         edge.close()
-        engine.dispose()
+        registry.close()
 
 
 def _commands(room: ControlRoom, plan_id: int, timeout_s: float = 30
@@ -294,12 +290,8 @@ def test_the_web_view_serves_the_plans_of_the_registry(
         demo_broker: DemoBroker, influx_settings: InfluxSettings, store: InfluxV1Store,
         tmp_path: Path) -> None:
     """``build_web`` mounts the plans API on the registry and a command sender of its own."""
-    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    registry = Registry(engine)
-    with registry.writing() as session:
-        load_into_registry(session, SPEC)
+    registry = sample_registry(tmp_path)
+    url = registry.url
     outcome = PlanJob(store, registry, SPEC.id, SETTINGS).run()
     assert outcome is not None
     add_users(registry, vera=Role.VIEWER)
@@ -315,7 +307,7 @@ def test_the_web_view_serves_the_plans_of_the_registry(
             assert http.get(f"{web}/api/plans/{outcome.saved.id + 1}").status_code == 404
     finally:
         parts.close()
-        engine.dispose()
+        registry.close()
 
 
 def test_approval_is_refused_for_a_revision_not_seen_or_another_estate(

@@ -19,8 +19,7 @@ from dispatch.accounts.roles import Role
 from dispatch.control.sender import CommandSender
 from dispatch.planning.rolling import PlanJob
 from dispatch.registry.command_store import CommandStore
-from dispatch.registry.db import Registry, make_engine, upgrade
-from dispatch.registry.loader import load_into_registry
+from dispatch.registry.db import Registry
 from dispatch.registry.lock import LeaseKeeper, SchedulerLease
 from dispatch.settings import DispatchSettings, PlanningSettings
 from dispatch.worker_health import worker_readiness
@@ -29,6 +28,7 @@ from estate.model import SAMPLE_ESTATE, load_estate
 from estate.settings import InfluxSettings
 from estate.topics import DeviceId
 from tests.conftest import DemoBroker, served
+from tests.dispatch.registries import sample_registry
 from tests.web_login import add_users, logged_in
 
 pytestmark = pytest.mark.servers
@@ -43,13 +43,8 @@ NOT_ALLOWED = "ingest"
 
 
 def _registry(tmp_path: Path) -> tuple[str, Registry]:
-    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    registry = Registry(engine)
-    with registry.writing() as session:
-        load_into_registry(session, SPEC)
-    return url, registry
+    registry = sample_registry(tmp_path)
+    return registry.url, registry
 
 
 def test_the_sender_records_the_brokers_refusal_at_once(demo_broker: DemoBroker,

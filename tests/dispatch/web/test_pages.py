@@ -31,8 +31,7 @@ from dispatch.jobs.rollup_levels import READING_1M, READING_15M
 from dispatch.jobs.rollups import Rollups
 from dispatch.planning.forecasts import nominal_kw
 from dispatch.planning.rolling import PlanJob
-from dispatch.registry.db import Registry, make_engine, upgrade
-from dispatch.registry.loader import load_into_registry
+from dispatch.registry.db import Registry
 from dispatch.settings import DispatchSettings, PlanningSettings, RollupSettings
 from edge.command_executors import SimulatedAssetExecutor, SimulatedBattery
 from edge.publisher import Publisher
@@ -44,6 +43,7 @@ from estate.settings import InfluxSettings
 from estate.topics import DeviceId
 from tests.conftest import DemoBroker, served
 from tests.devices import simulated_battery
+from tests.dispatch.registries import sample_registry
 from tests.web_login import add_users, log_in_page, logged_in
 
 pytestmark = [pytest.mark.servers, pytest.mark.browser]
@@ -72,12 +72,8 @@ class Shift:
 @pytest.fixture
 def shift(demo_broker: DemoBroker, influx_settings: InfluxSettings, store: InfluxV1Store,
           tmp_path: Path) -> Iterator[Shift]:
-    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    registry = Registry(engine)
-    with registry.writing() as session:
-        load_into_registry(session, SPEC)
+    registry = sample_registry(tmp_path)
+    url = registry.url
     add_users(registry, ana=Role.OPERATOR, vera=Role.VIEWER)
     simulator = EstateSimulator(SPEC, seed=5)
     publisher = Publisher(demo_broker.settings("simulator"), f"sim-{uuid.uuid4().hex[:8]}",
@@ -93,7 +89,7 @@ def shift(demo_broker: DemoBroker, influx_settings: InfluxSettings, store: Influ
     finally:
         publisher.stop(simulator.devices)
         parts.close()
-        engine.dispose()
+        registry.close()
 
 
 def _publish_step(shift: Shift, at_ms: int) -> float:
