@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,9 +29,24 @@ from launcher.servers import free_port
 
 
 def demo_ports() -> dict[str, int]:
-    return {name: free_port()
-            for name in ("web", "mqtt", "influx", "ingest", "dispatch", "simulator",
-                         "supervisor")}
+    ports = {name: free_port()
+             for name in ("web", "mqtt", "influx", "ingest", "dispatch", "simulator",
+                          "supervisor")}
+    # `estate demo` puts InfluxDB's RPC (backup) service on its HTTP port + 2: that port
+    # must be free too, or the demo's InfluxDB cannot start (another worker's servers
+    # listen on ports picked the same way).
+    while not _free(ports["influx"] + 2) or ports["influx"] + 2 in ports.values():
+        ports["influx"] = free_port()
+    return ports
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def start_demo(var: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
